@@ -194,4 +194,5 @@ def fetch(send_data: Callable[[bytes], Deferred[bytes] | bytes]) -> Deferred[Ild
     """
     from twisted.internet.defer import maybeDeferred
 
-    return maybeDeferred(send_data, serialize_request()).addCallback(deserialize_response)
+    reply: Deferred[bytes] = maybeDeferred(send_data, serialize_request())  # type: ignore[call-overload]
+    return reply.addCallback(deserialize_response)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
-from typing import NamedTuple, Union
+from typing import Callable, NamedTuple, Union
 
 __all__ = [
     "ERROR_NAMES",
@@ -336,7 +336,7 @@ def _decode_reject(buf: bytes, pos: int, end: int) -> Reject:
     return Reject(code, triggered_by, message, data)
 
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[bytes, int, int], Packet]] = {
     TYPE_PREPARE: _decode_prepare,
     TYPE_FULFILL: _decode_fulfill,
     TYPE_REJECT: _decode_reject,
