@@ -1,0 +1,329 @@
+"""Plugin options: validated once, at construction, with errors that name the option.
+
+Two spellings are accepted: Pythonic keyword dicts (``static_token``) and the
+JS plugin's option object as found in an ilp-connector account
+(``staticToken``), legacy aliases included.  Both produce the same frozen
+:class:`PluginOptions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ilphttp.ildcp import IldcpResponse, as_response
+from ilphttp.packet import is_valid_address
+
+__all__ = [
+    "DEFAULT_JWT_EXPIRY",
+    "IncomingOptions",
+    "OptionError",
+    "OutgoingOptions",
+    "PluginOptions",
+    "options_from_js",
+    "options_from_python",
+]
+
+#: seconds; the JS plugin's 30,000 ms
+DEFAULT_JWT_EXPIRY = 30.0
+
+
+class OptionError(ValueError):
+    """An option is missing, unknown, of the wrong type or contradicts another."""
+
+
+@dataclass(frozen=True)
+class IncomingOptions:
+    """Where and how incoming packets are accepted."""
+
+    port: int | None = None
+    endpoint: str | None = None
+    static_token: str | None = None
+    jwt_secret: str | None = None
+
+    @property
+    def listen_description(self) -> str | None:
+        """The Twisted endpoint string to listen on, if any."""
+        if self.endpoint is not None:
+            return self.endpoint
+        if self.port is not None:
+            return f"tcp:{self.port}"
+        return None
+
+
+@dataclass(frozen=True)
+class OutgoingOptions:
+    """Where and how outgoing packets are sent."""
+
+    url: str
+    static_token: str | None = None
+    jwt_secret: str | None = None
+    jwt_expiry: float = DEFAULT_JWT_EXPIRY
+    #: False when a legacy option (``secret``/``secretToken``) was used: the JS
+    #: plugin then sends the raw token without ``Bearer ``.
+    bearer: bool = True
+    http2: bool = False
+    http2_max_requests_per_session: int | None = None
+    name: str | None = None
+    send_ilp_destination: bool = False
+    #: PEM file of CAs that verify https:// peers (default: the system's).
+    ca_file: str | None = None
+    #: client certificate (PEM, key included or in ``client_key_file``) for mutual TLS
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """Everything a :class:`~ilphttp.PluginHttp` is configured with."""
+
+    incoming: IncomingOptions | None
+    outgoing: OutgoingOptions | None
+    multi: bool = False
+    multi_delimiter: str = "%"
+    ildcp: IldcpResponse | None = None
+    #: our own ILP address (for ``triggered_by``); defaults to the IL-DCP address
+    address: str | None = None
+
+
+# -- shared validation -----------------------------------------------------------
+
+
+def _str(where: str, value: Any, *, empty_ok: bool = False) -> str:
+    if not isinstance(value, str):
+        raise OptionError(f"{where} must be a string, got {type(value).__name__}")
+    if not value and not empty_ok:
+        raise OptionError(f"{where} must not be empty")
+    return value
+
+
+def _opt_str(where: str, value: Any) -> str | None:
+    return None if value is None else _str(where, value)
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _int(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{where} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise OptionError(f"{where} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _positive(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise OptionError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_keys(where: str, given: Mapping[str, Any], known: set[str]) -> None:
+    if not isinstance(given, Mapping):
+        raise OptionError(f"{where} must be an object/dict, got {type(given).__name__}")
+    # Keys starting with "_" are private to whoever built the object (as in
+    # ilp-connector); everything else must be an option we know.
+    unknown = sorted(k for k in given if k not in known and not str(k).startswith("_"))
+    if unknown:
+        raise OptionError(
+            f"unknown option {where}.{unknown[0]}"
+            + (f" (and {', '.join(unknown[1:])})" if unknown[1:] else "")
+            + f"; known: {', '.join(sorted(known))}"
+        )
+
+
+def _pick(d: Mapping[str, Any], new: str, legacy: str) -> Any:
+    """The value of ``legacy`` if set, else of ``new`` (the JS plugin's precedence)."""
+    if d.get(legacy) is not None:
+        return d[legacy]
+    return d.get(new)
+
+
+def _check_url(where: str, url: str, multi: bool, delimiter: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
+    if multi and delimiter not in url:
+        raise OptionError(
+            f"{where} must contain the multi delimiter {delimiter!r} in multi mode, got {url!r}"
+        )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+class _Spelling:
+    """How one dialect names the options: snake_case (Python) or camelCase (JS)."""
+
+    def __init__(self, camel: bool, expiry_unit: float) -> None:
+        self.camel = camel
+        #: seconds per unit of jwt_expiry in this dialect
+        self.expiry_unit = expiry_unit
+
+    def __call__(self, name: str) -> str:
+        return _camel(name) if self.camel else name
+
+    def names(self, canonical: set[str]) -> set[str]:
+        return {self(n) for n in canonical}
+
+
+_PY = _Spelling(camel=False, expiry_unit=1.0)
+_JS = _Spelling(camel=True, expiry_unit=0.001)
+
+_INCOMING = {"port", "endpoint", "static_token", "jwt_secret", "secret", "secret_token"}
+_OUTGOING = {
+    "url",
+    "static_token",
+    "jwt_secret",
+    "jwt_expiry",
+    "secret",
+    "secret_token",
+    "token_expiry",
+    "http2",
+    "http2_max_requests_per_session",
+    "name",
+    "send_ilp_destination",
+    "ca_file",
+    "client_cert_file",
+    "client_key_file",
+}
+_TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
+
+
+def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(static token, JWT secret); the legacy names win, as in the JS plugin."""
+    static_token = _opt_str(
+        f"{where}.{sp('static_token')}", _pick(d, sp("static_token"), sp("secret_token"))
+    )
+    jwt_secret = _opt_str(f"{where}.{sp('jwt_secret')}", _pick(d, sp("jwt_secret"), sp("secret")))
+    if static_token is None and jwt_secret is None:
+        raise OptionError(
+            f"{where} needs a static token or a JWT secret"
+            f" ({where}.{sp('static_token')} or {where}.{sp('jwt_secret')})"
+        )
+    return static_token, jwt_secret
+
+
+def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
+    _check_keys("incoming", inc, sp.names(_INCOMING))
+    port = inc.get("port")
+    if port is not None:
+        port = _int("incoming.port", port, 0, 65535)
+    endpoint = _opt_str("incoming.endpoint", inc.get("endpoint"))
+    if port is not None and endpoint is not None:
+        raise OptionError("give incoming.port or incoming.endpoint, not both")
+    static_token, jwt_secret = _auth(sp, "incoming", inc)
+    return IncomingOptions(port, endpoint, static_token, jwt_secret)
+
+
+def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
+    _check_keys("outgoing", out, sp.names(_OUTGOING))
+
+    def opt(name: str) -> Any:
+        return out.get(sp(name))
+
+    def where(name: str) -> str:
+        return f"outgoing.{sp(name)}"
+
+    if opt("url") is None:
+        raise OptionError("outgoing.url is required")
+    static_token, jwt_secret = _auth(sp, "outgoing", out)
+    expiry = _pick(out, sp("jwt_expiry"), sp("token_expiry"))
+    max_requests = opt("http2_max_requests_per_session")
+    name = opt("name")
+    return OutgoingOptions(
+        url=_str("outgoing.url", opt("url")),
+        static_token=static_token,
+        jwt_secret=jwt_secret,
+        jwt_expiry=(
+            DEFAULT_JWT_EXPIRY
+            if expiry is None
+            else _positive(where("jwt_expiry"), expiry) * sp.expiry_unit
+        ),
+        bearer=opt("secret") is None and opt("secret_token") is None,
+        http2=_bool(where("http2"), opt("http2") or False),
+        http2_max_requests_per_session=(
+            None
+            if max_requests is None
+            else _int(where("http2_max_requests_per_session"), max_requests, 1, 2**31)
+        ),
+        name=None if name is None else _name(where("name"), name),
+        send_ilp_destination=_bool(
+            where("send_ilp_destination"), opt("send_ilp_destination") or False
+        ),
+        ca_file=_opt_str(where("ca_file"), opt("ca_file")),
+        client_cert_file=_opt_str(where("client_cert_file"), opt("client_cert_file")),
+        client_key_file=_opt_str(where("client_key_file"), opt("client_key_file")),
+    )
+
+
+def _name(where: str, value: Any) -> str:
+    # The JS plugin sends String(name); numbers (ports) are common here.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    name = _str(where, value)
+    if any(c in name for c in "\r\n\0"):
+        raise OptionError(f"{where} must not contain line breaks")
+    return name
+
+
+def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
+    _check_keys("options", opts, sp.names(_TOP))
+    multi = _bool("multi", opts.get("multi") or False)
+    delimiter_name = sp("multi_delimiter")
+    delimiter = opts.get(delimiter_name)
+    delimiter = "%" if delimiter is None else _str(delimiter_name, delimiter)
+    incoming = None if opts.get("incoming") is None else _incoming(sp, opts["incoming"])
+    outgoing = None if opts.get("outgoing") is None else _outgoing(sp, opts["outgoing"])
+    if incoming is None and outgoing is None:
+        raise OptionError("at least one of incoming and outgoing must be configured")
+    if outgoing is not None:
+        _check_url("outgoing.url", outgoing.url, multi, delimiter)
+    ildcp = None
+    if opts.get("ildcp") is not None:
+        try:
+            ildcp = as_response(opts["ildcp"])
+        except (ValueError, TypeError) as exc:
+            raise OptionError(str(exc)) from None
+    address = opts.get("address")
+    if address is not None:
+        address = _str("address", address)
+        if not is_valid_address(address):
+            raise OptionError(f"address {address!r} is not a valid ILP address")
+    elif ildcp is not None:
+        address = ildcp.client_address
+    return PluginOptions(incoming, outgoing, multi, delimiter, ildcp, address)
+
+
+def options_from_js(opts: Mapping[str, Any]) -> PluginOptions:
+    """Options from the JS plugin's camelCase object (``jwtExpiry`` in milliseconds)."""
+    return _build(_JS, opts)
+
+
+def options_from_python(
+    incoming: Mapping[str, Any] | None,
+    outgoing: Mapping[str, Any] | None,
+    multi: bool = False,
+    multi_delimiter: str = "%",
+    ildcp: Any = None,
+    address: str | None = None,
+) -> PluginOptions:
+    """Options from snake_case dicts; ``jwt_expiry`` is in seconds here."""
+    return _build(
+        _PY,
+        {
+            "incoming": incoming,
+            "outgoing": outgoing,
+            "multi": multi,
+            "multi_delimiter": multi_delimiter,
+            "ildcp": ildcp,
+            "address": address,
+        },
+    )
