@@ -144,14 +144,10 @@ def _pick(d: Mapping[str, Any], new: str, legacy: str) -> Any:
     return d.get(new)
 
 
-def _check_url(where: str, url: str, multi: bool, delimiter: str) -> None:
+def _check_url(where: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
-    if multi and delimiter not in url:
-        raise OptionError(
-            f"{where} must contain the multi delimiter {delimiter!r} in multi mode, got {url!r}"
-        )
 
 
 def _camel(name: str) -> str:
@@ -285,7 +281,7 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
     if incoming is None and outgoing is None:
         raise OptionError("at least one of incoming and outgoing must be configured")
     if outgoing is not None:
-        _check_url("outgoing.url", outgoing.url, multi, delimiter)
+        _check_url("outgoing.url", outgoing.url)
     ildcp = None
     if opts.get("ildcp") is not None:
         try:
