@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -20,10 +22,10 @@ from ilphttp.auth import IncomingAuth
 from ilphttp.packet import MAX_PREPARE_LENGTH, InvalidPacketError, Prepare, deserialize_prepare
 
 if TYPE_CHECKING:
-    from twisted.internet.defer import Deferred
     from twisted.web.resource import IResource
 
 __all__ = [
+    "ConnectionTracker",
     "IlpRequest",
     "IlpResource",
     "NotReady",
@@ -215,3 +217,31 @@ def make_site(resource: IResource) -> Site:
         site = Site(resource, requestFactory=IlpRequest)
     site.displayTracebacks = False
     return site
+
+
+class ConnectionTracker(WrappingFactory):
+    """Wraps the Site's factory to know its open connections, so that a
+    disconnect can close them all and wait until they are gone (trial's
+    reactor must be left clean, and a stopping node must not leak sockets)."""
+
+    def __init__(self, factory: Site) -> None:
+        super().__init__(factory)
+        self._waiting: list[Deferred[None]] = []
+
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
+        super().unregisterProtocol(p)
+        if not self.protocols and self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_all(self) -> Deferred[None]:
+        """Close every connection (after what is queued is written); fire when all are."""
+        if not self.protocols:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        for p in list(self.protocols):
+            if p.transport is not None:
+                p.transport.loseConnection()
+        return d

@@ -1,0 +1,301 @@
+"""The outgoing side: POST a Prepare to the peer, turn every failure into a Reject.
+
+The caller always gets a serialized Fulfill or Reject.  The mapping from
+HTTP and transport failures to ILP error codes is pure (:func:`reject_for_status`,
+:func:`reject_for_failure`) and documented in ``docs/errors.rst``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import error as net_error
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import _newclient
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from ilphttp.auth import OutgoingAuth
+from ilphttp.packet import (
+    TYPE_FULFILL,
+    TYPE_REJECT,
+    ErrorCode,
+    Fulfill,
+    InvalidPacketError,
+    Prepare,
+    Reject,
+    condition_from_fulfillment,
+    deserialize,
+    serialize_reject,
+)
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IConsumer, IDelayedCall, IReactorTime
+    from twisted.web.iweb import IAgent, IResponse
+
+__all__ = ["MAX_REPLY_LENGTH", "OutgoingClient", "reject_for_failure", "reject_for_status"]
+
+_log = Logger()
+
+#: the largest reply body read from a peer; a Reject can be at most ~42 KB
+MAX_REPLY_LENGTH = 65536
+_CONTENT_TYPE = b"application/ilp+octet-stream"
+_DONE = Failure(net_error.ConnectionDone())
+_NETWORK_ERRORS = (
+    net_error.ConnectError,
+    net_error.ConnectionLost,
+    net_error.ConnectionDone,
+    _newclient.ResponseNeverReceived,
+    _newclient.RequestTransmissionFailed,
+    _newclient.ResponseFailed,
+    _newclient.RequestNotSent,
+)
+
+
+class ReplyTooLarge(Exception):
+    """The peer's reply body is longer than any ILP reply can be."""
+
+
+def reject_for_status(status: int, triggered_by: str) -> Reject:
+    """The Reject for a non-200 HTTP status from the peer."""
+    if status in (401, 403):
+        return Reject(
+            ErrorCode.T00_INTERNAL_ERROR,
+            triggered_by,
+            f"peer refused our credentials (HTTP {status}): check the outgoing token or secret",
+        )
+    if 400 <= status < 500:
+        return Reject(ErrorCode.F00_BAD_REQUEST, triggered_by, f"peer answered HTTP {status}")
+    if status >= 500:
+        return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, f"peer answered HTTP {status}")
+    return Reject(
+        ErrorCode.T00_INTERNAL_ERROR, triggered_by, f"peer answered unexpected HTTP {status}"
+    )
+
+
+def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
+    """The Reject for a transport failure, or None when it is not one we know."""
+    exc = failure.value
+    if isinstance(exc, ReplyTooLarge):
+        return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, "peer's reply is too large")
+    if isinstance(exc, _NETWORK_ERRORS):
+        reason = exc.__class__.__name__
+        if isinstance(exc, _newclient._WrapperException) and exc.reasons:
+            reason = ", ".join(r.value.__class__.__name__ for r in exc.reasons)
+        return Reject(ErrorCode.T01_PEER_UNREACHABLE, triggered_by, f"peer unreachable: {reason}")
+    return None
+
+
+def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> bytes:
+    """``body`` if it is a valid Fulfill of ``prepare`` or a Reject; else a Reject of ours."""
+    try:
+        if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
+            raise InvalidPacketError("not a Fulfill or Reject")
+        reply = deserialize(body)
+        fulfillment = reply.fulfillment if isinstance(reply, Fulfill) else None
+    except InvalidPacketError as exc:
+        return serialize_reject(
+            Reject(
+                ErrorCode.T00_INTERNAL_ERROR,
+                triggered_by,
+                f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
+            )
+        )
+    if fulfillment is not None:
+        if condition_from_fulfillment(fulfillment) != prepare.execution_condition:
+            return serialize_reject(
+                Reject(
+                    ErrorCode.F05_WRONG_CONDITION,
+                    triggered_by,
+                    "peer's fulfillment does not match the execution condition",
+                )
+            )
+    return body
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """Writes a body in one go: no cooperator, no file object."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _BodyCollector(Protocol):
+    """Reads a response body up to :data:`MAX_REPLY_LENGTH`."""
+
+    def __init__(self, finished: Deferred[bytes], expected: int) -> None:
+        self._finished = finished
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = expected != UNKNOWN_LENGTH and expected > MAX_REPLY_LENGTH
+
+    def connectionMade(self) -> None:
+        if self._too_large:
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        self._size += len(data)
+        if self._size > MAX_REPLY_LENGTH:
+            self._too_large = True
+            self._chunks = []
+            self.transport.stopProducing()  # type: ignore[union-attr]
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = _DONE) -> None:
+        if self._too_large:
+            self._finished.errback(ReplyTooLarge())
+        elif reason.check(_newclient.ResponseDone, _newclient.PotentialDataLoss):
+            self._finished.callback(b"".join(self._chunks))
+        else:
+            self._finished.errback(reason)
+
+
+class OutgoingClient:
+    """Sends serialized Prepares to one peer over an ``IAgent``."""
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        agent: IAgent,
+        auth: OutgoingAuth,
+        peer_name: str | None,
+        send_ilp_destination: bool,
+    ) -> None:
+        self._reactor = reactor
+        self._agent = agent
+        self._auth = auth
+        self._send_destination = send_ilp_destination
+        self._base: list[tuple[bytes, bytes]] = [(b"content-type", _CONTENT_TYPE)]
+        if peer_name is not None:
+            self._base.append((b"ilp-peer-name", peer_name.encode("utf-8")))
+        self._auth_value = b""
+        self._headers = Headers()
+        self._last_auth_log = float("-inf")
+
+    def _headers_for(self, prepare: Prepare) -> Headers:
+        auth = self._auth.header()
+        if auth is not self._auth_value:
+            # Rebuilt only when the token changes; the Agent copies it per request.
+            headers = Headers()
+            for name, value in self._base:
+                headers.addRawHeader(name, value)
+            headers.addRawHeader(b"authorization", auth)
+            self._headers = headers
+            self._auth_value = auth
+        if self._send_destination:
+            headers = self._headers.copy()
+            headers.addRawHeader(b"ilp-destination", prepare.destination.encode("ascii"))
+            return headers
+        return self._headers
+
+    def send(self, url: bytes, body: bytes, prepare: Prepare, triggered_by: str) -> Deferred[bytes]:
+        """POST ``body`` to ``url``; fire with a serialized Fulfill or Reject.
+
+        The request is cancelled when ``prepare`` expires (R00).  Cancelling the
+        returned Deferred cancels the request.
+        """
+        reactor = self._reactor
+        delay = prepare.expires_at.timestamp() - reactor.seconds()
+        if delay <= 0:
+            return succeed(
+                serialize_reject(
+                    Reject(
+                        ErrorCode.R00_TRANSFER_TIMED_OUT,
+                        triggered_by,
+                        "prepare expired before it was sent",
+                    )
+                )
+            )
+        state: dict[str, Any] = {"timed_out": False}
+        d: Deferred[Any] = self._agent.request(
+            b"POST", url, self._headers_for(prepare), _BytesProducer(body)
+        )
+
+        def expire() -> None:
+            state["timed_out"] = True
+            d.cancel()
+
+        timer: IDelayedCall = reactor.callLater(delay, expire)
+        d.addCallback(self._read, prepare, triggered_by)
+        d.addErrback(self._failed, state, triggered_by)
+
+        def stop_timer(result: bytes) -> bytes:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(stop_timer)
+
+    def _read(self, response: IResponse, prepare: Prepare, triggered_by: str) -> Any:
+        status = response.code
+        if status != 200:
+            # Drain nothing: dropping the body closes or recycles the connection.
+            response.deliverBody(_Discard())
+            if status in (401, 403):
+                self._log_auth_failure(status)
+            return serialize_reject(reject_for_status(status, triggered_by))
+        finished: Deferred[bytes] = Deferred()
+        response.deliverBody(_BodyCollector(finished, response.length))
+        return finished.addCallback(check_reply, prepare, triggered_by)
+
+    def _failed(self, failure: Failure, state: dict[str, Any], triggered_by: str) -> bytes:
+        if state["timed_out"]:
+            # Whatever the cancelled request failed with, the cause is the expiry.
+            return serialize_reject(
+                Reject(
+                    ErrorCode.R00_TRANSFER_TIMED_OUT,
+                    triggered_by,
+                    "no reply from the peer before the prepare expired",
+                )
+            )
+        if failure.check(CancelledError):
+            return failure  # type: ignore[return-value]  # cancelled by the caller
+        reject = reject_for_failure(failure, triggered_by)
+        if reject is None:
+            _log.failure("unexpected error sending an ILP packet", failure)
+            reject = Reject(
+                ErrorCode.T00_INTERNAL_ERROR,
+                triggered_by,
+                f"error sending the packet: {failure.value.__class__.__name__}",
+            )
+        return serialize_reject(reject)
+
+    def _log_auth_failure(self, status: int) -> None:
+        now = self._reactor.seconds()
+        if now - self._last_auth_log >= 60:
+            self._last_auth_log = now
+            _log.error(
+                "peer refused our credentials (HTTP {status}): check the outgoing token"
+                " or JWT secret",
+                status=status,
+            )
+
+
+class _Discard(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = _DONE) -> None:
+        pass

@@ -1,0 +1,506 @@
+"""PluginHttp: an ILP link over HTTP, as a Twisted Service.
+
+It listens for Prepares (``incoming``) and hands them to the registered data
+handler, and it POSTs Prepares to the peer (``outgoing``).  Failures on either
+side become ILP Rejects with documented codes; only misuse raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    fail,
+    maybeDeferred,
+    succeed,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from ilphttp import ildcp
+from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
+from ilphttp.client import OutgoingClient
+from ilphttp.config import OptionError, PluginOptions, options_from_js, options_from_python
+from ilphttp.packet import (
+    TYPE_FULFILL,
+    TYPE_REJECT,
+    ErrorCode,
+    Fulfill,
+    InvalidPacketError,
+    Prepare,
+    Reject,
+    deserialize,
+    deserialize_prepare,
+    is_valid_address,
+    is_valid_segment,
+    serialize,
+    serialize_reject,
+)
+from ilphttp.server import ConnectionTracker, IlpResource, NotReady, make_site
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort, IReactorTime
+    from twisted.web.iweb import IAgent
+    from twisted.web.server import Site
+
+__all__ = ["DataHandler", "NotConnectedError", "PluginHttp"]
+
+_log = Logger()
+
+HandlerResult = Union[bytes, Fulfill, Reject]
+#: ``handler(prepare_bytes)`` returns a serialized Fulfill/Reject (or the packet
+#: object), or a Deferred of one.
+DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+
+#: Idle keep-alive connections are dropped before the JS plugin's server
+#: (node, ``keepAliveTimeout`` 5 s) would close them under us: a POST is never
+#: retried, so a connection closed by the peer mid-send would cost a packet.
+POOL_IDLE_TIMEOUT = 4
+#: persistent connections per peer; one is used per request in flight
+POOL_SIZE = 256
+
+
+class NotConnectedError(Exception):
+    """send_data() was called while the plugin is not connected."""
+
+
+def _default_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class PluginHttp(Service):
+    """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
+
+    :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
+        "tcp:8000:interface=127.0.0.1", "jwt_secret": ...}``; without a port or
+        endpoint nothing listens, and :attr:`resource` can be mounted in your own
+        Site.  ``None``: send-only.
+    :param outgoing: ``{"url": ..., "static_token"|"jwt_secret": ..., "name": ...}``;
+        ``None``: receive-only.
+    :param multi: multilateral (hub) mode: children are reached at the URL
+        template with ``multi_delimiter`` replaced by their address segment.
+    :param ildcp: our IL-DCP info (``client_address``, ``asset_scale``,
+        ``asset_code``); in multi mode it is fetched through the data handler
+        when not given.
+    :param address: our ILP address, used as ``triggered_by`` in the Rejects we
+        make (default: ``ildcp``'s client address).
+    :param reactor: the reactor (tests pass a Clock/MemoryReactor).
+    :param agent: an ``IAgent`` for outgoing requests instead of the plugin's
+        own pooled Agent (e.g. ``treq.testing.RequestTraversalAgent``).
+    """
+
+    def __init__(
+        self,
+        incoming: Mapping[str, Any] | None = None,
+        outgoing: Mapping[str, Any] | None = None,
+        multi: bool = False,
+        multi_delimiter: str = "%",
+        ildcp: Any = None,
+        address: str | None = None,
+        reactor: Any = None,
+        agent: IAgent | None = None,
+        *,
+        options: PluginOptions | None = None,
+    ) -> None:
+        if options is None:
+            options = options_from_python(
+                incoming, outgoing, multi, multi_delimiter, ildcp, address
+            )
+        out = options.outgoing
+        if out is not None and out.http2 and agent is None:
+            try:
+                from ilphttp import http2  # noqa: F401
+            except ImportError:
+                raise OptionError("outgoing.http2 is not supported by this build") from None
+        self.options = options
+        self._reactor: IReactorTime = reactor if reactor is not None else _default_reactor()
+        self._injected_agent = agent
+        self._connected = False
+        self._data_handler: DataHandler | None = None
+        self._money_handler: Callable[[str], Any] | None = None
+        self._listeners: dict[str, list[Callable[[], object]]] = {}
+        self._ildcp: ildcp.IldcpResponse | None = options.ildcp
+        self._ildcp_waiting: list[Deferred[ildcp.IldcpResponse]] | None = None
+        self.address: str | None = options.address
+        self.port: IListeningPort | None = None
+        self._pool: HTTPConnectionPool | None = None
+        self._agent: Any = None
+        self._client: OutgoingClient | None = None
+        self._in_flight: set[Deferred[Any]] = set()
+        now = self._reactor.seconds
+        self.resource: IlpResource | None = None
+        self.site: Site | None = None
+        self._tracker: ConnectionTracker | None = None
+        if options.incoming is not None:
+            inc = options.incoming
+            self._incoming_auth = IncomingAuth(inc.static_token, inc.jwt_secret, now)
+            self.resource = IlpResource(self._incoming_auth, self)
+            self.site = make_site(self.resource)
+            _warn_short_secret("incoming", inc.jwt_secret)
+        if out is not None:
+            self._outgoing_auth = OutgoingAuth(
+                out.static_token, out.jwt_secret, out.jwt_expiry, out.bearer, now
+            )
+            _warn_short_secret("outgoing", out.jwt_secret)
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], reactor: Any = None, agent: IAgent | None = None
+    ) -> PluginHttp:
+        """A plugin from the JS plugin's option object (camelCase, legacy aliases too)."""
+        return cls(reactor=reactor, agent=agent, options=options_from_js(options))
+
+    # -- events ------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` on each ``"connect"`` or ``"disconnect"``."""
+        if event not in ("connect", "disconnect"):
+            raise ValueError(f"unknown event {event!r}: use 'connect' or 'disconnect'")
+        self._listeners.setdefault(event, []).append(callback)
+
+    def off(self, event: str, callback: Callable[[], object]) -> None:
+        """Stop calling ``callback`` on ``event``."""
+        self._listeners.get(event, []).remove(callback)
+
+    def _emit(self, event: str) -> None:
+        for callback in list(self._listeners.get(event, ())):
+            try:
+                callback()
+            except Exception:
+                _log.failure("{event} listener failed", event=event)
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def is_connected(self) -> bool:
+        """True between a successful connect() and disconnect()."""
+        return self._connected
+
+    def connect(self) -> Deferred[None]:
+        """Start listening (if configured) and sending; the same as startService()."""
+        if self._connected:
+            return succeed(None)
+        Service.startService(self)
+        return self._start()
+
+    def startService(self) -> None:
+        d = self.connect()
+        failures: list[Failure] = []
+        d.addErrback(failures.append)
+        if failures:
+            # A synchronous failure (port in use, bad endpoint string) stops
+            # twistd with a clear message instead of a node that is half up.
+            failures[0].raiseException()
+
+    def _start(self) -> Deferred[None]:
+        description = (
+            None if self.options.incoming is None else self.options.incoming.listen_description
+        )
+        if description is None:
+            self._open()
+            return succeed(None)
+        assert self.site is not None
+        try:
+            endpoint = endpoints.serverFromString(self._reactor, description)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.running = 0
+            return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
+        self._tracker = ConnectionTracker(self.site)
+        listening = endpoint.listen(self._tracker)
+
+        def listened(port: IListeningPort) -> None:
+            self.port = port
+            self._open()
+
+        def not_listening(failure: Failure) -> Failure:
+            self.running = 0
+            return failure
+
+        return listening.addCallbacks(listened, not_listening)
+
+    def _open(self) -> None:
+        out = self.options.outgoing
+        if out is not None:
+            name = out.name
+            if name is None and self.options.incoming is not None:
+                # The JS plugin's default: our incoming port.
+                port = self.options.incoming.port
+                if self.port is not None:
+                    port = getattr(self.port.getHost(), "port", port)
+                name = None if port is None else str(port)
+            self._agent = self._injected_agent or self._make_agent()
+            self._client = OutgoingClient(
+                self._reactor, self._agent, self._outgoing_auth, name, out.send_ilp_destination
+            )
+        self._connected = True
+        self._emit("connect")
+
+    def _make_agent(self) -> Any:
+        out = self.options.outgoing
+        assert out is not None
+        if out.http2:
+            from ilphttp.http2 import HTTP2Agent
+
+            return HTTP2Agent(
+                self._reactor, max_requests_per_session=out.http2_max_requests_per_session
+            )
+        pool = HTTPConnectionPool(self._reactor, persistent=True)
+        pool.maxPersistentPerHost = POOL_SIZE
+        pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
+        pool.retryAutomatically = False
+        self._pool = pool
+        return Agent(self._reactor, pool=pool)
+
+    def disconnect(self) -> Deferred[None]:
+        """Stop taking packets, let those in flight finish, close every connection."""
+        if not self._connected:
+            return succeed(None)
+        self._connected = False
+        Service.stopService(self)
+        steps: list[Deferred[Any]] = []
+        if self.port is not None:
+            steps.append(maybeDeferred(self.port.stopListening))
+            self.port = None
+        in_flight = list(self._in_flight)
+
+        def close_connections(_: object) -> Deferred[Any]:
+            closing: list[Deferred[Any]] = []
+            if self._tracker is not None:
+                closing.append(self._tracker.close_all())
+                self._tracker = None
+            if self._pool is not None:
+                closing.append(self._pool.closeCachedConnections())
+                self._pool = None
+            agent_close = getattr(self._agent, "close", None)
+            if self._agent is not self._injected_agent and agent_close is not None:
+                closing.append(maybeDeferred(agent_close))
+            self._agent = None
+            self._client = None
+            return DeferredList(closing, consumeErrors=True)
+
+        d = DeferredList(steps + in_flight, consumeErrors=True)
+        d.addCallback(close_connections)
+        d.addCallback(lambda _: self._emit("disconnect"))
+        return d.addCallback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        return self.disconnect()
+
+    # -- handlers ------------------------------------------------------------------
+
+    def register_data_handler(self, handler: DataHandler) -> None:
+        """``handler(prepare_bytes)`` answers incoming Prepares (bytes or Deferred)."""
+        if not callable(handler):
+            raise TypeError("data handler must be callable")
+        self._data_handler = handler
+
+    def deregister_data_handler(self) -> None:
+        """Incoming Prepares get HTTP 502 until a handler is registered again."""
+        self._data_handler = None
+
+    def register_money_handler(self, handler: Callable[[str], Any]) -> None:
+        """Kept for the plugin API; no money moves over HTTP, so it is never called."""
+        self._money_handler = handler
+
+    def deregister_money_handler(self) -> None:
+        """Kept for the plugin API."""
+        self._money_handler = None
+
+    def send_money(self, amount: str | int) -> Deferred[None]:
+        """A no-op, as in the JS plugin: settlement is not done over HTTP."""
+        return succeed(None)
+
+    # -- outgoing ------------------------------------------------------------------
+
+    def send_data(self, data: bytes) -> Deferred[bytes]:
+        """Send a serialized Prepare; fire with the serialized Fulfill or Reject.
+
+        Peer failures become Rejects (see docs/errors.rst).  Raises
+        :class:`NotConnectedError` when not connected, ``InvalidPacketError``
+        when ``data`` is not a Prepare, and ``RuntimeError`` without outgoing.
+        """
+        client = self._client
+        if client is None:
+            if not self._connected:
+                raise NotConnectedError("plugin is not connected")
+            raise RuntimeError("this plugin has no outgoing configuration")
+        prepare = deserialize_prepare(data)
+        out = self.options.outgoing
+        assert out is not None
+        if self.options.multi:
+            d = self._get_ildcp().addCallback(self._send_multi, client, data, prepare)
+        else:
+            d = client.send(out.url.encode("ascii"), data, prepare, self.address or "")
+        return self._track(d)
+
+    def _send_multi(
+        self,
+        info: ildcp.IldcpResponse,
+        client: OutgoingClient,
+        data: bytes,
+        prepare: Prepare,
+    ) -> Deferred[bytes]:
+        out = self.options.outgoing
+        assert out is not None
+        ours = info.client_address
+        destination = prepare.destination
+        segment = destination[len(ours) + 1 :].split(".", 1)[0]
+        if not destination.startswith(ours + ".") or not is_valid_segment(segment):
+            return succeed(
+                serialize_reject(
+                    Reject(
+                        ErrorCode.F02_UNREACHABLE,
+                        self.address or ours,
+                        f"destination {destination[:200]} is not a child of {ours}",
+                    )
+                )
+            )
+        url = out.url.replace(self.options.multi_delimiter, segment, 1)
+        return client.send(url.encode("ascii"), data, prepare, self.address or ours)
+
+    def _track(self, d: Deferred[Any]) -> Deferred[Any]:
+        if d.called:
+            return d
+        self._in_flight.add(d)
+
+        def done(result: Any) -> Any:
+            self._in_flight.discard(d)
+            return result
+
+        return d.addBoth(done)
+
+    # -- IL-DCP ----------------------------------------------------------------------
+
+    def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
+        if self._ildcp is not None:
+            return succeed(self._ildcp)
+        handler = self._data_handler
+        if handler is None:
+            return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
+        d: Deferred[ildcp.IldcpResponse] = Deferred()
+        if self._ildcp_waiting is not None:
+            # One fetch at a time; everyone waiting shares its answer.
+            self._ildcp_waiting.append(d)
+            return d
+        self._ildcp_waiting = [d]
+
+        def fetched(result: ildcp.IldcpResponse | Failure) -> None:
+            waiting, self._ildcp_waiting = self._ildcp_waiting or [], None
+            if isinstance(result, ildcp.IldcpResponse):
+                self._ildcp = result
+                if self.address is None:
+                    self.address = result.client_address
+            for w in waiting:
+                w.callback(result)
+
+        ildcp.fetch(self._handle).addBoth(fetched)
+        return d
+
+    def _handle(self, data: bytes) -> Deferred[bytes]:
+        handler = self._data_handler
+        if handler is None:
+            return fail(ildcp.IldcpError("data handler was deregistered"))
+        return maybeDeferred(handler, data).addCallback(_as_bytes)
+
+    def _serve_ildcp(self, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
+        name = "" if peer_name is None else peer_name.decode("latin-1")
+        if not is_valid_segment(name):
+            return succeed(
+                self._reject(ErrorCode.F00_BAD_REQUEST, "ILP-Peer-Name is not a valid segment")
+            )
+
+        def answer(info: ildcp.IldcpResponse) -> bytes:
+            child = f"{info.client_address}.{name}"
+            if not is_valid_address(child):
+                return self._reject(ErrorCode.F00_BAD_REQUEST, "child address is too long")
+            return ildcp.serve(prepare, info._replace(client_address=child))
+
+        def failed(failure: Failure) -> bytes:
+            _log.error("cannot answer IL-DCP: {reason}", reason=failure.getErrorMessage())
+            return self._reject(ErrorCode.T00_INTERNAL_ERROR, "IL-DCP is not available")
+
+        return self._get_ildcp().addCallbacks(answer, failed)
+
+    # -- incoming (PacketReceiver) ----------------------------------------------------------
+
+    def receive_prepare(
+        self, body: bytes, prepare: Prepare, peer_name: bytes | None
+    ) -> Deferred[bytes]:
+        """Called by the resource for each authorized, valid Prepare."""
+        if not self._connected:
+            raise NotReady("server is closed")
+        if self.options.multi and ildcp.is_ildcp_request(prepare):
+            return self._serve_ildcp(prepare, peer_name)
+        handler = self._data_handler
+        if handler is None:
+            raise NotReady("no handler registered.")
+        reactor = self._reactor
+        delay = prepare.expires_at.timestamp() - reactor.seconds()
+        if delay <= 0:
+            return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
+        d = maybeDeferred(handler, body)
+        if d.called:
+            # A synchronous handler: no timer, no bookkeeping.
+            return d.addCallbacks(self._check_handler_result, self._handler_failed)
+        timer = reactor.callLater(delay, d.cancel)
+
+        def stop_timer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(stop_timer)
+        d.addCallbacks(self._check_handler_result, self._handler_failed)
+        return self._track(d)
+
+    def _reject(self, code: str, message: str) -> bytes:
+        return serialize_reject(Reject(code, self.address or "", message))
+
+    def _check_handler_result(self, result: Any) -> bytes:
+        try:
+            reply = _as_bytes(result)
+            if reply[0] == TYPE_FULFILL or reply[0] == TYPE_REJECT:
+                deserialize(reply)
+                return reply
+            raise InvalidPacketError(f"packet type {reply[0]}")
+        except (InvalidPacketError, TypeError, IndexError, ValueError) as exc:
+            _log.error(
+                "data handler returned an invalid reply ({reason}); answering T00",
+                reason=str(exc) or exc.__class__.__name__,
+            )
+            return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+    def _handler_failed(self, failure: Failure) -> bytes:
+        if failure.check(CancelledError):
+            return self._reject(
+                ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired"
+            )
+        _log.failure("data handler failed; answering T00", failure)
+        return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+
+def _as_bytes(result: Any) -> bytes:
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, (Fulfill, Reject)):
+        return serialize(result)
+    if isinstance(result, (bytearray, memoryview)):
+        return bytes(result)
+    raise TypeError(f"expected bytes, got {type(result).__name__}")
+
+
+def _warn_short_secret(side: str, secret: str | None) -> None:
+    if secret is not None and len(secret.encode("utf-8")) < SHORT_SECRET:
+        _log.warn(
+            "{side} JWT secret is shorter than {n} bytes; HS256 wants at least that",
+            side=side,
+            n=SHORT_SECRET,
+        )
