@@ -15,8 +15,15 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import _newclient
+from twisted.web.client import (
+    URI,
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    _StandardEndpointFactory,
+)
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from ilphttp.auth import OutgoingAuth
@@ -34,10 +41,21 @@ from ilphttp.packet import (
 )
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IConsumer, IDelayedCall, IReactorTime
+    from twisted.internet.interfaces import (
+        IConsumer,
+        IDelayedCall,
+        IReactorTime,
+        IStreamClientEndpoint,
+    )
     from twisted.web.iweb import IAgent, IResponse
 
-__all__ = ["MAX_REPLY_LENGTH", "OutgoingClient", "reject_for_failure", "reject_for_status"]
+__all__ = [
+    "MAX_REPLY_LENGTH",
+    "OutgoingClient",
+    "make_http11_agent",
+    "reject_for_failure",
+    "reject_for_status",
+]
 
 _log = Logger()
 
@@ -170,6 +188,43 @@ class _BodyCollector(Protocol):
             self._finished.callback(b"".join(self._chunks))
         else:
             self._finished.errback(reason)
+
+
+@implementer(IAgentEndpointFactory)
+class _CachedEndpoints:
+    """Twisted's standard endpoint factory, remembered per scheme, host and port.
+
+    Agent asks for an endpoint on every request, even when a pooled
+    connection will serve it; building one costs an IDNA encoding of the host.
+    """
+
+    def __init__(self, reactor: Any, tls_policy: Any, connect_timeout: float | None) -> None:
+        self._factory = _StandardEndpointFactory(reactor, tls_policy, connect_timeout, None)
+        self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._cache.get(key)
+        if endpoint is None:
+            if len(self._cache) > 1024:
+                self._cache.clear()
+            endpoint = self._cache[key] = self._factory.endpointForURI(uri)
+        return endpoint
+
+
+def make_http11_agent(
+    reactor: Any,
+    pool: HTTPConnectionPool,
+    tls_policy: Any = None,
+    connect_timeout: float | None = None,
+) -> IAgent:
+    """A twisted.web Agent over ``pool`` that caches its endpoints."""
+    if tls_policy is None:
+        tls_policy = BrowserLikePolicyForHTTPS()
+    agent: IAgent = Agent.usingEndpointFactory(
+        reactor, _CachedEndpoints(reactor, tls_policy, connect_timeout), pool=pool
+    )
+    return agent
 
 
 class OutgoingClient:

@@ -22,11 +22,11 @@ from twisted.internet.defer import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from ilphttp import ildcp
 from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
-from ilphttp.client import OutgoingClient
+from ilphttp.client import OutgoingClient, make_http11_agent
 from ilphttp.config import OptionError, PluginOptions, options_from_js, options_from_python
 from ilphttp.packet import (
     TYPE_FULFILL,
@@ -257,7 +257,7 @@ class PluginHttp(Service):
         pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
         pool.retryAutomatically = False
         self._pool = pool
-        return Agent(self._reactor, pool=pool)
+        return make_http11_agent(self._reactor, pool)
 
     def disconnect(self) -> Deferred[None]:
         """Stop taking packets, let those in flight finish, close every connection."""
