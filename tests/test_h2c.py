@@ -1,0 +1,308 @@
+"""
+Tests for ilphttp.h2c: cleartext HTTP/2 (prior knowledge) and HTTP/1.1 on
+one twisted.web listener. Loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web import http
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from ilphttp import h2c
+from ilphttp.http2 import BytesProducer, HTTP2Agent
+from ilphttp.tls import ClientTLSPolicy, server_endpoint
+from tests.certs import CertificateAuthority
+from tests.test_http2 import require_node, run_node_script
+
+
+class _Echo(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[bytes, bytes, bytes, int]] = []
+
+    def render(self, request: Any) -> bytes:
+        body = request.content.read()
+        self.seen.append((request.clientproto, request.method, request.uri, len(body)))
+        request.setHeader(b"x-proto", request.clientproto)
+        request.setHeader(b"x-uri", request.uri)
+        request.setHeader(b"x-args", json.dumps(sorted(k.decode() for k in request.args)).encode())
+        return body if request.method == b"POST" else b"hello " + request.clientproto
+
+
+class TwistedPrivateAPITests(TestCase):
+    """Fail loudly if Twisted changes what h2c relies on."""
+
+    def test_check_twisted_support(self) -> None:
+        h2c.check_twisted_support()  # raises RuntimeError with the reason
+
+    def test_site_protocol_is_the_generic_channel(self) -> None:
+        site = Site(Resource())
+        proto = site.buildProtocol(None)
+        self.assertIsInstance(proto, http._GenericHTTPChannelProtocol)
+        from twisted.web._http2 import H2Connection
+
+        self.assertIs(http.H2Connection, H2Connection)
+        self.assertTrue(http.H2_ENABLED)
+
+    def test_wrapper_forwards_site_attributes(self) -> None:
+        resource = Resource()
+        site = Site(resource)
+        factory = h2c.wrap_site_for_h2c(site)
+        self.assertIs(factory.resource, resource)
+        self.assertIs(factory.wrappedFactory, site)
+        self.assertEqual(factory.acceptableProtocols()[:1], [b"h2"])
+
+
+class _RawClient(Protocol):
+    """Writes given chunks with pauses in between; collects the reply."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(None)
+
+
+class H2CListenerTests(TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        self.resource = _Echo()
+        site = Site(self.resource)
+        site._parsePOSTFormSubmission = False
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        self.port = yield endpoint.listen(h2c.wrap_site_for_h2c(site))
+        self.addCleanup(self.port.stopListening)
+        self.base = f"http://127.0.0.1:{self.port.getHost().port}"
+
+    @defer.inlineCallbacks
+    def test_node_http2_client(self) -> Any:
+        """node's http2.connect (prior knowledge) reaches the wrapped Site."""
+        require_node(self)
+        body = bytes(range(256)) * 10
+        requests = [
+            {"method": "GET", "path": "/a?x=1"},
+            {
+                "method": "POST",
+                "path": "/b?y=2",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+                "body": base64.b64encode(body).decode(),
+            },
+        ] + [{"method": "GET", "path": f"/c{i}"} for i in range(20)]
+        out, err, code = yield run_node_script(
+            "h2client.js", {"url": self.base, "requests": requests}
+        )
+        self.assertEqual(code, 0, err)
+        results = json.loads(out)
+        self.assertEqual([r.get("status") for r in results], [200] * 22, err)
+        self.assertEqual(base64.b64decode(results[0]["body"]), b"hello HTTP/2")
+        self.assertEqual(results[0]["headers"]["x-uri"], "/a?x=1")
+        self.assertEqual(base64.b64decode(results[1]["body"]), body)
+        self.assertEqual(results[1]["headers"]["x-proto"], "HTTP/2")
+        # parsePOSTFormSubmission=False: only the query string became args.
+        self.assertEqual(json.loads(results[1]["headers"]["x-args"]), ["y"])
+        self.assertEqual(
+            [r["headers"]["x-uri"] for r in results[2:]], [f"/c{i}" for i in range(20)]
+        )
+        self.assertEqual({s[0] for s in self.resource.seen}, {b"HTTP/2"})
+
+    @defer.inlineCallbacks
+    def test_http11_still_works(self) -> Any:
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        agent = Agent(reactor, pool=pool)
+        for i in range(3):  # keep-alive: same connection, several requests
+            response = yield agent.request(
+                b"POST", f"{self.base}/h1?i={i}".encode(), Headers(), BytesProducer(b"abc")
+            )
+            self.assertEqual(response.version, (b"HTTP", 1, 1))
+            self.assertEqual((yield readBody(response)), b"abc")
+            self.assertEqual(response.headers.getRawHeaders(b"x-proto"), [b"HTTP/1.1"])
+
+    @defer.inlineCallbacks
+    def test_http2_agent(self) -> Any:
+        """ilphttp's own HTTP/2 agent against the h2c listener."""
+        agent = HTTP2Agent(reactor)
+        self.addCleanup(agent.close)
+        body = b"z" * 34_000
+        responses = yield defer.gatherResults(
+            [
+                agent.request(b"POST", f"{self.base}/p?i={i}".encode(), None, BytesProducer(body))
+                for i in range(10)
+            ]
+        )
+        for i, response in enumerate(responses):
+            self.assertEqual(response.version, (b"HTTP", 2, 0))
+            self.assertEqual(response.headers.getRawHeaders(b"x-uri"), [f"/p?i={i}".encode()])
+            self.assertEqual((yield readBody(response)), body)
+        self.assertEqual(len(self.resource.seen), 10)
+
+    @defer.inlineCallbacks
+    def _raw_exchange(self, chunks: list[bytes], wait_for: bytes) -> Any:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        client = _RawClient()
+        yield connectProtocol(endpoint, client)
+        for chunk in chunks:
+            client.transport.write(chunk)  # type: ignore[union-attr]
+            yield deferLater(reactor, 0.01, lambda: None)
+        for _ in range(200):
+            if wait_for in client.received:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        yield client.lost
+        return client.received
+
+    @defer.inlineCallbacks
+    def test_preface_in_pieces(self) -> Any:
+        """The preface split over many writes is still recognised."""
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        conn.initiate_connection()
+        conn.send_headers(
+            1,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"127.0.0.1"),
+                (b":path", b"/split"),
+            ],
+            end_stream=True,
+        )
+        data = conn.data_to_send()
+        preface = h2c.H2C_PREFACE
+        self.assertTrue(data.startswith(preface))
+        chunks = [preface[i : i + 1] for i in range(len(preface))] + [data[len(preface) :]]
+        received = yield self._raw_exchange(chunks, b"hello HTTP/2")
+        events = conn.receive_data(received)
+        responses = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+        self.assertEqual(len(responses), 1)
+        self.assertIn((b":status", b"200"), responses[0].headers)
+        body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+        self.assertEqual(body, b"hello HTTP/2")
+
+    @defer.inlineCallbacks
+    def test_http11_in_pieces(self) -> Any:
+        """An HTTP/1.1 request starting like nothing else, byte by byte."""
+        request = b"GET /bytes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        received = yield self._raw_exchange(
+            [request[i : i + 1] for i in range(len(request))], b"hello HTTP/1.1"
+        )
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received[:40])
+        self.assertTrue(received.endswith(b"hello HTTP/1.1"))
+
+    @defer.inlineCallbacks
+    def test_short_http11_prefix_of_preface(self) -> Any:
+        """'P' then 'O': starts like the preface, then diverges (a POST)."""
+        request = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        received = yield self._raw_exchange([b"P", b"O", request[2:]], b"\r\n\r\nok")
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received[:40])
+        self.assertEqual(self.resource.seen, [(b"HTTP/1.1", b"POST", b"/p", 2)])
+
+
+class H2COverTLSTests(TestCase):
+    """The wrapper on a TLS listener keeps the Site's ALPN (h2) working."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_alpn_h2_through_wrapper(self) -> Any:
+        ca = CertificateAuthority()
+        directory = self.mktemp()
+        ca_path = ca.write_cert(directory)
+        paths = ca.issue("s", ip_addresses=["127.0.0.1"]).write(directory, "s")
+        resource = _Echo()
+        endpoint = server_endpoint(reactor, 0, paths.cert, paths.key, interface="127.0.0.1")
+        port = yield endpoint.listen(h2c.wrap_site_for_h2c(Site(resource)))
+        self.addCleanup(port.stopListening)
+        agent = HTTP2Agent(reactor, tls_policy=ClientTLSPolicy(ca_path))
+        self.addCleanup(agent.close)
+        url = f"https://127.0.0.1:{port.getHost().port}/tls"
+        response = yield agent.request(b"GET", url.encode())
+        self.assertEqual(response.version, (b"HTTP", 2, 0))
+        self.assertEqual((yield readBody(response)), b"hello HTTP/2")
+
+
+class _Recording(Protocol):
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.negotiated: list[Any] = []
+        self.lost = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.negotiated.append(self.transport.negotiatedProtocol)  # type: ignore[union-attr]
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost = True
+
+
+class PeekingTests(TestCase):
+    """The wrapper's buffering, byte by byte, on an in-memory transport."""
+
+    def connect(self) -> tuple[Any, _Recording]:
+        from twisted.internet.protocol import Factory
+        from twisted.internet.testing import StringTransport
+
+        factory = h2c.H2CSiteFactory(Factory.forProtocol(_Recording))
+        wrapper = factory.buildProtocol(None)
+        wrapper.makeConnection(StringTransport())
+        return wrapper, wrapper.wrappedProtocol
+
+    def test_preface_byte_by_byte(self) -> None:
+        wrapper, inner = self.connect()
+        preface = h2c.H2C_PREFACE
+        for i in range(len(preface) - 1):
+            wrapper.dataReceived(preface[i : i + 1])
+        self.assertEqual(inner.chunks, [])
+        self.assertIsNone(wrapper.negotiatedProtocol)
+        wrapper.dataReceived(preface[-1:] + b"FRAMES")
+        self.assertEqual(inner.chunks, [preface + b"FRAMES"])
+        self.assertEqual(inner.negotiated, [b"h2"])
+        wrapper.dataReceived(b"more")
+        self.assertEqual(inner.chunks[-1], b"more")
+
+    def test_http11_decided_on_first_differing_byte(self) -> None:
+        wrapper, inner = self.connect()
+        wrapper.dataReceived(b"P")
+        wrapper.dataReceived(b"R")
+        self.assertEqual(inner.chunks, [])
+        wrapper.dataReceived(b"O")  # "PRO..." is not the preface
+        self.assertEqual(inner.chunks, [b"PRO"])
+        self.assertEqual(inner.negotiated, [None])
+        wrapper2, inner2 = self.connect()
+        wrapper2.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.assertEqual(inner2.chunks, [b"GET / HTTP/1.1\r\n"])
+
+    def test_buffer_flushed_on_close(self) -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        wrapper, inner = self.connect()
+        wrapper.dataReceived(b"PRI")
+        wrapper.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(inner.chunks, [b"PRI"])
+        self.assertTrue(inner.lost)
