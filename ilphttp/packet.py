@@ -169,9 +169,13 @@ def condition_from_fulfillment(fulfillment: bytes) -> bytes:
 
 def format_timestamp(when: _dt.datetime) -> str:
     """``when`` as the 17-digit UTC ``YYYYMMDDHHmmSSfff`` of the wire (ms truncated)."""
-    if when.tzinfo is None:
+    if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("expires_at must be timezone-aware")
-    u = when.astimezone(_UTC)
+    try:
+        u = when.astimezone(_UTC)
+    except OverflowError:
+        # e.g. 0001-01-01 at UTC+5: the UTC instant is before year 1
+        raise ValueError(f"expires_at {when!r} is outside the years 1..9999 in UTC") from None
     return (
         f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}"
         f"{u.second:02d}{u.microsecond // 1000:03d}"
