@@ -164,6 +164,9 @@ def deserialize_response(reply: bytes) -> IldcpResponse:
         )
     if not isinstance(packet, Fulfill):
         raise IldcpError("IL-DCP reply is a Prepare, not a Fulfill")
+    if packet.fulfillment != ILDCP_FULFILLMENT:
+        # it cannot fulfil the request's condition: not an answer to IL-DCP
+        raise IldcpError("IL-DCP response does not contain the expected fulfillment")
     data = packet.data
     raw_address, pos = _read_var(data, 0)
     if pos >= len(data):
