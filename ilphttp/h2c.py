@@ -154,9 +154,19 @@ class H2CSiteFactory(WrappingFactory):
         super().__init__(site)
 
     def acceptableProtocols(self) -> list[bytes]:
-        """See L{IProtocolNegotiationFactory}: the wrapped factory's protocols."""
+        """
+        See L{IProtocolNegotiationFactory}: the wrapped factory's protocols
+        (a C{Site}'s are C{h2} and C{http/1.1}), else C{h2} and C{http/1.1}
+        since any twisted.web C{HTTPFactory} channel switches to HTTP/2 on
+        ALPN. Never empty: a Twisted TLS server whose factory offers no ALPN
+        protocol fails the handshake of every client that offers some.
+        """
         inner = IProtocolNegotiationFactory(self.wrappedFactory, None)
-        return list(inner.acceptableProtocols()) if inner is not None else []
+        if inner is not None:
+            protocols = list(inner.acceptableProtocols())
+            if protocols:
+                return protocols
+        return [b"h2", b"http/1.1"]
 
     def __getattr__(self, name: str) -> Any:
         if name == "wrappedFactory":  # during unpickling / before __init__

@@ -297,6 +297,16 @@ class PeekingTests(TestCase):
         wrapper2.dataReceived(b"GET / HTTP/1.1\r\n")
         self.assertEqual(inner2.chunks, [b"GET / HTTP/1.1\r\n"])
 
+    def test_alpn_protocols_never_empty(self) -> None:
+        """
+        A factory without ALPN opinions still offers h2 and http/1.1 (Twisted
+        fails TLS handshakes with ALPN clients when the factory offers none).
+        """
+        from twisted.internet.protocol import Factory
+
+        factory = h2c.H2CSiteFactory(Factory.forProtocol(_Recording))
+        self.assertEqual(factory.acceptableProtocols(), [b"h2", b"http/1.1"])
+
     def test_buffer_flushed_on_close(self) -> None:
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
