@@ -565,6 +565,10 @@ class _H2ClientProtocol(Protocol):
             validate_inbound_headers=True,
         )
         self.conn = h2.connection.H2Connection(config=config)
+        tolerant = _goaway_tolerant_state_machine()
+        self._goaway_tolerant = tolerant is not None
+        if tolerant is not None:
+            self.conn.state_machine = tolerant
         self.conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -934,7 +938,7 @@ class _H2ClientProtocol(Protocol):
         self.accepting = False
         if self.pool is not None:
             self.pool.retired(self)
-        graceful = code == ErrorCodes.NO_ERROR and _reopen_after_goaway(self.conn)
+        graceful = code == ErrorCodes.NO_ERROR and self._goaway_tolerant
         reason = Failure(exc)
         to_retry: list[_PendingRequest] = []
         for sid, stream in sorted(self.streams.items()):
@@ -969,22 +973,36 @@ class _H2ClientProtocol(Protocol):
             self._flush()
 
 
-def _reopen_after_goaway(conn: Any) -> bool:
+def _goaway_tolerant_state_machine() -> Any:
     """
-    h2 moves its connection state machine to CLOSED when it receives GOAWAY,
-    after which it refuses every frame, including the rest of the responses
-    the peer still owes us on streams at or below ``last_stream_id``. For a
-    graceful GOAWAY put it back to open so those streams can finish; this
-    session takes no new stream anyway. Returns C{False} if h2's internals
-    are not what we expect (the streams then fail, as h2 intends).
+    h2 moves its connection state machine to CLOSED as soon as it receives
+    GOAWAY, and then refuses every later frame -- even in the same
+    C{receive_data} call -- including the rest of the responses the peer
+    still owes on streams at or below C{last_stream_id} (RFC 9113 6.8: those
+    may complete). Servers send such graceful GOAWAYs when they close idle or
+    old connections (node's C{session.close()}, nginx reloads...). This
+    returns a state machine that stays open on GOAWAY, so that those streams
+    can finish; the session takes no new stream after a GOAWAY (our own
+    bookkeeping) and closes once they are done. C{None} if h2's internals are
+    not what we expect: GOAWAY then fails those streams, as h2 intends.
     """
-    state_enum = getattr(h2.connection, "ConnectionState", None)
-    machine = getattr(conn, "state_machine", None)
-    if state_enum is None or machine is None or not hasattr(machine, "state"):
-        return False
-    if machine.state == state_enum.CLOSED:
-        machine.state = state_enum.CLIENT_OPEN
-    return True
+    machine_class = getattr(h2.connection, "H2ConnectionStateMachine", None)
+    inputs = getattr(h2.connection, "ConnectionInputs", None)
+    states = getattr(h2.connection, "ConnectionState", None)
+    if machine_class is None or inputs is None or states is None:
+        return None
+    recv_goaway = getattr(inputs, "RECV_GOAWAY", None)
+    closed = getattr(states, "CLOSED", None)
+    if recv_goaway is None or closed is None:
+        return None
+
+    class _GoawayTolerant(machine_class):  # type: ignore[misc,valid-type]
+        def process_input(self, input_: Any) -> Any:
+            if input_ is recv_goaway and self.state is not closed:
+                return []
+            return super().process_input(input_)
+
+    return _GoawayTolerant()
 
 
 class _SessionFactory(Factory):

@@ -19,6 +19,8 @@
 //   /goaway?code=N[&delay=ms]  send GOAWAY(code, last = this stream), then
 //                           answer this stream after delay (if code == 0)
 //   /big?size=N             200 with an N-byte body
+//   /destroy-session        destroy the TCP connection (no GOAWAY)
+//   /close-session          answer, then close the session gracefully (GOAWAY)
 //   /stats                  JSON: sessions opened, open now, resets received
 
 const http2 = require('http2')
@@ -30,6 +32,13 @@ let sessionCount = 0
 let openSessions = 0
 const resets = [] // rst codes of streams reset by the client
 const refused = new Set()
+// Raw TCP sockets by client port: node forbids destroying session.socket.
+const rawSockets = new Map()
+server.on('connection', (socket) => {
+  const port = socket.remotePort
+  rawSockets.set(port, socket)
+  socket.on('close', () => rawSockets.delete(port))
+})
 
 server.on('session', (session) => {
   sessionCount += 1
@@ -116,6 +125,16 @@ server.on('stream', (stream, headers) => {
       session.goaway(code, stream.id)
       const delay = Number(q.get('delay') || 50)
       setTimeout(() => reply('goaway'), delay)
+      return
+    }
+    if (name === '/destroy-session') {
+      const raw = rawSockets.get(session.socket.remotePort)
+      if (raw) raw.destroy()
+      return
+    }
+    if (name === '/close-session') {
+      reply('closing')
+      session.close()
       return
     }
     if (name === '/big') {

@@ -20,7 +20,13 @@ from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web.client import Agent, ResponseFailed, ResponseNeverReceived, readBody
+from twisted.web.client import (
+    Agent,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+    readBody,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
@@ -380,6 +386,78 @@ class NodeH2CTests(_NodeTestBase):
         self.assertEqual([header(r, "x-session") for r in results], ["2", "2"])
 
     @defer.inlineCallbacks
+    def test_connection_dropped_mid_stream(self) -> Any:
+        """A TCP drop without GOAWAY fails the open streams; the next request reconnects."""
+        agent = self.make_agent()
+        client = self.client(agent)
+        warm = yield client.get(self.base + "/echo")
+        yield warm.content()
+        slow = client.get(self.base + "/echo?delay=300")
+        kill = client.get(self.base + "/destroy-session")
+        for d in (slow, kill):
+            failure = yield self.assertFailure(d, ResponseNeverReceived)
+            self.assertTrue(failure.reasons)
+        response = yield client.get(self.base + "/echo")
+        self.assertEqual(header(response, "x-session"), "2")
+
+    @defer.inlineCallbacks
+    def test_server_closes_idle_session(self) -> Any:
+        """A graceful close by the server (GOAWAY) is invisible to later requests."""
+        agent = self.make_agent()
+        client = self.client(agent)
+        response = yield client.get(self.base + "/close-session")
+        self.assertEqual((yield response.content()), b"closing")
+        origin = f"http://127.0.0.1:{self.port}"
+        self.assertTrue((yield wait_until(lambda: agent.stats()[origin]["active"] == 0)))
+        response = yield client.get(self.base + "/echo")
+        self.assertEqual(header(response, "x-session"), "2")
+
+    @defer.inlineCallbacks
+    def test_body_read_later(self) -> Any:
+        """A body not read at once is buffered; the stream is already finished."""
+        agent = self.make_agent()
+        response = yield agent.request(b"GET", (self.base + "/big?size=20000").encode())
+        yield deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(agent.stats()[f"http://127.0.0.1:{self.port}"]["open_streams"], 0)
+        self.assertEqual((yield readBody(response)), b"b" * 20000)
+
+    @defer.inlineCallbacks
+    def test_paused_body_applies_back_pressure(self) -> Any:
+        """
+        While the body protocol is paused nothing is acknowledged, so the
+        peer stops at our 65,535-byte stream window; resuming gets the rest.
+        """
+        from twisted.internet.protocol import Protocol
+
+        agent = self.make_agent()
+        response = yield agent.request(b"GET", (self.base + "/big?size=300000").encode())
+        done: defer.Deferred[None] = defer.Deferred()
+
+        class Slow(Protocol):
+            received = 0
+
+            def dataReceived(self, data: bytes) -> None:
+                if self.received == 0:
+                    self.transport.pauseProducing()  # type: ignore[union-attr]
+                self.received += len(data)
+
+            def connectionLost(self, reason: Any) -> None:
+                self.reason = reason
+                done.callback(None)
+
+        body = Slow()
+        response.deliverBody(body)
+        yield deferLater(reactor, 0.3, lambda: None)
+        stream = next(iter(agent._pools.values())).active[0].streams
+        buffered = sum(len(d) for s in stream.values() for d, _ in s.response._buffer)
+        self.assertLessEqual(body.received + buffered, 65535)
+        self.assertFalse(done.called)
+        body.transport.resumeProducing()  # type: ignore[union-attr]
+        yield done
+        self.assertTrue(body.reason.check(ResponseDone))
+        self.assertEqual(body.received, 300000)
+
+    @defer.inlineCallbacks
     def test_cancel_resets_stream(self) -> Any:
         """Cancelling the request Deferred sends RST_STREAM(CANCEL)."""
         agent = self.make_agent()
@@ -699,3 +777,21 @@ class TwistedTLSServerTests(TestCase):
         self.assertEqual((info["proto"], info["uri"]), ("HTTP/1.1", "/h1"))
         # Twisted's Agent keeps no connection (non-persistent default pool).
         yield deferLater(reactor, 0.05, lambda: None)
+
+
+class H2InternalsTests(TestCase):
+    """Fail loudly if h2 changes what the agent relies on."""
+
+    def test_goaway_tolerant_state_machine_available(self) -> None:
+        """Without it, graceful GOAWAYs would fail streams the peer still answers."""
+        import h2.connection
+
+        from ilphttp.http2 import _goaway_tolerant_state_machine
+
+        machine = _goaway_tolerant_state_machine()
+        self.assertIsNotNone(machine)
+        machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+        machine.process_input(h2.connection.ConnectionInputs.RECV_GOAWAY)
+        self.assertEqual(machine.state, h2.connection.ConnectionState.CLIENT_OPEN)
+        conn = h2.connection.H2Connection()
+        self.assertIsInstance(conn.state_machine, type(machine).__mro__[1])
