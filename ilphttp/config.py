@@ -137,11 +137,11 @@ def _check_keys(where: str, given: Mapping[str, Any], known: set[str]) -> None:
         )
 
 
-def _pick(d: Mapping[str, Any], new: str, legacy: str) -> Any:
-    """The value of ``legacy`` if set, else of ``new`` (the JS plugin's precedence)."""
+def _pick(d: Mapping[str, Any], new: str, legacy: str) -> tuple[str, Any]:
+    """(name, value) of ``legacy`` if set, else of ``new`` (the JS plugin's precedence)."""
     if d.get(legacy) is not None:
-        return d[legacy]
-    return d.get(new)
+        return legacy, d[legacy]
+    return new, d.get(new)
 
 
 def _check_url(where: str, url: str) -> None:
@@ -195,10 +195,10 @@ _TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
 
 def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(static token, JWT secret); the legacy names win, as in the JS plugin."""
-    static_token = _opt_str(
-        f"{where}.{sp('static_token')}", _pick(d, sp("static_token"), sp("secret_token"))
-    )
-    jwt_secret = _opt_str(f"{where}.{sp('jwt_secret')}", _pick(d, sp("jwt_secret"), sp("secret")))
+    token_name, token = _pick(d, sp("static_token"), sp("secret_token"))
+    static_token = _opt_str(f"{where}.{token_name}", token)
+    secret_name, secret = _pick(d, sp("jwt_secret"), sp("secret"))
+    jwt_secret = _opt_str(f"{where}.{secret_name}", secret)
     if static_token is None and jwt_secret is None:
         raise OptionError(
             f"{where} needs a static token or a JWT secret"
@@ -231,7 +231,7 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
     if opt("url") is None:
         raise OptionError("outgoing.url is required")
     static_token, jwt_secret = _auth(sp, "outgoing", out)
-    expiry = _pick(out, sp("jwt_expiry"), sp("token_expiry"))
+    expiry_name, expiry = _pick(out, sp("jwt_expiry"), sp("token_expiry"))
     max_requests = opt("http2_max_requests_per_session")
     name = opt("name")
     return OutgoingOptions(
@@ -241,7 +241,7 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
         jwt_expiry=(
             DEFAULT_JWT_EXPIRY
             if expiry is None
-            else _positive(where("jwt_expiry"), expiry) * sp.expiry_unit
+            else _positive(f"outgoing.{expiry_name}", expiry) * sp.expiry_unit
         ),
         bearer=opt("secret") is None and opt("secret_token") is None,
         http2=_bool(where("http2"), opt("http2") or False),
@@ -287,7 +287,10 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
         try:
             ildcp = as_response(opts["ildcp"])
         except (ValueError, TypeError) as exc:
-            raise OptionError(str(exc)) from None
+            message = str(exc)
+            if not message.startswith("ildcp"):
+                message = f"ildcp is invalid: {message}"
+            raise OptionError(message) from None
     address = opts.get("address")
     if address is not None:
         address = _str("address", address)
