@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -344,7 +345,7 @@ class InvalidOptionTests(SynchronousTestCase):
         for incoming, outgoing, name in cases:
             inc = dict(incoming) if incoming else {"static_token": "t"}
             out = outgoing or None
-            self.assert_refused(lambda: py(incoming=inc, outgoing=out), name)
+            self.assert_refused(partial(py, incoming=inc, outgoing=out), name)
 
     def test_js_invalid_values_name_the_js_option(self) -> None:
         cases: list[tuple[dict[str, Any], str]] = [
@@ -366,7 +367,7 @@ class InvalidOptionTests(SynchronousTestCase):
             ({"incoming": {"staticToken": "t"}, "multi": "true"}, "multi"),
         ]
         for opts, name in cases:
-            self.assert_refused(lambda: js(opts), name)
+            self.assert_refused(partial(js, opts), name)
 
     def test_legacy_aliases_are_named_when_invalid(self) -> None:
         cases: list[tuple[dict[str, Any], str]] = [
@@ -376,7 +377,7 @@ class InvalidOptionTests(SynchronousTestCase):
             ({"outgoing": {"url": URL, "secret": "s", "tokenExpiry": "x"}}, "outgoing.tokenExpiry"),
         ]
         for opts, name in cases:
-            self.assert_refused(lambda: js(opts), name)
+            self.assert_refused(partial(js, opts), name)
         self.assert_refused(lambda: py(incoming={"secret_token": 5}), "incoming.secret_token")
 
     def test_missing_options(self) -> None:
@@ -445,9 +446,9 @@ class InvalidOptionTests(SynchronousTestCase):
             42,
         ]
         for bad in cases:
-            self.assert_refused(lambda: py(incoming={"static_token": "t"}, ildcp=bad), "ildcp")
+            self.assert_refused(partial(py, incoming={"static_token": "t"}, ildcp=bad), "ildcp")
             self.assert_refused(
-                lambda: js({"incoming": {"staticToken": "t"}, "ildcp": bad}), "ildcp"
+                partial(js, {"incoming": {"staticToken": "t"}, "ildcp": bad}), "ildcp"
             )
 
     def test_invalid_address(self) -> None:
