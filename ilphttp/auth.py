@@ -141,5 +141,7 @@ class OutgoingAuth:
                 warnings.simplefilter("ignore", _KEY_WARNING)
                 token = jwt.encode({"iat": issued, "exp": expires}, self._secret, algorithm="HS256")
             self._header = self._prefix + token.encode("ascii")
-            self._renew_at = now + self._expiry / 2
+            # Half the token's real lifetime: exp was rounded down, so
+            # ``now + expiry / 2`` could reuse a token past its exp.
+            self._renew_at = (issued + expires) / 2
         return self._header
