@@ -1,0 +1,585 @@
+"""The node's configuration: an ilp-connector style file, or one link from flags.
+
+A file in the shape ilp-connector operators already write (JSON, or TOML with
+Python 3.11+ or the ``tomli`` package)::
+
+    {
+      "ilpAddress": "test.hub",          # optional when a parent answers IL-DCP
+      "assetCode": "XRP", "assetScale": 9,
+      "accounts": {
+        "up":   {"relation": "parent", "options": {...ilp-plugin-http options...}},
+        "kids": {"relation": "child",  "options": {"multi": true, ...}},
+        "bob":  {"relation": "child",  "options": {...}}
+      }
+    }
+
+Each account's ``options`` is the JS plugin's option object, accepted as is,
+plus four ways to keep secrets out of the file: ``staticTokenFile``,
+``staticTokenEnv``, ``jwtSecretFile`` and ``jwtSecretEnv`` in ``incoming`` and
+``outgoing`` (files relative to the config file).  Settings of ilp-connector
+that a router without balances has no use for (``backend``, ``spread``,
+``balance``, ...) are accepted and reported in :attr:`NodeConfig.ignored`;
+anything else unknown is an error, so that typos do not pass silently.
+
+Everything here is pure: errors are :class:`ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ilphttp.config import OptionError, PluginOptions, options_from_js
+from ilphttp.packet import is_valid_address, is_valid_segment
+from ilphttp.router import (
+    CHILD,
+    DEFAULT_MAX_HOLD_TIME,
+    DEFAULT_MIN_MESSAGE_WINDOW,
+    PARENT,
+    RELATIONS,
+    Account,
+    RouterConfig,
+    RoutingError,
+)
+
+__all__ = [
+    "AccountSpec",
+    "ConfigError",
+    "NodeConfig",
+    "load_file",
+    "parse_node",
+    "read_secret_file",
+    "single_link",
+]
+
+
+class ConfigError(ValueError):
+    """The node's configuration is missing something or contradicts itself."""
+
+
+#: ilp-connector settings that make no sense for a router (accepted, ignored)
+_IGNORED_TOP = {
+    "env",
+    "spread",
+    "backend",
+    "backendConfig",
+    "store",
+    "storePath",
+    "storeConfig",
+    "routeBroadcastEnabled",
+    "routeBroadcastInterval",
+    "routeCleanupInterval",
+    "routeExpiry",
+    "routingSecret",
+    "reflectPayments",
+    "initialConnectTimeout",
+    "adminApi",
+    "adminApiPort",
+    "adminApiHost",
+    "collectDefaultMetrics",
+    "broadcastCurves",
+    "profile",
+}
+_KNOWN_TOP = {
+    "ilpAddress",
+    "ilpAddressInheritFrom",
+    "assetCode",
+    "assetScale",
+    "accounts",
+    "routes",
+    "defaultRoute",
+    "minMessageWindow",
+    "maxHoldTime",
+}
+_IGNORED_ACCOUNT = {
+    "balance",
+    "maxPacketAmount",
+    "throughput",
+    "rateLimit",
+    "sendRoutes",
+    "receiveRoutes",
+    "deduplicate",
+    "store",
+}
+_KNOWN_ACCOUNT = {"relation", "options", "plugin", "assetCode", "assetScale", "ilpAddressSegment"}
+_PLUGIN_NAMES = ("ilp-plugin-http", "ilphttp")
+_SECRETS = (
+    ("staticToken", "staticTokenFile", "staticTokenEnv"),
+    ("jwtSecret", "jwtSecretFile", "jwtSecretEnv"),
+)
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """One account: its routing role and its validated plugin options."""
+
+    name: str
+    relation: str
+    options: PluginOptions
+    segment: str | None = None
+    #: extra endpoints serving this account's site (several ``--listen``)
+    extra_listen: tuple[str, ...] = ()
+
+    @property
+    def multi(self) -> bool:
+        return self.options.multi
+
+    def routing(self) -> Account:
+        """This account as the routing table sees it."""
+        child_address = None
+        if self.options.multi and self.options.ildcp is not None:
+            child_address = self.options.ildcp.client_address
+        return Account(
+            self.name,
+            self.relation,
+            multi=self.options.multi,
+            segment=self.segment,
+            address=child_address,
+            can_send=self.options.outgoing is not None,
+        )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A whole node: its accounts and what the router needs."""
+
+    accounts: tuple[AccountSpec, ...]
+    address: str | None = None
+    asset_code: str | None = None
+    asset_scale: int | None = None
+    routes: Mapping[str, str] = field(default_factory=dict)
+    default_route: str | None = None
+    inherit_from: str | None = None
+    min_message_window: float = DEFAULT_MIN_MESSAGE_WINDOW
+    max_hold_time: float = DEFAULT_MAX_HOLD_TIME
+    #: settings accepted for ilp-connector compatibility but not used
+    ignored: tuple[str, ...] = ()
+
+    def router_config(self) -> RouterConfig:
+        """The router's view of this node."""
+        return RouterConfig(
+            accounts=tuple(a.routing() for a in self.accounts),
+            address=self.address,
+            asset_code=self.asset_code,
+            asset_scale=self.asset_scale,
+            routes=dict(self.routes),
+            default_route=self.default_route,
+            inherit_from=self.inherit_from,
+            min_message_window=self.min_message_window,
+            max_hold_time=self.max_hold_time,
+        )
+
+
+# -- reading files ------------------------------------------------------------------
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """The secret in ``path``, surrounding whitespace (a final newline) removed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"{what}: {path} is empty")
+    return secret
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """The config file's top-level object (JSON; TOML for ``*.toml``)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.endswith(".toml"):
+        toml = _toml_module(path)
+        try:
+            data = toml.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be an object")
+    return data
+
+
+def _toml_module(path: str) -> Any:
+    try:
+        return importlib.import_module("tomllib")
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("tomli")
+    except ImportError:
+        raise ConfigError(
+            f"{path}: TOML needs Python 3.11+ or the tomli package"
+            " (pip install tomli); or write the config as JSON"
+        ) from None
+
+
+# -- the config object ---------------------------------------------------------------
+
+
+def _check_keys(
+    where: str, given: Mapping[str, Any], known: set[str], ignorable: set[str], ignored: list[str]
+) -> None:
+    for key in given:
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: keys must be strings, got {key!r}")
+        if key.startswith("_") or key in known:
+            continue
+        if key in ignorable:
+            ignored.append(f"{where}.{key}" if where else key)
+            continue
+        raise ConfigError(
+            f"unknown setting {where + '.' if where else ''}{key};"
+            f" known: {', '.join(sorted(known))}"
+        )
+
+
+def _resolve_secrets(
+    where: str, side: Any, base_dir: str, environ: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """``side`` (incoming/outgoing) with ``*File``/``*Env`` secrets read in."""
+    if side is None:
+        return None
+    if not isinstance(side, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    out = dict(side)
+    for value_key, file_key, env_key in _SECRETS:
+        given = [k for k in (value_key, file_key, env_key) if out.get(k) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"{where}: give one of {', '.join(given)}, not several")
+        if file_key in out:
+            path = out.pop(file_key)
+            if path is None:
+                continue
+            if not isinstance(path, str) or not path:
+                raise ConfigError(f"{where}.{file_key} must be a file name")
+            full = path if os.path.isabs(path) else os.path.join(base_dir, path)
+            out[value_key] = read_secret_file(full, f"{where}.{file_key}")
+        if env_key in out:
+            name = out.pop(env_key)
+            if name is None:
+                continue
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{where}.{env_key} must name an environment variable")
+            value = environ.get(name)
+            if not value:
+                raise ConfigError(f"{where}.{env_key}: environment variable {name} is not set")
+            out[value_key] = value
+    return out
+
+
+def _int_setting(where: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _str_setting(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _millis(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{where} must be a number of milliseconds, got {value!r}")
+    return float(value) / 1000.0
+
+
+def _routes(value: Any) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = []
+        for i, route in enumerate(value):
+            if not isinstance(route, Mapping) or set(route) - {"targetPrefix", "peerId"}:
+                raise ConfigError(f"routes[{i}] must be {{targetPrefix, peerId}}")
+            items.append((route.get("targetPrefix"), route.get("peerId")))
+    else:
+        raise ConfigError("routes must be a list of {targetPrefix, peerId}")
+    for prefix, target in items:
+        prefix = _str_setting("routes: targetPrefix", prefix)
+        routes[prefix] = _str_setting(f"routes[{prefix}]: peerId", target)
+    return routes
+
+
+def parse_node(
+    data: Mapping[str, Any], base_dir: str = ".", environ: Mapping[str, str] | None = None
+) -> NodeConfig:
+    """A :class:`NodeConfig` from the file's object (see the module docstring)."""
+    if environ is None:
+        environ = os.environ
+    ignored: list[str] = []
+    _check_keys("", data, _KNOWN_TOP, _IGNORED_TOP, ignored)
+    address = data.get("ilpAddress")
+    if address is not None:
+        address = _str_setting("ilpAddress", address)
+        if not is_valid_address(address):
+            raise ConfigError(f"ilpAddress {address!r} is not a valid ILP address")
+    code = data.get("assetCode")
+    code = None if code is None else _str_setting("assetCode", code)
+    scale = data.get("assetScale")
+    scale = None if scale is None else _int_setting("assetScale", scale, 0, 255)
+
+    accounts_raw = data.get("accounts")
+    if not isinstance(accounts_raw, Mapping) or not accounts_raw:
+        raise ConfigError("accounts must be an object with at least one account")
+
+    # First pass: relations and assets, to know the node's asset.
+    checked: list[tuple[str, Mapping[str, Any], str]] = []
+    account_assets: dict[str, tuple[str | None, int | None]] = {}
+    for name, account in accounts_raw.items():
+        where = f"accounts.{name}"
+        if not isinstance(account, Mapping):
+            raise ConfigError(f"{where} must be an object")
+        _check_keys(where, account, _KNOWN_ACCOUNT, _IGNORED_ACCOUNT, ignored)
+        relation = account.get("relation")
+        if relation not in RELATIONS:
+            raise ConfigError(
+                f"{where}.relation must be one of {', '.join(RELATIONS)}, got {relation!r}"
+            )
+        plugin = account.get("plugin")
+        if plugin is not None and plugin not in _PLUGIN_NAMES:
+            raise ConfigError(
+                f"{where}.plugin is {plugin!r}: ilphttp runs ilp-plugin-http accounts only"
+            )
+        a_code = account.get("assetCode")
+        a_code = None if a_code is None else _str_setting(f"{where}.assetCode", a_code)
+        a_scale = account.get("assetScale")
+        a_scale = None if a_scale is None else _int_setting(f"{where}.assetScale", a_scale, 0, 255)
+        account_assets[name] = (a_code, a_scale)
+        checked.append((name, account, relation))
+
+    code, scale = _node_asset(code, scale, account_assets)
+    parents = [name for name, _, relation in checked if relation == PARENT]
+    if len(parents) > 1:
+        raise ConfigError(
+            f"accounts.{parents[0]} and accounts.{parents[1]} are both parents;"
+            " the router takes at most one (use relation peer and routes for the others)"
+        )
+    inherit = data.get("ilpAddressInheritFrom")
+    if inherit is not None:
+        inherit = _str_setting("ilpAddressInheritFrom", inherit)
+        if inherit not in accounts_raw:
+            raise ConfigError(f"ilpAddressInheritFrom: no account named {inherit!r}")
+    if address is None and inherit is None and not parents:
+        raise ConfigError("ilpAddress is required when no account is a parent")
+    static = address is not None and code is not None and scale is not None
+
+    specs: list[AccountSpec] = []
+    for name, account, relation in checked:
+        specs.append(
+            _account(
+                name, account, relation, address if static else None, code, scale, base_dir, environ
+            )
+        )
+
+    routes = _routes(data["routes"]) if data.get("routes") is not None else {}
+    default_route = data.get("defaultRoute")
+    if default_route is not None:
+        default_route = _str_setting("defaultRoute", default_route)
+        if default_route == "auto":
+            default_route = None
+        elif default_route not in accounts_raw:
+            raise ConfigError(f"defaultRoute: no account named {default_route!r}")
+    for prefix, target in routes.items():
+        if target not in accounts_raw:
+            raise ConfigError(f"routes: {prefix} goes to {target!r}, which is not an account")
+    node = NodeConfig(
+        accounts=tuple(specs),
+        address=address,
+        asset_code=code,
+        asset_scale=scale,
+        routes=routes,
+        default_route=default_route,
+        inherit_from=inherit,
+        min_message_window=(
+            DEFAULT_MIN_MESSAGE_WINDOW
+            if data.get("minMessageWindow") is None
+            else _millis("minMessageWindow", data["minMessageWindow"])
+        ),
+        max_hold_time=(
+            DEFAULT_MAX_HOLD_TIME
+            if data.get("maxHoldTime") is None
+            else _millis("maxHoldTime", data["maxHoldTime"])
+        ),
+        ignored=tuple(ignored),
+    )
+    _check_routing(node)
+    return node
+
+
+def _node_asset(
+    code: str | None, scale: int | None, accounts: Mapping[str, tuple[str | None, int | None]]
+) -> tuple[str | None, int | None]:
+    """The node's asset: top level, else the accounts' common one; all must agree."""
+    for what, top, index in (("assetCode", code, 0), ("assetScale", scale, 1)):
+        seen: dict[Any, str] = {}
+        for name, asset in accounts.items():
+            value = asset[index]
+            if value is not None:
+                seen.setdefault(value, name)
+        if top is not None:
+            for value, name in seen.items():
+                if value != top:
+                    raise ConfigError(
+                        f"accounts.{name}.{what} is {value!r} but {what} is {top!r}:"
+                        " the router converts nothing, all accounts share one asset"
+                    )
+        elif len(seen) > 1:
+            (v1, n1), (v2, n2) = list(seen.items())[:2]
+            raise ConfigError(
+                f"accounts.{n1}.{what} ({v1!r}) and accounts.{n2}.{what} ({v2!r}) differ:"
+                " the router converts nothing, all accounts share one asset"
+            )
+        elif seen:
+            if index == 0:
+                code = next(iter(seen))
+            else:
+                scale = next(iter(seen))
+    return code, scale
+
+
+def _account(
+    name: str,
+    account: Mapping[str, Any],
+    relation: str,
+    address: str | None,
+    code: str | None,
+    scale: int | None,
+    base_dir: str,
+    environ: Mapping[str, str],
+) -> AccountSpec:
+    where = f"accounts.{name}"
+    raw = account.get("options")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}.options must be an object (the ilp-plugin-http options)")
+    options = dict(raw)
+    for side in ("incoming", "outgoing"):
+        if side in options:
+            options[side] = _resolve_secrets(
+                f"{where}.options.{side}", options[side], base_dir, environ
+            )
+    segment = account.get("ilpAddressSegment")
+    if segment is not None:
+        segment = _str_setting(f"{where}.ilpAddressSegment", segment)
+        if not is_valid_segment(segment):
+            raise ConfigError(f"{where}.ilpAddressSegment {segment!r} is not a valid segment")
+        if relation != CHILD:
+            raise ConfigError(f"{where}.ilpAddressSegment is for children only")
+    multi = options.get("multi")
+    if multi and relation != CHILD:
+        raise ConfigError(f"{where}: a multi account must have relation child, not {relation}")
+    if relation == CHILD and segment is None and not is_valid_segment(name):
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid address segment; set ilpAddressSegment"
+        )
+    if address is not None:
+        options.setdefault("address", address)
+        if multi and options.get("ildcp") is None:
+            assert code is not None and scale is not None
+            child = f"{address}.{segment if segment is not None else name}"
+            options["ildcp"] = {"clientAddress": child, "assetScale": scale, "assetCode": code}
+    try:
+        plugin_options = options_from_js(options)
+    except OptionError as exc:
+        raise ConfigError(f"{where}.options: {exc}") from None
+    return AccountSpec(name, relation, plugin_options, segment)
+
+
+def _check_routing(node: NodeConfig) -> None:
+    """Catch what the routing table would refuse, now, with the file's words."""
+    config = node.router_config()
+    if node.address is None or node.asset_code is None or node.asset_scale is None:
+        return  # completed by IL-DCP at run time
+    try:
+        config.table()
+    except RoutingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# -- one link from command-line flags ------------------------------------------------
+
+
+def single_link(
+    listen: tuple[str, ...] = (),
+    incoming_token: str | None = None,
+    incoming_jwt_secret: str | None = None,
+    outgoing_url: str | None = None,
+    outgoing_token: str | None = None,
+    outgoing_jwt_secret: str | None = None,
+    name: str | None = None,
+    send_ilp_destination: bool = False,
+    multi: bool = False,
+    multi_delimiter: str | None = None,
+    ildcp_address: str | None = None,
+    asset_code: str | None = None,
+    asset_scale: int | None = None,
+    account: str = "link",
+) -> NodeConfig:
+    """A node of one link (``twistd ilphttp --listen ... --outgoing-url ...``).
+
+    In multi mode the link is a child account whose children are
+    ``<ildcp_address>.<their name>``, and the router passes packets between
+    them.  Errors name the plugin option; ``ilphttp.tap`` names the flags.
+    """
+    incoming: dict[str, Any] | None = None
+    if listen:
+        incoming = {"endpoint": listen[0]}
+        if incoming_token is not None:
+            incoming["static_token"] = incoming_token
+        if incoming_jwt_secret is not None:
+            incoming["jwt_secret"] = incoming_jwt_secret
+    outgoing: dict[str, Any] | None = None
+    if outgoing_url is not None:
+        outgoing = {"url": outgoing_url, "send_ilp_destination": send_ilp_destination}
+        if outgoing_token is not None:
+            outgoing["static_token"] = outgoing_token
+        if outgoing_jwt_secret is not None:
+            outgoing["jwt_secret"] = outgoing_jwt_secret
+        if name is not None:
+            outgoing["name"] = name
+    ildcp = None
+    if ildcp_address is not None:
+        if asset_code is None or asset_scale is None:
+            raise ConfigError("the IL-DCP address needs an asset code and scale")
+        ildcp = {
+            "client_address": ildcp_address,
+            "asset_scale": asset_scale,
+            "asset_code": asset_code,
+        }
+    from ilphttp.config import options_from_python
+
+    try:
+        options = options_from_python(
+            incoming,
+            outgoing,
+            multi,
+            "%" if multi_delimiter is None else multi_delimiter,
+            ildcp,
+            ildcp_address,
+        )
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    spec = AccountSpec(account, CHILD if multi else "peer", options, extra_listen=listen[1:])
+    return NodeConfig(
+        accounts=(spec,),
+        address=ildcp_address,
+        asset_code=asset_code,
+        asset_scale=asset_scale,
+    )
