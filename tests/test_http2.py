@@ -514,6 +514,18 @@ class NodeH2CTests(_NodeTestBase):
         self.assertEqual(agent.stats(), {})
 
     @defer.inlineCallbacks
+    def test_close_while_connecting(self) -> Any:
+        """close() before the session is up: queued requests are not sent."""
+        from twisted.web.client import RequestNotSent
+
+        agent = HTTP2Agent(reactor)
+        d = agent.request(b"GET", (self.base + "/echo").encode())
+        yield agent.close()
+        yield self.assertFailure(d, RequestNotSent)
+        stats = yield self.server_stats()
+        self.assertEqual(stats["resets"], [])
+
+    @defer.inlineCallbacks
     def test_close_with_drain(self) -> Any:
         agent = HTTP2Agent(reactor)
         d = agent.request(b"GET", (self.base + "/echo?delay=200").encode())
