@@ -51,7 +51,7 @@ function loadConfig (arg) {
 // The test suite must stay on 127.0.0.1, so Koa's listen binds the loopback
 // address instead.  Nothing else about the plugin changes.  Every request that
 // reaches such a server is recorded (method, url, headers) before Koa sees it.
-const LOOPBACK = process.env.ILPHTTP_INTEROP_HOST || '127.0.0.1'
+const LOOPBACK = '127.0.0.1'
 const MAX_RECORDED = 10000
 const requests = []
 const servers = []

@@ -356,10 +356,20 @@ class JsPeer(JsProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def send(self, prepare: bytes, timeout: float = COMMAND_TIMEOUT) -> defer.Deferred[bytes]:
+    def send(
+        self, prepare: bytes, timeout: float = COMMAND_TIMEOUT, js_timeout_ms: int | None = None
+    ) -> defer.Deferred[bytes]:
         """``plugin.sendData(prepare)``: the reply bytes, or :class:`JsCommandError`
-        with the JS plugin's message (``failed to fetch. code=<status>``)."""
-        d = self.command("send", timeout=timeout, prepare=prepare.hex())
+        with the JS plugin's message (``failed to fetch. code=<status>``).
+
+        The JS plugin itself never times out; with ``js_timeout_ms`` the script
+        gives up after that long with the error ``timeout: sendData took over
+        <n> ms`` (the HTTP request is left running).
+        """
+        fields: dict[str, Any] = {"prepare": prepare.hex()}
+        if js_timeout_ms is not None:
+            fields["timeoutMs"] = js_timeout_ms
+        d = self.command("send", timeout=timeout, **fields)
         return d.addCallback(lambda r: bytes.fromhex(r["reply"]))
 
     def set_handler(self, mode: str, **spec: Any) -> defer.Deferred[dict[str, Any]]:

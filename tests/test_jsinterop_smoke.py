@@ -179,9 +179,10 @@ class JsPeerPairTests(unittest.TestCase):
         )
         yield b.set_handler("hang")
         _, raw, _ = make_prepare("test.b")
-        d = a.command("send", prepare=raw.hex(), timeoutMs=300)
-        err = yield self.assertFailure(d, JsCommandError)
-        self.assertIn("timeout", err.message)
+        err = yield self.assertFailure(a.send(raw, js_timeout_ms=300), JsCommandError)
+        self.assertEqual(err.message, "timeout: sendData took over 300 ms")
+        received = yield b.received()
+        self.assertEqual(received, [raw])
 
     @defer.inlineCallbacks
     def test_capture_server_records_js_request(self) -> Any:
@@ -286,3 +287,41 @@ class JsConnectorTests(unittest.TestCase):
         self.assertEqual(result["delivered"], amount)
         total = yield server.total()
         self.assertEqual(total, amount)
+
+
+class JsStreamDirectTests(unittest.TestCase):
+    """STREAM between two JS plugins wired to each other, no connector:
+    stream.js answers the other side's IL-DCP itself (``serve_ildcp``)."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        require_node()
+
+    @defer.inlineCallbacks
+    def test_stream_payment_direct(self) -> Any:
+        server_port, client_port = free_port(), free_port()
+        # Each side tells the other its address, as a parent would.
+        client = yield start_stream_client(
+            self,
+            plugin_options(client_port, server_port, "client-in", "server-in"),
+            serve_ildcp={"clientAddress": "test.server", "assetScale": 9, "assetCode": "USD"},
+        )
+        server = yield start_stream_server(
+            self,
+            plugin_options(server_port, client_port, "server-in", "client-in"),
+            serve_ildcp={"clientAddress": "test.client", "assetScale": 9, "assetCode": "USD"},
+        )
+        self.assertTrue(server.destination_account.startswith("test.server."))
+        amount = 2_500_000
+        result = yield client.pay(server.destination_account, server.shared_secret, amount)
+        self.assertEqual(result["sourceAccount"], "test.client")
+        self.assertEqual((result["sent"], result["delivered"]), (amount, amount))
+        # A second payment over the same client plugin, to a fresh STREAM address
+        # (a closed connection's address is not reusable).
+        destination, secret = yield server.generate()
+        self.assertNotEqual(destination, server.destination_account)
+        result = yield client.pay(destination, secret, 1000)
+        self.assertEqual(result["delivered"], 1000)
+        total = yield server.total()
+        self.assertEqual(total, amount + 1000)
