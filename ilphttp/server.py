@@ -179,6 +179,8 @@ class IlpRequest(Request):
                 transport.write(_TOO_LARGE % (len(message), message))
                 transport.loseConnection()
                 self._answered_early = True
+                # Answered already: no "100 Continue" after the 413.
+                self.requestHeaders.removeHeader(b"expect")
             super().gotLength(0)
             return
         super().gotLength(length)
@@ -202,6 +204,9 @@ class IlpRequest(Request):
             self.setResponseCode(http.REQUEST_ENTITY_TOO_LARGE)
             self.setHeader(b"content-type", b"text/plain; charset=utf-8")
             self.setHeader(b"connection", b"close")
+            if isinstance(self.channel, http.HTTPChannel):
+                # Do close, as announced (twisted.web keeps it open otherwise).
+                self.channel.persistent = False
             self.write(b"ILP packet too large: the limit is %d bytes" % self.max_body)
             self.finish()
             return
