@@ -19,10 +19,12 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from zope.interface import provider
+from zope.interface import implementer, provider
 
 from ilphttp.ildcp import IldcpResponse, serialize_response
 from ilphttp.packet import (
@@ -34,6 +36,7 @@ from ilphttp.packet import (
     Reject,
     condition_from_fulfillment,
     deserialize,
+    deserialize_prepare,
     serialize_fulfill,
     serialize_prepare,
     serialize_reject,
@@ -369,3 +372,131 @@ def listen_port(plugin: Any) -> int:
 
 
 LOOPBACK_ENDPOINT = "tcp:0:interface=127.0.0.1"
+
+
+def plugin_url(plugin: Any, path: str = "/") -> str:
+    return f"http://127.0.0.1:{listen_port(plugin)}{path}"
+
+
+# -- HTTP requests from tests -------------------------------------------------------------
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class HttpResult(NamedTuple):
+    code: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        values = self.headers.getRawHeaders(name)
+        return None if not values else values[0]
+
+
+def request(
+    agent: Any,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[bytes, bytes] | None = None,
+    method: bytes = b"POST",
+) -> Deferred[HttpResult]:
+    """Send one request through ``agent``; fire with the status, headers and body."""
+    h = Headers()
+    for name, value in (headers or {}).items():
+        h.addRawHeader(name, value)
+    producer = None if body is None else BytesProducer(body)
+    d = agent.request(method, url.encode("ascii"), h, producer)
+
+    def read(response: Any) -> Deferred[HttpResult]:
+        return readBody(response).addCallback(
+            lambda content: HttpResult(response.code, response.headers, content)
+        )
+
+    return d.addCallback(read)
+
+
+def raw_request(
+    path: bytes = b"/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    method: bytes = b"POST",
+) -> bytes:
+    """The bytes of an HTTP/1.1 request (no Content-Length added)."""
+    lines = [method + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    lines += [name + b": " + value for name, value in headers or []]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def chunked(body: bytes, size: int = 4096) -> bytes:
+    """``body`` in the chunked transfer coding, terminating chunk included."""
+    out = []
+    for i in range(0, len(body), size):
+        piece = body[i : i + size]
+        out.append(b"%x\r\n%s\r\n" % (len(piece), piece))
+    out.append(b"0\r\n\r\n")
+    return b"".join(out)
+
+
+# -- data handlers ------------------------------------------------------------------------
+
+
+class RecordingHandler:
+    """A data handler that records every call and fulfils the Prepares it made.
+
+    ``respond``, when set, answers instead (it may return anything a handler may).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+        self.known: dict[bytes, bytes] = {}
+        self.respond: Callable[[bytes], Any] | None = None
+        self._waiting: list[Deferred[bytes]] = []
+
+    def make(self, now: float, **kwargs: Any) -> Made:
+        made = make_prepare(now, **kwargs)
+        self.known[made.prepare.execution_condition] = made.fulfillment
+        return made
+
+    def __call__(self, data: bytes) -> Any:
+        self.calls.append(data)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(data)
+        if self.respond is not None:
+            return self.respond(data)
+        prepare = deserialize_prepare(data)
+        fulfillment = self.known.get(prepare.execution_condition)
+        if fulfillment is None:
+            return reject_bytes("F06", message="unknown condition")
+        return serialize_fulfill(Fulfill(fulfillment, prepare.data[:64]))
+
+    def next_call(self) -> Deferred[bytes]:
+        d: Deferred[bytes] = Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class Pending:
+    """A Deferred a handler returns, remembering whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled: Deferred[None] = Deferred()
+        self.deferred: Deferred[Any] = Deferred(lambda _: self.cancelled.callback(None))

@@ -1,0 +1,566 @@
+"""The incoming side over real loopback sockets: health check, auth, size limits,
+content types, handler failures, expiry and IL-DCP serving in multi mode."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.server import Site
+
+from ilphttp import ildcp
+from ilphttp.packet import (
+    MAX_PREPARE_LENGTH,
+    ErrorCode,
+    Fulfill,
+    Reject,
+    deserialize_prepare,
+    serialize,
+)
+from ilphttp.plugin import PluginHttp
+from ilphttp.server import make_site
+
+from .helpers import (
+    CLOCK_START,
+    LOOPBACK_ENDPOINT,
+    LogCapture,
+    Pending,
+    RecordingHandler,
+    chunked,
+    expect_fulfill,
+    expect_reject,
+    global_reactor,
+    http_agent,
+    ildcp_reply,
+    largest_prepare,
+    listen_port,
+    make_prepare,
+    plugin_url,
+    raw_connect,
+    raw_request,
+    reject_bytes,
+    request,
+    within,
+)
+
+TOKEN = "incoming-token"
+AUTH = {b"authorization": b"Bearer " + TOKEN.encode()}
+ILP_TYPE = {b"content-type": b"application/octet-stream"}
+HEADERS = {**AUTH, **ILP_TYPE}
+
+
+class _Base(TestCase):
+    timeout = 10
+
+    def setUp(self) -> None:
+        self.handler = RecordingHandler()
+        self.agent = http_agent(self)
+
+    def start(self, handler: Any = None, **top: Any) -> Deferred[PluginHttp]:
+        incoming = {"endpoint": LOOPBACK_ENDPOINT, "static_token": TOKEN}
+        incoming.update(top.pop("incoming", {}))
+        plugin = PluginHttp(incoming=incoming, **top)
+        plugin.register_data_handler(self.handler if handler is None else handler)
+
+        def started(_: object) -> PluginHttp:
+            self.addCleanup(plugin.disconnect)
+            self.plugin = plugin
+            return plugin
+
+        return plugin.connect().addCallback(started)
+
+    def post(self, body: bytes, headers: dict[bytes, bytes] | None = None, path: str = "/") -> Any:
+        return request(
+            self.agent, plugin_url(self.plugin, path), body, HEADERS if headers is None else headers
+        )
+
+    def now(self) -> float:
+        return time.time()
+
+
+class HealthAndAuthTests(_Base):
+    @inlineCallbacks
+    def test_get_any_path_is_ok_without_auth(self) -> Any:
+        yield self.start()
+        for path in ("/", "/health", "/a/b/c?x=1"):
+            result = yield request(self.agent, plugin_url(self.plugin, path), method=b"GET")
+            self.assertEqual((result.code, result.body), (200, b"OK"), path)
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_bad_or_missing_token_is_401(self) -> Any:
+        yield self.start()
+        made = self.handler.make(self.now())
+        for auth in (None, b"Bearer wrong", b"wrong", b"Bearer ", b"Basic aW5jb21pbmc="):
+            headers = dict(ILP_TYPE)
+            if auth is not None:
+                headers[b"authorization"] = auth
+            result = yield self.post(made.packet, headers)
+            self.assertEqual(result.code, 401, auth)
+            self.assertEqual(result.body, b"invalid authorization")
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_bearer_and_raw_tokens_accepted_on_any_path(self) -> Any:
+        yield self.start()
+        for auth, path in ((b"Bearer " + TOKEN.encode(), "/"), (TOKEN.encode(), "/any/path")):
+            made = self.handler.make(self.now())
+            result = yield self.post(made.packet, {**ILP_TYPE, b"authorization": auth}, path)
+            self.assertEqual(result.code, 200)
+            self.assertEqual(result.header(b"content-type"), b"application/octet-stream")
+            expect_fulfill(self, result.body, made.fulfillment)
+        self.assertEqual(len(self.handler.calls), 2)
+
+    @inlineCallbacks
+    def test_jwt_incoming(self) -> Any:
+        from ilphttp.auth import OutgoingAuth
+
+        secret = "x" * 32
+        yield self.start(incoming={"static_token": None, "jwt_secret": secret})
+        made = self.handler.make(self.now())
+        header = OutgoingAuth(None, secret, 30.0, True, time.time).header()
+        result = yield self.post(made.packet, {**ILP_TYPE, b"authorization": header})
+        expect_fulfill(self, result.body, made.fulfillment)
+        result = yield self.post(made.packet, {**ILP_TYPE, b"authorization": b"Bearer " + b"x"})
+        self.assertEqual(result.code, 401)
+
+
+class BodyTests(_Base):
+    @inlineCallbacks
+    def test_not_a_prepare_is_400_without_traceback(self) -> Any:
+        yield self.start()
+        good = make_prepare(self.now()).packet
+        bodies = [
+            b"",
+            b"garbage",
+            serialize(Fulfill(b"\0" * 32)),
+            reject_bytes("F02"),
+            good[:-1],
+            good + b"\0",
+            b"\x0c\x85\xff\xff\xff\xff\xff",
+        ]
+        for body in bodies:
+            result = yield self.post(body)
+            self.assertEqual(result.code, 400, body[:20])
+            self.assertTrue(result.body.startswith(b"invalid ILP Prepare"), result.body)
+            for marker in (b"Traceback", b'File "', b"Error:", b"<html"):
+                self.assertNotIn(marker, result.body)
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_content_length_over_limit_is_413_before_the_body(self) -> Any:
+        yield self.start()
+        for length in (MAX_PREPARE_LENGTH + 1, 10**9):
+            client = yield raw_connect(self, listen_port(self.plugin))
+            assert client.transport is not None
+            client.transport.write(
+                raw_request(
+                    headers=[
+                        (b"Authorization", b"Bearer " + TOKEN.encode()),
+                        (b"Content-Type", b"application/octet-stream"),
+                        (b"Content-Length", b"%d" % length),
+                    ]
+                )
+            )
+            # Only the headers were sent: the answer and the close come anyway.
+            data = yield within(client.closed, 5)
+            self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data)
+            self.assertIn(b"too large", data)
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_content_length_over_limit_with_expect_continue(self) -> Any:
+        # A client that waits for "100 Continue" gets the 413 instead, and nothing after it.
+        yield self.start()
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        client.transport.write(
+            raw_request(
+                headers=[
+                    (b"Authorization", b"Bearer " + TOKEN.encode()),
+                    (b"Content-Length", b"%d" % (MAX_PREPARE_LENGTH + 1)),
+                    (b"Expect", b"100-continue"),
+                ]
+            )
+        )
+        data = yield within(client.closed, 5)
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data)
+        self.assertNotIn(b"100 Continue", data)
+
+    @inlineCallbacks
+    def test_chunked_body_over_limit_is_413(self) -> Any:
+        yield self.start()
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        body = largest_prepare(self.now()).packet + b"x"
+        client.transport.write(
+            raw_request(
+                headers=[
+                    (b"Authorization", b"Bearer " + TOKEN.encode()),
+                    (b"Transfer-Encoding", b"chunked"),
+                ],
+                body=chunked(body),
+            )
+        )
+        data = yield within(client.closed, 5)
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:100])
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_largest_legal_prepare_accepted(self) -> Any:
+        yield self.start()
+        made = largest_prepare(self.now())
+        self.handler.known[made.prepare.execution_condition] = made.fulfillment
+        self.assertEqual(len(made.packet), MAX_PREPARE_LENGTH)
+        result = yield self.post(made.packet)
+        self.assertEqual(result.code, 200)
+        expect_fulfill(self, result.body, made.fulfillment)
+        self.assertEqual(self.handler.calls, [made.packet])
+
+    @inlineCallbacks
+    def test_largest_legal_prepare_accepted_chunked(self) -> Any:
+        yield self.start()
+        made = largest_prepare(self.now())
+        self.handler.known[made.prepare.execution_condition] = made.fulfillment
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        client.transport.write(
+            raw_request(
+                headers=[
+                    (b"Authorization", b"Bearer " + TOKEN.encode()),
+                    (b"Transfer-Encoding", b"chunked"),
+                    (b"Connection", b"close"),
+                ],
+                body=chunked(made.packet, 1000),
+            )
+        )
+        data = yield within(client.closed, 5)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
+        expect_fulfill(self, data.split(b"\r\n\r\n", 1)[1], made.fulfillment)
+        self.assertEqual(self.handler.calls, [made.packet])
+
+    @inlineCallbacks
+    def test_content_types(self) -> Any:
+        yield self.start()
+        accepted = [
+            b"application/octet-stream",
+            b"application/ilp+octet-stream",
+            b"application/ilp+octet-stream; charset=binary",
+            b"Application/Octet-Stream",
+        ]
+        for content_type in accepted:
+            made = self.handler.make(self.now())
+            result = yield self.post(made.packet, {**AUTH, b"content-type": content_type})
+            self.assertEqual(result.code, 200, content_type)
+            expect_fulfill(self, result.body, made.fulfillment)
+        # No Content-Type at all is accepted too (curl --data-binary sends a form type though).
+        made = self.handler.make(self.now())
+        result = yield self.post(made.packet, AUTH)
+        self.assertEqual(result.code, 200)
+        calls = len(self.handler.calls)
+        for content_type in (
+            b"text/plain",
+            b"application/json",
+            b"application/x-www-form-urlencoded",
+        ):
+            result = yield self.post(made.packet, {**AUTH, b"content-type": content_type})
+            self.assertEqual(result.code, 415, content_type)
+        self.assertEqual(len(self.handler.calls), calls)
+
+
+class ReadinessTests(_Base):
+    @inlineCallbacks
+    def mount_unconnected(self, plugin: PluginHttp, site_factory: Any) -> Any:
+        assert plugin.resource is not None
+        endpoint = endpoints.TCP4ServerEndpoint(global_reactor(), 0, interface="127.0.0.1")
+        port = yield endpoint.listen(site_factory(plugin.resource))
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/"
+
+    @inlineCallbacks
+    def test_not_connected_is_502_server_is_closed(self) -> Any:
+        plugin = PluginHttp(incoming={"static_token": TOKEN})
+        plugin.register_data_handler(self.handler)
+        for site_factory in (make_site, Site):
+            url = yield self.mount_unconnected(plugin, site_factory)
+            made = self.handler.make(self.now())
+            result = yield request(self.agent, url, made.packet, HEADERS)
+            self.assertEqual((result.code, result.body), (502, b"server is closed"))
+            # Authorization comes first, as in the JS plugin.
+            result = yield request(self.agent, url, made.packet, ILP_TYPE)
+            self.assertEqual(result.code, 401)
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_no_handler_is_502(self) -> Any:
+        yield self.start()
+        self.plugin.deregister_data_handler()
+        made = self.handler.make(self.now())
+        result = yield self.post(made.packet)
+        self.assertEqual((result.code, result.body), (502, b"no handler registered."))
+        self.plugin.register_data_handler(self.handler)
+        result = yield self.post(made.packet)
+        expect_fulfill(self, result.body, made.fulfillment)
+
+
+class HandlerTests(_Base):
+    @inlineCallbacks
+    def test_handler_raising_is_t00_and_logged_once(self) -> Any:
+        yield self.start(address="test.server")
+
+        def broken(data: bytes) -> bytes:
+            raise ZeroDivisionError("secret internals")
+
+        self.handler.respond = broken
+        result = yield self.post(make_prepare(self.now()).packet)
+        self.assertEqual(result.code, 200)
+        reject = expect_reject(self, result.body, ErrorCode.T00_INTERNAL_ERROR)
+        self.assertEqual(reject.triggered_by, "test.server")
+        self.assertNotIn("secret internals", reject.message)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    @inlineCallbacks
+    def test_async_handler_failing_is_t00_and_logged_once(self) -> Any:
+        yield self.start(address="test.server")
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        called = self.handler.next_call()
+        d = self.post(make_prepare(self.now()).packet)
+        yield within(called, 5)
+        global_reactor().callLater(0.01, pending.deferred.errback, KeyError("gone"))
+        result = yield d
+        reject = expect_reject(self, result.body, ErrorCode.T00_INTERNAL_ERROR)
+        self.assertEqual(reject.triggered_by, "test.server")
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    @inlineCallbacks
+    def test_triggered_by_empty_without_address(self) -> Any:
+        yield self.start()
+
+        def broken(data: bytes) -> bytes:
+            raise RuntimeError("x")
+
+        self.handler.respond = broken
+        result = yield self.post(make_prepare(self.now()).packet)
+        self.assertEqual(expect_reject(self, result.body, "T00").triggered_by, "")
+        self.flushLoggedErrors(RuntimeError)
+
+    @inlineCallbacks
+    def test_handler_returning_garbage_is_t00(self) -> Any:
+        yield self.start(address="test.server")
+        logs = LogCapture(self)
+        garbage: list[Any] = [
+            b"garbage",
+            b"",
+            make_prepare(self.now()).packet,
+            b"\x0d\x05\x00",
+            "a string",
+            None,
+            42,
+            make_prepare(self.now()).prepare,
+            succeed(b"\x0e"),
+        ]
+        for value in garbage:
+            self.handler.respond = lambda data, value=value: value
+            result = yield self.post(make_prepare(self.now()).packet)
+            self.assertEqual(result.code, 200, value)
+            reject = expect_reject(self, result.body, "T00")
+            self.assertEqual(reject.triggered_by, "test.server")
+        self.assertEqual(len(logs.errors()), len(garbage))
+
+    @inlineCallbacks
+    def test_handler_returning_packet_objects_is_serialized(self) -> Any:
+        yield self.start()
+        made = make_prepare(self.now())
+        replies: list[Any] = [
+            Fulfill(made.fulfillment, b"hi"),
+            Reject("F99", "test.app", "app says no", b"d"),
+            succeed(Fulfill(made.fulfillment, b"later")),
+            bytearray(made.fulfill(b"ba")),
+        ]
+        expected = [
+            Fulfill(made.fulfillment, b"hi"),
+            Reject("F99", "test.app", "app says no", b"d"),
+            Fulfill(made.fulfillment, b"later"),
+            Fulfill(made.fulfillment, b"ba"),
+        ]
+        for reply, packet in zip(replies, expected):
+            self.handler.respond = lambda data, reply=reply: reply
+            result = yield self.post(made.packet)
+            self.assertEqual(result.code, 200)
+            self.assertEqual(result.header(b"content-type"), b"application/octet-stream")
+            self.assertEqual(result.body, serialize(packet))
+
+    @inlineCallbacks
+    def test_async_handler_fulfils(self) -> Any:
+        yield self.start()
+        made = self.handler.make(self.now())
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        called = self.handler.next_call()
+        d = self.post(made.packet)
+        yield within(called, 5)
+        pending.deferred.callback(made.fulfill(b"async"))
+        result = yield d
+        self.assertEqual(result.header(b"content-type"), b"application/octet-stream")
+        self.assertEqual(expect_fulfill(self, result.body, made.fulfillment).data, b"async")
+
+    @inlineCallbacks
+    def test_slow_handler_past_expiry_is_r00_and_cancelled(self) -> Any:
+        yield self.start(address="test.server")
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        made = make_prepare(self.now(), expires_in=0.25)
+        started = time.monotonic()
+        result = yield self.post(made.packet)
+        elapsed = time.monotonic() - started
+        reject = expect_reject(self, result.body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+        self.assertEqual(reject.triggered_by, "test.server")
+        self.assertTrue(pending.cancelled.called, "the handler's Deferred was not cancelled")
+        self.assertGreater(elapsed, 0.1)
+        self.assertLess(elapsed, 3)
+
+    @inlineCallbacks
+    def test_already_expired_is_r00_without_the_handler(self) -> Any:
+        yield self.start()
+        made = make_prepare(self.now(), expires_in=-1)
+        result = yield self.post(made.packet)
+        expect_reject(self, result.body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_client_disconnecting_cancels_the_handler(self) -> Any:
+        yield self.start()
+        logs = LogCapture(self)
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        made = make_prepare(self.now(), expires_in=30)
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        called = self.handler.next_call()
+        client.transport.write(
+            raw_request(
+                headers=[
+                    (b"Authorization", b"Bearer " + TOKEN.encode()),
+                    (b"Content-Length", b"%d" % len(made.packet)),
+                ],
+                body=made.packet,
+            )
+        )
+        yield within(called, 5)
+        self.assertFalse(pending.cancelled.called)
+        client.transport.abortConnection()
+        yield within(pending.cancelled, 5)
+        yield client.closed
+        self.assertEqual(client.data, b"")
+        self.assertEqual(logs.errors(), [])
+
+
+class MultiIldcpTests(_Base):
+    HUB = {"client_address": "test.hub", "asset_scale": 6, "asset_code": "USD"}
+
+    def ildcp_post(self, name: bytes | None) -> Any:
+        headers = dict(HEADERS)
+        if name is not None:
+            headers[b"ilp-peer-name"] = name
+        return self.post(ildcp.serialize_request(), headers)
+
+    @inlineCallbacks
+    def test_peer_config_answered_with_child_address(self) -> Any:
+        yield self.start(multi=True, ildcp=self.HUB)
+        for name in (b"alice", b"bob_2", b"c-3", b"8000"):
+            result = yield self.ildcp_post(name)
+            self.assertEqual(result.code, 200)
+            info = ildcp.deserialize_response(result.body)
+            self.assertEqual(info, ildcp.IldcpResponse("test.hub." + name.decode(), 6, "USD"))
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_invalid_peer_name_is_f00(self) -> Any:
+        yield self.start(multi=True, ildcp=self.HUB, address="test.hub")
+        for name in (None, b"", b"a.b", b"with space", b"caf\xc3\xa9", b"x" * 2000):
+            result = yield self.ildcp_post(name)
+            self.assertEqual(result.code, 200)
+            reject = expect_reject(self, result.body, ErrorCode.F00_BAD_REQUEST)
+            self.assertEqual(reject.triggered_by, "test.hub")
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_peer_config_goes_to_the_handler_outside_multi_mode(self) -> Any:
+        yield self.start(ildcp=self.HUB)
+        self.handler.respond = lambda data: ildcp_reply("test.other.x")
+        result = yield self.ildcp_post(b"alice")
+        self.assertEqual(ildcp.deserialize_response(result.body).client_address, "test.other.x")
+        self.assertEqual(len(self.handler.calls), 1)
+
+
+class MultiIldcpInMemoryTests(SynchronousTestCase):
+    """IL-DCP fetched through the data handler, over treq's in-memory agent."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(CLOCK_START)
+        self.plugin = PluginHttp(incoming={"static_token": TOKEN}, multi=True, reactor=self.clock)
+        self.pending = Pending()
+        self.fetches: list[bytes] = []
+
+        def handler(data: bytes) -> Any:
+            self.fetches.append(data)
+            return self.pending.deferred
+
+        self.plugin.register_data_handler(handler)
+        self.successResultOf(self.plugin.connect())
+        assert self.plugin.resource is not None
+        self.agent = RequestTraversalAgent(self.plugin.resource)
+
+    def ildcp_post(self, name: bytes) -> Deferred[Any]:
+        return request(
+            self.agent,
+            "http://hub.invalid/",
+            ildcp.serialize_request(),
+            {**HEADERS, b"ilp-peer-name": name},
+        )
+
+    def test_fetched_once_for_concurrent_requests(self) -> None:
+        first = self.ildcp_post(b"alice")
+        second = self.ildcp_post(b"bob")
+        self.agent.flush()
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        self.assertEqual(len(self.fetches), 1)
+        self.assertTrue(ildcp.is_ildcp_request(deserialize_prepare(self.fetches[0])))
+        self.pending.deferred.callback(ildcp_reply("test.parent.hub", 3, "EUR"))
+        self.agent.flush()
+        for d, name in ((first, "alice"), (second, "bob")):
+            result = self.successResultOf(d)
+            info = ildcp.deserialize_response(result.body)
+            self.assertEqual(info, ildcp.IldcpResponse("test.parent.hub." + name, 3, "EUR"))
+        self.assertEqual(self.plugin.address, "test.parent.hub")
+        # Known now: a later request does not ask again.
+        third = self.ildcp_post(b"carol")
+        self.agent.flush()
+        info = ildcp.deserialize_response(self.successResultOf(third).body)
+        self.assertEqual(info.client_address, "test.parent.hub.carol")
+        self.assertEqual(len(self.fetches), 1)
+
+    def test_failed_fetch_is_t00_and_retried(self) -> None:
+        logs = LogCapture(self)
+        d = self.ildcp_post(b"alice")
+        self.agent.flush()
+        self.pending.deferred.callback(reject_bytes("F02", "test.parent", "no"))
+        self.agent.flush()
+        expect_reject(self, self.successResultOf(d).body, ErrorCode.T00_INTERNAL_ERROR)
+        self.assertEqual(len(logs.errors()), 1)
+        self.pending = Pending()
+        again = self.ildcp_post(b"alice")
+        self.agent.flush()
+        self.assertEqual(len(self.fetches), 2)
+        self.pending.deferred.callback(ildcp_reply("test.p"))
+        self.agent.flush()
+        info = ildcp.deserialize_response(self.successResultOf(again).body)
+        self.assertEqual(info.client_address, "test.p.alice")
