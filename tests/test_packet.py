@@ -587,6 +587,10 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertInvalid(wire)
         self.assertEqual(deserialize(_envelope(TYPE_FULFILL, bytes(32) + _var(data))).data, data)
 
+    def test_length_prefix_at_the_very_end(self) -> None:
+        for wire in (b"\x0c\x80", b"\x0d\x81", b"\x0e\x82\x01"):
+            self.assertInvalid(wire)
+
     def test_incomplete_length_prefix(self) -> None:
         self.assertInvalid(bytes([TYPE_FULFILL, 0x82, 0x01]))
         self.assertInvalid(_envelope(TYPE_FULFILL, bytes(32) + b"\x82\x01"))
