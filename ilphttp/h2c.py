@@ -6,7 +6,7 @@ node's ``http2.connect("http://...")`` (and :class:`ilphttp.http2.HTTP2Agent`)
 speak HTTP/2 over plain TCP straight away, starting with the connection
 preface ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n``. This module wraps a
 :class:`~twisted.web.server.Site` (or any ``twisted.web.http.HTTPFactory``)
-so that one listener serves both:
+so that one listener serves both::
 
     from ilphttp.h2c import wrap_site_for_h2c
     endpoint = serverFromString(reactor, "tcp:8000:interface=127.0.0.1")
@@ -59,7 +59,7 @@ def check_twisted_support() -> None:
     """
     Check that the installed Twisted still provides what h2c relies on.
 
-    @raise RuntimeError: with a message saying what changed.
+    :raises RuntimeError: with a message saying what changed.
     """
     try:
         from twisted.web import _http2, http
@@ -89,9 +89,9 @@ class H2CProtocol(ProtocolWrapper):
     """
     Wraps one connection's HTTP channel; detects the HTTP/2 preface.
 
-    Acts as the channel's transport; C{negotiatedProtocol} is C{b"h2"} once
+    Acts as the channel's transport; ``negotiatedProtocol`` is ``b"h2"`` once
     the preface has been seen, the real transport's value when TLS ALPN chose
-    a protocol, and C{None} (HTTP/1.1) otherwise.
+    a protocol, and ``None`` (HTTP/1.1) otherwise.
     """
 
     def __init__(self, factory: WrappingFactory[Any], wrappedProtocol: IProtocol) -> None:
@@ -138,13 +138,13 @@ class H2CProtocol(ProtocolWrapper):
 @implementer(IProtocolNegotiationFactory)
 class H2CSiteFactory(WrappingFactory):
     """
-    A protocol factory serving a twisted.web C{Site} over HTTP/1.1 and over
+    A protocol factory serving a twisted.web ``Site`` over HTTP/1.1 and over
     cleartext HTTP/2 with prior knowledge, on the same listener. Use it with
-    any stream server endpoint's C{listen}.
+    any stream server endpoint's ``listen``.
 
-    Unknown attributes are looked up on the wrapped site (e.g. C{site.resource}).
+    Unknown attributes are looked up on the wrapped site (e.g. ``site.resource``).
     On a TLS listener it passes on the site's ALPN protocols (a twisted.web
-    C{Site} offers C{h2} and C{http/1.1}).
+    ``Site`` offers ``h2`` and ``http/1.1``).
     """
 
     protocol = H2CProtocol
@@ -155,9 +155,9 @@ class H2CSiteFactory(WrappingFactory):
 
     def acceptableProtocols(self) -> list[bytes]:
         """
-        See L{IProtocolNegotiationFactory}: the wrapped factory's protocols
-        (a C{Site}'s are C{h2} and C{http/1.1}), else C{h2} and C{http/1.1}
-        since any twisted.web C{HTTPFactory} channel switches to HTTP/2 on
+        See ``IProtocolNegotiationFactory``: the wrapped factory's protocols
+        (a ``Site``'s are ``h2`` and ``http/1.1``), else ``h2`` and ``http/1.1``
+        since any twisted.web ``HTTPFactory`` channel switches to HTTP/2 on
         ALPN. Never empty: a Twisted TLS server whose factory offers no ALPN
         protocol fails the handshake of every client that offers some.
         """
@@ -175,5 +175,5 @@ class H2CSiteFactory(WrappingFactory):
 
 
 def wrap_site_for_h2c(site: IProtocolFactory) -> H2CSiteFactory:
-    """Return a factory serving C{site} over HTTP/1.1 and h2c; see L{H2CSiteFactory}."""
+    """Return a factory serving ``site`` over HTTP/1.1 and h2c; see ``H2CSiteFactory``."""
     return H2CSiteFactory(site)

@@ -1,6 +1,6 @@
 """
 An HTTP/2 client for Twisted: an :class:`~twisted.web.iweb.IAgent` built on the
-sans-IO ``h2`` library, usable by ``treq.HTTPClient``.
+sans-IO ``h2`` library, usable by ``treq.HTTPClient``::
 
     from treq import HTTPClient
     from ilphttp.http2 import HTTP2Agent
@@ -150,9 +150,9 @@ class H2StreamReset(Exception):
     """
     The peer (or this agent) reset an HTTP/2 stream.
 
-    @ivar error_code: the RST_STREAM error code (an L{h2.errors.ErrorCodes}
+    :ivar error_code: the RST_STREAM error code (an ``h2.errors.ErrorCodes``
         member when known, else an int).
-    @ivar remote: C{True} if the peer sent the reset.
+    :ivar remote: ``True`` if the peer sent the reset.
     """
 
     def __init__(self, error_code: int, remote: bool = True) -> None:
@@ -165,9 +165,9 @@ class H2ConnectionTerminated(Exception):
     """
     The peer sent GOAWAY and this request could not be completed.
 
-    @ivar error_code: the GOAWAY error code.
-    @ivar last_stream_id: the highest stream id the peer processed.
-    @ivar additional_data: opaque debug data from the peer, or C{None}.
+    :ivar error_code: the GOAWAY error code.
+    :ivar last_stream_id: the highest stream id the peer processed.
+    :ivar additional_data: opaque debug data from the peer, or ``None``.
     """
 
     def __init__(
@@ -201,10 +201,10 @@ class _H2NotNegotiated(Exception):
 @implementer(IBodyProducer)
 class BytesProducer:
     """
-    An L{IBodyProducer} for a body already in memory. L{HTTP2Agent} uses its
+    An ``IBodyProducer`` for a body already in memory. ``HTTP2Agent`` uses its
     bytes directly; other agents get them in a single write.
 
-    Use with treq: C{HTTPClient(agent, data_to_body_producer=BytesProducer)}.
+    Use with treq: ``HTTPClient(agent, data_to_body_producer=BytesProducer)``.
     """
 
     def __init__(self, body: bytes) -> None:
@@ -241,7 +241,7 @@ class _BodyCollector:
 
 
 def _collect_body(producer: IBodyProducer) -> Deferred[bytes]:
-    """Read an L{IBodyProducer} completely into memory."""
+    """Read an ``IBodyProducer`` completely into memory."""
     if isinstance(producer, BytesProducer):
         return succeed(producer.body)
     collector = _BodyCollector()
@@ -276,7 +276,7 @@ class _RequestInfo:
 
 
 class _PendingRequest:
-    """One call to L{HTTP2Agent.request}, through queueing, sending and retries."""
+    """One call to ``HTTP2Agent.request``, through queueing, sending and retries."""
 
     def __init__(
         self, method: bytes, uri: URI, absolute: bytes, headers: Headers, body: bytes | None
@@ -320,13 +320,13 @@ class _PendingRequest:
 @implementer(IPushProducer)
 class _BodyTransport:
     """
-    The transport a response body protocol sees. C{pauseProducing} stops
+    The transport a response body protocol sees. ``pauseProducing`` stops
     acknowledging received data (back-pressure on the peer).
-    C{stopProducing} and C{loseConnection} reset the stream (CANCEL); the
-    protocol's C{connectionLost} follows in a later reactor turn, with
-    L{ResponseFailed}. C{abortConnection} (what C{readBody}'s cancellation
-    calls) resets the stream and calls C{connectionLost} at once with
-    L{CancelledError}.
+    ``stopProducing`` and ``loseConnection`` reset the stream (CANCEL); the
+    protocol's ``connectionLost`` follows in a later reactor turn, with
+    ``ResponseFailed``. ``abortConnection`` (what ``readBody``'s cancellation
+    calls) resets the stream and calls ``connectionLost`` at once with
+    ``CancelledError``.
     """
 
     def __init__(self, response: _H2Response) -> None:
@@ -350,7 +350,7 @@ class _BodyTransport:
 
 @implementer(IResponse)
 class _H2Response:
-    """An L{IResponse} for one HTTP/2 stream."""
+    """An ``IResponse`` for one HTTP/2 stream."""
 
     version = (b"HTTP", 2, 0)
 
@@ -737,7 +737,7 @@ class _H2ClientProtocol(Protocol):
         return max(free, 0)
 
     def submit(self, request: _PendingRequest) -> bool:
-        """Open a stream for C{request}. Returns C{False} if it could not."""
+        """Open a stream for ``request``. Returns ``False`` if it could not."""
         try:
             stream_id = self.conn.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
@@ -906,7 +906,7 @@ class _H2ClientProtocol(Protocol):
         self.transport.loseConnection()
 
     def drain(self, timeout: float) -> None:
-        """Take no new stream; close when idle, or abort after C{timeout}."""
+        """Take no new stream; close when idle, or abort after ``timeout``."""
         self.accepting = False
         if not self.streams:
             self.close_session()
@@ -977,13 +977,13 @@ def _goaway_tolerant_state_machine() -> Any:
     """
     h2 moves its connection state machine to CLOSED as soon as it receives
     GOAWAY, and then refuses every later frame -- even in the same
-    C{receive_data} call -- including the rest of the responses the peer
-    still owes on streams at or below C{last_stream_id} (RFC 9113 6.8: those
+    ``receive_data`` call -- including the rest of the responses the peer
+    still owes on streams at or below ``last_stream_id`` (RFC 9113 6.8: those
     may complete). Servers send such graceful GOAWAYs when they close idle or
-    old connections (node's C{session.close()}, nginx reloads...). This
+    old connections (node's ``session.close()``, nginx reloads...). This
     returns a state machine that stays open on GOAWAY, so that those streams
     can finish; the session takes no new stream after a GOAWAY (our own
-    bookkeeping) and closes once they are done. C{None} if h2's internals are
+    bookkeeping) and closes once they are done. ``None`` if h2's internals are
     not what we expect: GOAWAY then fails those streams, as h2 intends.
     """
     machine_class = getattr(h2.connection, "H2ConnectionStateMachine", None)
@@ -1211,36 +1211,36 @@ TCPEndpointFactory = Callable[[str, int], IStreamClientEndpoint]
 @implementer(IAgent)
 class HTTP2Agent:
     """
-    An L{IAgent} that speaks HTTP/2 (see the module docstring for the details).
+    An ``IAgent`` that speaks HTTP/2 (see the module docstring for the details).
 
-    @param reactor: the reactor (L{IReactorTCP} and L{IReactorTime}).
-    @param max_requests_per_session: retire a session after this many requests
-        (C{None}: unlimited). The JS plugin's C{http2MaxRequestsPerSession}.
-    @param tls_policy: an L{IPolicyForHTTPS} for C{https://} peers. The
-        default, L{ilphttp.tls.ClientTLSPolicy()}, trusts the system's CAs and
+    :param reactor: the reactor (``IReactorTCP`` and ``IReactorTime``).
+    :param max_requests_per_session: retire a session after this many requests
+        (``None``: unlimited). The JS plugin's ``http2MaxRequestsPerSession``.
+    :param tls_policy: an ``IPolicyForHTTPS`` for ``https://`` peers. The
+        default, ``ilphttp.tls.ClientTLSPolicy()``, trusts the system's CAs and
         checks the host name with service-identity. To negotiate HTTP/2 the
-        policy must offer ALPC C{h2}: L{ilphttp.tls.ClientTLSPolicy} does (via
-        its C{with_alpn} method); any other policy is used as given, and
-        HTTP/2 is then used only if its connections offer C{h2}.
-    @param idle_timeout: close a session after this many seconds without an
-        open stream (C{None}: never).
-    @param connect_timeout: seconds allowed to connect, finish TLS and receive
+        policy must offer ALPN ``h2``: ``ilphttp.tls.ClientTLSPolicy`` does (via
+        its ``with_alpn`` method); any other policy is used as given, and
+        HTTP/2 is then used only if its connections offer ``h2``.
+    :param idle_timeout: close a session after this many seconds without an
+        open stream (``None``: never).
+    :param connect_timeout: seconds allowed to connect, finish TLS and receive
         the peer's HTTP/2 SETTINGS.
-    @param max_sessions_per_origin: how many sessions of one origin may accept
+    :param max_sessions_per_origin: how many sessions of one origin may accept
         new streams at once; when all are at the peer's stream limit, requests
         queue. (Sessions being retired do not count.)
-    @param max_streams_per_session: our own cap on concurrent streams per
-        session, on top of the peer's C{MAX_CONCURRENT_STREAMS}.
-    @param cleartext_h2: use h2c prior knowledge for C{http://} URLs (default);
-        if C{False}, C{http://} requests use HTTP/1.1.
-    @param initial_window_size: our per-stream receive window
-        (C{SETTINGS_INITIAL_WINDOW_SIZE}).
-    @param connection_window: our connection-level receive window.
-    @param tcp_endpoint_factory: C{f(host, port) -> IStreamClientEndpoint}
-        used to make TCP connections (default: L{HostnameEndpoint}); TLS is
+    :param max_streams_per_session: our own cap on concurrent streams per
+        session, on top of the peer's ``MAX_CONCURRENT_STREAMS``.
+    :param cleartext_h2: use h2c prior knowledge for ``http://`` URLs (default);
+        if ``False``, ``http://`` requests use HTTP/1.1.
+    :param initial_window_size: our per-stream receive window
+        (``SETTINGS_INITIAL_WINDOW_SIZE``).
+    :param connection_window: our connection-level receive window.
+    :param tcp_endpoint_factory: ``f(host, port) -> IStreamClientEndpoint``
+        used to make TCP connections (default: ``HostnameEndpoint``); TLS is
         layered on top by the agent. Useful to pin names to addresses.
-    @param http1_pool: the L{HTTPConnectionPool} for HTTP/1.1 fallback (a
-        persistent one is made if not given; L{close} closes it either way).
+    :param http1_pool: the ``HTTPConnectionPool`` for HTTP/1.1 fallback (a
+        persistent one is made if not given; ``close`` closes it either way).
     """
 
     def __init__(
@@ -1300,9 +1300,9 @@ class HTTP2Agent:
         bodyProducer: IBodyProducer | None = None,
     ) -> Deferred[IResponse]:
         """
-        Issue a request; see L{IAgent.request}. The query string is kept.
+        Issue a request; see ``IAgent.request``. The query string is kept.
         Cancelling the returned Deferred before the response arrives resets
-        the stream (C{RST_STREAM CANCEL}) or removes the request from the
+        the stream (``RST_STREAM CANCEL``) or removes the request from the
         queue.
         """
         try:
@@ -1350,7 +1350,7 @@ class HTTP2Agent:
     def close(self, drain_timeout: float = 0.0) -> Deferred[None]:
         """
         Close every session and HTTP/1.1 connection. Queued requests fail
-        with L{RequestNotSent}. With C{drain_timeout} > 0, requests in flight
+        with ``RequestNotSent``. With ``drain_timeout`` > 0, requests in flight
         may finish for up to that many seconds; otherwise they fail now. The
         Deferred fires when every connection is closed. The agent may be used
         again afterwards (it opens new sessions).
@@ -1370,8 +1370,8 @@ class HTTP2Agent:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """
-        A snapshot per origin (C{"https://host:port"}): C{active},
-        C{retiring}, C{connecting}, C{queued}, C{open_streams}, C{http1}.
+        A snapshot per origin (``"https://host:port"``): ``active``,
+        ``retiring``, ``connecting``, ``queued``, ``open_streams``, ``http1``.
         """
         out = {}
         for (scheme, host, port), pool in self._pools.items():

@@ -79,7 +79,7 @@ def load_certificates(path: str | bytes | FilePath[Any]) -> list[ssl.Certificate
     """
     All the certificates of a PEM file (a CA bundle or a chain).
 
-    @raise ValueError: if the file holds no PEM certificate.
+    :raises ValueError: if the file holds no PEM certificate.
     """
     blocks = _PEM_CERT.findall(_read(path))
     if not blocks:
@@ -91,9 +91,9 @@ def load_private_certificate(
     cert: str | bytes | FilePath[Any], key: str | bytes | FilePath[Any] | None = None
 ) -> ssl.PrivateCertificate:
     """
-    A certificate and its private key from PEM files (C{key} defaults to
-    C{cert}, for a file holding both). Only the first certificate of C{cert}
-    is used; see L{load_certificates} for the rest of a chain.
+    A certificate and its private key from PEM files (``key`` defaults to
+    ``cert``, for a file holding both). Only the first certificate of ``cert``
+    is used; see ``load_certificates`` for the rest of a chain.
     """
     cert_pem = _read(cert)
     key_pem = cert_pem if key is None else _read(key)
@@ -119,10 +119,10 @@ def client_tls_options(
 ) -> IOpenSSLClientConnectionCreator:
     """
     A client connection creator for one host: the peer's certificate must
-    chain to C{ca_bundle} (a PEM file; default: the platform's trust store)
-    and match C{hostname} (a DNS name or an IP address), checked with
-    service-identity. C{client_cert}/C{client_key} present a certificate for
-    mutual TLS. C{alpn} lists protocols to offer (e.g. L{DEFAULT_ALPN}).
+    chain to ``ca_bundle`` (a PEM file; default: the platform's trust store)
+    and match ``hostname`` (a DNS name or an IP address), checked with
+    service-identity. ``client_cert``/``client_key`` present a certificate for
+    mutual TLS. ``alpn`` lists protocols to offer (e.g. ``DEFAULT_ALPN``).
     """
     kwargs: dict[str, Any] = {}
     if client_cert is not None:
@@ -135,18 +135,18 @@ def client_tls_options(
 @implementer(IPolicyForHTTPS)
 class ClientTLSPolicy:
     """
-    An L{IPolicyForHTTPS} for outgoing C{https://} requests, usable with
-    Twisted's C{Agent} and with L{ilphttp.http2.HTTP2Agent}.
+    An ``IPolicyForHTTPS`` for outgoing ``https://`` requests, usable with
+    Twisted's ``Agent`` and with ``ilphttp.http2.HTTP2Agent``.
 
-    Every connection verifies the server's certificate against C{ca_bundle}
-    (a PEM file of CA certificates; C{None}: the platform's trust store) and
-    its host name or IP address with service-identity. With C{client_cert}
-    (and C{client_key}, unless the key is in the same file) the client
+    Every connection verifies the server's certificate against ``ca_bundle``
+    (a PEM file of CA certificates; ``None``: the platform's trust store) and
+    its host name or IP address with service-identity. With ``client_cert``
+    (and ``client_key``, unless the key is in the same file) the client
     presents that certificate (mutual TLS).
 
-    @ivar alpn: the ALPN protocols offered (C{None}: no ALPN, which means
-        HTTP/1.1). L{with_alpn} returns a copy offering other protocols;
-        L{ilphttp.http2.HTTP2Agent} uses it to offer C{h2}.
+    :ivar alpn: the ALPN protocols offered (``None``: no ALPN, which means
+        HTTP/1.1). ``with_alpn`` returns a copy offering other protocols;
+        ``ilphttp.http2.HTTP2Agent`` uses it to offer ``h2``.
     """
 
     def __init__(
@@ -168,14 +168,14 @@ class ClientTLSPolicy:
         )
 
     def with_alpn(self, alpn: Sequence[bytes] | None) -> ClientTLSPolicy:
-        """A copy of this policy offering the ALPN protocols C{alpn}."""
+        """A copy of this policy offering the ALPN protocols ``alpn``."""
         copy = ClientTLSPolicy.__new__(ClientTLSPolicy)
         copy.__dict__.update(self.__dict__)
         copy.alpn = tuple(alpn) if alpn else None
         return copy
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
-        """See L{IPolicyForHTTPS.creatorForNetloc}."""
+        """See ``IPolicyForHTTPS.creatorForNetloc``."""
         name = hostname.decode("idna") if not hostname.isascii() else hostname.decode("ascii")
         if name.startswith("[") and name.endswith("]"):
             name = name[1:-1]
@@ -200,21 +200,21 @@ def server_tls_options(
     """
     Server-side TLS options.
 
-    @param cert: PEM file with the server certificate (and possibly its key).
-    @param key: PEM file with the private key (default: C{cert}).
-    @param chain: PEM file with intermediate CA certificates to send.
-    @param client_ca: PEM file of CA certificates that sign acceptable client
+    :param cert: PEM file with the server certificate (and possibly its key).
+    :param key: PEM file with the private key (default: ``cert``).
+    :param chain: PEM file with intermediate CA certificates to send.
+    :param client_ca: PEM file of CA certificates that sign acceptable client
         certificates. When given, client certificates are verified against it
         (mutual TLS); without it no client certificate is asked for.
-    @param require_client_cert: with C{client_ca}, refuse clients without a
-        certificate (default). If C{False}, a certificate is optional, but
+    :param require_client_cert: with ``client_ca``, refuse clients without a
+        certificate (default). If ``False``, a certificate is optional, but
         verified when presented.
-    @param alpn: extra ALPN protocols to accept, in order of preference.
+    :param alpn: extra ALPN protocols to accept, in order of preference.
         Usually not needed: Twisted asks the listening factory
-        (L{IProtocolNegotiationFactory}), and a twisted.web C{Site} answers
-        C{h2} and C{http/1.1} (C{h2} only when the C{h2} package is
+        (``IProtocolNegotiationFactory``), and a twisted.web ``Site`` answers
+        ``h2`` and ``http/1.1`` (``h2`` only when the ``h2`` package is
         installed); these come after the factory's own.
-    @param dh_parameters: PEM file of DH parameters (for DHE ciphers).
+    :param dh_parameters: PEM file of DH parameters (for DHE ciphers).
     """
     private = load_private_certificate(cert, key)
     kwargs: dict[str, Any] = {}
@@ -253,7 +253,7 @@ def server_endpoint(
     alpn: Sequence[bytes] | None = None,
     dh_parameters: str | bytes | FilePath[Any] | None = None,
 ) -> SSL4ServerEndpoint:
-    """A TLS server endpoint; the options are those of L{server_tls_options}."""
+    """A TLS server endpoint; the options are those of ``server_tls_options``."""
     options = server_tls_options(
         cert,
         key,
@@ -268,8 +268,8 @@ def server_endpoint(
 
 def _split_endpoint(description: str) -> tuple[list[str], dict[str, str]]:
     """
-    Split an endpoint description the way Twisted does: C{:} separates
-    fields, the first unescaped C{=} of a field makes it a keyword, and a
+    Split an endpoint description the way Twisted does: ``:`` separates
+    fields, the first unescaped ``=`` of a field makes it a keyword, and a
     backslash escapes the next character.
     """
     fields: list[list[tuple[str, bool]]] = [[]]
@@ -311,20 +311,20 @@ def _flag(value: str, name: str) -> bool:
 
 def server_endpoint_from_string(reactor: Any, description: str) -> IStreamServerEndpoint:
     """
-    Like L{twisted.internet.endpoints.serverFromString}, but C{ssl:}
-    descriptions also accept mutual TLS and extra ALPN options:
+    Like ``twisted.internet.endpoints.serverFromString``, but ``ssl:``
+    descriptions also accept mutual TLS and extra ALPN options::
 
         ssl:8443:privateKey=key.pem:certKey=cert.pem[:extraCertChain=chain.pem]
             [:interface=127.0.0.1][:backlog=50][:dhParameters=dh.pem]
             [:caCerts=clients-ca.pem][:requireClientCert=yes|no]
             [:alpn=proto1,proto2]
 
-    C{caCerts} turns on client-certificate verification (required unless
-    C{requireClientCert=no}). C{alpn} adds ALPN protocols to those of the
-    listening factory (a twisted.web C{Site} already offers C{h2} and
-    C{http/1.1}; see L{server_tls_options}). Other
-    endpoint types (C{tcp:}, C{unix:}, C{systemd:}, ...) are passed to
-    C{serverFromString} unchanged.
+    ``caCerts`` turns on client-certificate verification (required unless
+    ``requireClientCert=no``). ``alpn`` adds ALPN protocols to those of the
+    listening factory (a twisted.web ``Site`` already offers ``h2`` and
+    ``http/1.1``; see ``server_tls_options``). Other
+    endpoint types (``tcp:``, ``unix:``, ``systemd:``, ...) are passed to
+    ``serverFromString`` unchanged.
     """
     args, kwargs = _split_endpoint(description)
     if not args or args[0].strip().lower() != "ssl":
@@ -372,12 +372,12 @@ class PeerIdentity(NamedTuple):
     """
     The identity in a client certificate that the TLS layer verified.
 
-    @ivar common_name: the subject's CN (C{None} if absent).
-    @ivar dns_names: subjectAltName DNS names.
-    @ivar uris: subjectAltName URIs (e.g. SPIFFE ids).
-    @ivar ip_addresses: subjectAltName IP addresses, as strings.
-    @ivar fingerprint_sha256: hex SHA-256 of the DER certificate (lower case).
-    @ivar certificate: the L{cryptography.x509.Certificate}.
+    :ivar common_name: the subject's CN (``None`` if absent).
+    :ivar dns_names: subjectAltName DNS names.
+    :ivar uris: subjectAltName URIs (e.g. SPIFFE ids).
+    :ivar ip_addresses: subjectAltName IP addresses, as strings.
+    :ivar fingerprint_sha256: hex SHA-256 of the DER certificate (lower case).
+    :ivar certificate: the ``cryptography.x509.Certificate``.
     """
 
     common_name: str | None
@@ -395,7 +395,7 @@ class PeerIdentity(NamedTuple):
 
 
 def identity_from_certificate(cert: x509.Certificate) -> PeerIdentity:
-    """Read a L{PeerIdentity} from a certificate."""
+    """Read a ``PeerIdentity`` from a certificate."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -434,12 +434,12 @@ def _tls_transports(request_or_transport: Any) -> list[Any]:
 
 def peer_certificate(request_or_transport: Any) -> x509.Certificate | None:
     """
-    The client certificate of a TLS connection, or C{None}.
+    The client certificate of a TLS connection, or ``None``.
 
     Accepts a twisted.web request (HTTP/1.1 or HTTP/2) or a transport. The
-    certificate was verified against the server's C{client_ca} when the
-    server asked for one (see L{server_tls_options}); a server without
-    C{client_ca} asks for none, so this returns C{None}.
+    certificate was verified against the server's ``client_ca`` when the
+    server asked for one (see ``server_tls_options``); a server without
+    ``client_ca`` asks for none, so this returns ``None``.
     """
     for transport in _tls_transports(request_or_transport):
         cert = transport.getPeerCertificate()
@@ -449,6 +449,6 @@ def peer_certificate(request_or_transport: Any) -> x509.Certificate | None:
 
 
 def peer_identity(request_or_transport: Any) -> PeerIdentity | None:
-    """The L{PeerIdentity} of the verified client certificate, or C{None}."""
+    """The ``PeerIdentity`` of the verified client certificate, or ``None``."""
     cert = peer_certificate(request_or_transport)
     return identity_from_certificate(cert) if cert is not None else None
