@@ -125,6 +125,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BytesProducer",
+    "ErrorCodes",
     "H2ConnectionTerminated",
     "H2ProtocolError",
     "H2StreamReset",
