@@ -1,0 +1,875 @@
+"""twistd ilphttp: option parsing (every flag, every error), config files, makeService."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any
+
+from twisted.application.service import IServiceMaker
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from ilphttp import ildcp
+from ilphttp.nodeconfig import ConfigError, load_file, parse_node
+from ilphttp.packet import Reject, deserialize_reject, serialize_reject
+from ilphttp.plugin import PluginHttp
+from ilphttp.router import Router
+from ilphttp.tap import HandlerContext, NodeService, Options, make_service
+from ilphttp.testing import make_prepare
+
+IN_TOKEN = "incoming-secret-0123456789"
+OUT_TOKEN = "outgoing-secret-9876543210"
+JWT_SECRET = "a-jwt-secret-of-32-bytes-or-more!!"
+
+
+# -- handler factories for --handler -------------------------------------------------
+
+CONTEXTS: list[HandlerContext] = []
+
+
+def echo_factory(context: HandlerContext) -> Any:
+    """A --handler factory: rejects every Prepare with F99, naming the account."""
+    CONTEXTS.append(context)
+
+    def handler(data: bytes) -> bytes:
+        return serialize_reject(Reject("F99", "", f"handled by {context.account}"))
+
+    return handler
+
+
+def not_a_factory_result(context: HandlerContext) -> Any:
+    return 42
+
+
+NOT_CALLABLE = "just a string"
+
+
+class _Base(SynchronousTestCase):
+    def file(self, content: str, name: str | None = None) -> str:
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        child = path.child(name or "secret")
+        child.setContent(content.encode("utf-8"))
+        return child.path
+
+    def parse(self, argv: list[str], environ: dict[str, str] | None = None) -> Options:
+        options = Options(environ=environ or {})
+        options.parseOptions(argv)
+        return options
+
+    def usage_error(self, argv: list[str], environ: dict[str, str] | None = None) -> str:
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse(argv, environ)
+        message = str(caught.exception)
+        self.assertNotIn("\n", message, "one clear line")
+        self.assertNotIn(IN_TOKEN, message)
+        self.assertNotIn(OUT_TOKEN, message)
+        return message
+
+    def hub_argv(self) -> list[str]:
+        return [
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--incoming-token-file",
+            self.file(IN_TOKEN + "\n"),
+            "--outgoing-url",
+            "http://127.0.0.1:%/",
+            "--outgoing-token-file",
+            self.file(OUT_TOKEN),
+            "--multi",
+            "--ildcp-address",
+            "test.hub",
+            "--asset-code",
+            "XRP",
+            "--asset-scale",
+            "9",
+        ]
+
+
+class SingleLinkOptionsTests(_Base):
+    """One link from flags."""
+
+    def test_hub(self) -> None:
+        options = self.parse(self.hub_argv())
+        node = options["node"]
+        [account] = node.accounts
+        plugin = account.options
+        self.assertEqual(account.relation, "child")
+        self.assertTrue(plugin.multi)
+        self.assertEqual(plugin.multi_delimiter, "%")
+        assert plugin.incoming is not None and plugin.outgoing is not None
+        self.assertEqual(plugin.incoming.endpoint, "tcp:0:interface=127.0.0.1")
+        self.assertEqual(plugin.incoming.static_token, IN_TOKEN)  # the newline is gone
+        self.assertEqual(plugin.outgoing.url, "http://127.0.0.1:%/")
+        self.assertEqual(plugin.outgoing.static_token, OUT_TOKEN)
+        self.assertFalse(plugin.outgoing.send_ilp_destination)
+        self.assertIsNone(plugin.outgoing.name)
+        self.assertEqual(plugin.ildcp, ildcp.IldcpResponse("test.hub", 9, "XRP"))
+        self.assertEqual((node.address, node.asset_code, node.asset_scale), ("test.hub", "XRP", 9))
+        self.assertIsNone(options["handler_factory"])
+
+    def test_every_link_flag(self) -> None:
+        argv = [
+            *self.hub_argv(),
+            "--name",
+            "hub7",
+            "--send-ilp-destination",
+            "--multi-delimiter",
+            "$",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--port",
+            "0",
+        ]
+        argv[argv.index("http://127.0.0.1:%/")] = "http://127.0.0.1:$/"
+        [account] = self.parse(argv)["node"].accounts
+        out = account.options.outgoing
+        self.assertEqual((out.name, out.send_ilp_destination), ("hub7", True))
+        self.assertEqual(account.options.multi_delimiter, "$")
+        self.assertEqual(account.extra_listen, ("tcp:0:interface=127.0.0.1", "tcp:0"))
+
+    def test_port(self) -> None:
+        for flag in ("--port", "-p"):
+            argv = [*self.hub_argv()[2:], flag, "8000"]
+            [account] = self.parse(argv)["node"].accounts
+            self.assertEqual(account.options.incoming.endpoint, "tcp:8000")
+        for bad in ("http", "70000", "-1", ""):
+            message = self.usage_error([*self.hub_argv()[2:], "--port", bad])
+            self.assertIn("--port must be a TCP port number", message)
+
+    def test_jwt_secrets(self) -> None:
+        argv = [
+            "--port",
+            "0",
+            "--incoming-jwt-secret-file",
+            self.file(JWT_SECRET),
+            "--outgoing-url",
+            "http://127.0.0.1:9/",
+            "--outgoing-jwt-secret-file",
+            self.file(JWT_SECRET),
+            "--handler",
+            "tests.test_tap:echo_factory",
+        ]
+        [account] = self.parse(argv)["node"].accounts
+        self.assertEqual(account.options.incoming.jwt_secret, JWT_SECRET)
+        self.assertIsNone(account.options.incoming.static_token)
+        self.assertEqual(account.options.outgoing.jwt_secret, JWT_SECRET)
+        self.assertIsNone(account.options.outgoing.static_token)
+        self.assertEqual(account.relation, "peer")
+
+    def test_incoming_token_and_jwt(self) -> None:
+        """Incoming, both are allowed (the JS plugin accepts either then)."""
+        argv = [
+            "--port",
+            "0",
+            "--incoming-token-file",
+            self.file(IN_TOKEN),
+            "--incoming-jwt-secret-file",
+            self.file(JWT_SECRET),
+            "--handler",
+            "tests.test_tap:echo_factory",
+        ]
+        [account] = self.parse(argv)["node"].accounts
+        incoming = account.options.incoming
+        self.assertEqual((incoming.static_token, incoming.jwt_secret), (IN_TOKEN, JWT_SECRET))
+        self.assertIsNone(account.options.outgoing)
+
+    def test_environment(self) -> None:
+        environ = {
+            "ILPHTTP_INCOMING_TOKEN": IN_TOKEN,
+            "ILPHTTP_OUTGOING_TOKEN": OUT_TOKEN,
+        }
+        argv = ["--port", "0", "--outgoing-url", "http://127.0.0.1:%/", "--multi"]
+        argv += ["--ildcp-address", "test.hub", "--asset-code", "XRP", "--asset-scale", "0"]
+        [account] = self.parse(argv, environ)["node"].accounts
+        self.assertEqual(account.options.incoming.static_token, IN_TOKEN)
+        self.assertEqual(account.options.outgoing.static_token, OUT_TOKEN)
+        environ = {
+            "ILPHTTP_INCOMING_JWT_SECRET": JWT_SECRET,
+            "ILPHTTP_OUTGOING_JWT_SECRET": JWT_SECRET,
+        }
+        [account] = self.parse(argv, environ)["node"].accounts
+        self.assertEqual(account.options.incoming.jwt_secret, JWT_SECRET)
+        self.assertEqual(account.options.outgoing.jwt_secret, JWT_SECRET)
+
+    def test_files_win_over_environment(self) -> None:
+        environ = {
+            "ILPHTTP_INCOMING_TOKEN": "from-env",
+            "ILPHTTP_INCOMING_JWT_SECRET": "from-env-too",
+            "ILPHTTP_OUTGOING_TOKEN": "from-env",
+            "ILPHTTP_OUTGOING_JWT_SECRET": "from-env-too",
+        }
+        [account] = self.parse(self.hub_argv(), environ)["node"].accounts
+        self.assertEqual(account.options.incoming.static_token, IN_TOKEN)
+        self.assertIsNone(account.options.incoming.jwt_secret)
+        self.assertEqual(account.options.outgoing.static_token, OUT_TOKEN)
+        self.assertIsNone(account.options.outgoing.jwt_secret)
+
+    def test_handler(self) -> None:
+        argv = ["--port", "0", "--incoming-token-file", self.file(IN_TOKEN)]
+        options = self.parse([*argv, "--handler", "tests.test_tap:echo_factory"])
+        self.assertIs(options["handler_factory"], echo_factory)
+
+    def test_errors(self) -> None:
+        token = self.file(IN_TOKEN)
+        hub = self.hub_argv()
+        no_multi = [a for a in hub if a != "--multi"]
+
+        def without(*flags: str) -> list[str]:
+            argv = list(hub)
+            for flag in flags:
+                i = argv.index(flag)
+                del argv[i : i + 2]
+            return argv
+
+        handler = ["--handler", "tests.test_tap:echo_factory"]
+        cases: list[tuple[list[str], dict[str, str], str]] = [
+            (without("--listen"), {}, "--listen or --port is required"),
+            (without("--incoming-token-file"), {}, "incoming authentication is missing"),
+            (without("--outgoing-token-file"), {}, "outgoing authentication is missing"),
+            (
+                [*hub, "--outgoing-jwt-secret-file", token],
+                {},
+                "give --outgoing-token-file or --outgoing-jwt-secret-file, not both",
+            ),
+            (
+                without("--outgoing-token-file"),
+                {"ILPHTTP_OUTGOING_TOKEN": "a", "ILPHTTP_OUTGOING_JWT_SECRET": "b"},
+                "give ILPHTTP_OUTGOING_TOKEN or ILPHTTP_OUTGOING_JWT_SECRET, not both",
+            ),
+            (
+                [*without("--outgoing-url", "--outgoing-token-file"), "--name", "x", *handler],
+                {},
+                "--name needs --outgoing-url",
+            ),
+            (
+                [*without("--outgoing-url"), *handler],
+                {},
+                "--outgoing-token-file needs --outgoing-url",
+            ),
+            (
+                [
+                    *without("--outgoing-url", "--outgoing-token-file"),
+                    "--outgoing-jwt-secret-file",
+                    token,
+                    *handler,
+                ],
+                {},
+                "--outgoing-jwt-secret-file needs --outgoing-url",
+            ),
+            (
+                [*without("--outgoing-url", "--outgoing-token-file"), "--send-ilp-destination"],
+                {},
+                "--send-ilp-destination needs --outgoing-url",
+            ),
+            ([*no_multi, "--multi-delimiter", "$"], {}, "--multi-delimiter needs --multi"),
+            (
+                [*without("--ildcp-address"), "--ildcp-address", "hub"],
+                {},
+                "--ildcp-address 'hub' is not a valid ILP address",
+            ),
+            (without("--asset-code"), {}, "--ildcp-address needs --asset-code"),
+            (without("--asset-scale"), {}, "--ildcp-address needs --asset-scale"),
+            (
+                [*without("--ildcp-address", "--asset-scale"), *handler],
+                {},
+                "--asset-code needs --ildcp-address",
+            ),
+            (
+                [*without("--ildcp-address", "--asset-code"), *handler],
+                {},
+                "--asset-scale needs --ildcp-address",
+            ),
+            (no_multi, {}, "a single bilateral link gives the router nowhere to route"),
+            (
+                without("--ildcp-address", "--asset-code", "--asset-scale"),
+                {},
+                "--multi needs --ildcp-address",
+            ),
+            (
+                without("--outgoing-url", "--outgoing-token-file"),
+                {},
+                "--multi needs --outgoing-url",
+            ),
+            (
+                [*without("--incoming-token-file"), "--incoming-token-file", "/nonexistent/x"],
+                {},
+                "--incoming-token-file: cannot read /nonexistent/x",
+            ),
+            (
+                [*without("--outgoing-token-file"), "--outgoing-token-file", self.file("\n\n")],
+                {},
+                "--outgoing-token-file:",
+            ),
+            (
+                [*without("--outgoing-url"), "--outgoing-url", "ftp://127.0.0.1/"],
+                {},
+                "--outgoing-url must be an http:// or https:// URL",
+            ),
+            ([*hub, "--handler", "nocolon"], {}, "--handler must be pkg.module:callable"),
+            (
+                [*hub, "--handler", "no_such_module_xyz:f"],
+                {},
+                "--handler: cannot import no_such_module_xyz",
+            ),
+            (
+                [*hub, "--handler", "tests.test_tap:missing"],
+                {},
+                "--handler: tests.test_tap has no missing",
+            ),
+            (
+                [*hub, "--handler", "tests.test_tap:NOT_CALLABLE"],
+                {},
+                "tests.test_tap:NOT_CALLABLE is not callable",
+            ),
+        ]
+        for scale in ("x", "256", "-1", "1.5"):
+            cases.append(
+                (
+                    [*without("--asset-scale"), "--asset-scale", scale],
+                    {},
+                    "--asset-scale must be an integer from 0 to 255",
+                )
+            )
+        for argv, environ, words in cases:
+            message = self.usage_error(argv, environ)
+            self.assertIn(words, message, argv)
+
+    def test_empty_token_file(self) -> None:
+        argv = self.hub_argv()
+        argv[argv.index("--incoming-token-file") + 1] = self.file("  \n")
+        message = self.usage_error(argv)
+        self.assertIn("--incoming-token-file", message)
+        self.assertIn("is empty", message)
+
+    def test_unknown_option(self) -> None:
+        with self.assertRaises(usage.UsageError):
+            self.parse(["--secret", "x"])
+
+    def test_help_lists_every_option(self) -> None:
+        text = str(Options())
+        for flag in (
+            "--listen",
+            "--port",
+            "--config",
+            "--outgoing-url",
+            "--name",
+            "--multi",
+            "--multi-delimiter",
+            "--ildcp-address",
+            "--asset-code",
+            "--asset-scale",
+            "--send-ilp-destination",
+            "--incoming-token-file",
+            "--outgoing-token-file",
+            "--incoming-jwt-secret-file",
+            "--outgoing-jwt-secret-file",
+            "--handler",
+            "ILPHTTP_INCOMING_TOKEN",
+        ):
+            self.assertIn(flag, text)
+
+
+HUB_CONFIG: dict[str, Any] = {
+    "ilpAddress": "test.hub",
+    "assetCode": "XRP",
+    "assetScale": 9,
+    "accounts": {
+        "up": {
+            "relation": "parent",
+            "plugin": "ilp-plugin-http",
+            "options": {
+                "incoming": {"port": 7001, "staticTokenFile": "up.token"},
+                "outgoing": {"url": "http://127.0.0.1:7101/", "staticToken": "up-out"},
+            },
+        },
+        "kids": {
+            "relation": "child",
+            "options": {
+                "multi": True,
+                "incoming": {"endpoint": "tcp:7002:interface=127.0.0.1", "staticToken": "k"},
+                "outgoing": {"url": "http://127.0.0.1:%/", "staticTokenEnv": "KIDS_OUT"},
+            },
+        },
+        "bob": {
+            "relation": "child",
+            "options": {"outgoing": {"url": "http://127.0.0.1:7103/", "jwtSecret": JWT_SECRET}},
+        },
+    },
+}
+
+
+class ConfigFileTests(_Base):
+    """--config FILE and ilphttp.nodeconfig."""
+
+    def write(self, config: Any, name: str = "hub.json") -> str:
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        directory.child("up.token").setContent(b"up-in\n")
+        path = directory.child(name)
+        text = config if isinstance(config, str) else json.dumps(config)
+        path.setContent(text.encode("utf-8"))
+        return path.path
+
+    def parse_config(self, config: Any, environ: dict[str, str] | None = None) -> Any:
+        return self.parse(["--config", self.write(config)], environ or {"KIDS_OUT": "kids-out"})
+
+    def config_error(self, config: Any, environ: dict[str, str] | None = None) -> str:
+        path = self.write(config)
+        message = self.usage_error(["--config", path], environ or {"KIDS_OUT": "kids-out"})
+        self.assertTrue(message.startswith(path), message)
+        return message[len(path) :]
+
+    def test_hub(self) -> None:
+        node = self.parse_config(HUB_CONFIG)["node"]
+        self.assertEqual((node.address, node.asset_code, node.asset_scale), ("test.hub", "XRP", 9))
+        accounts = {a.name: a for a in node.accounts}
+        self.assertEqual(list(accounts), ["up", "kids", "bob"])
+        up, kids, bob = accounts["up"], accounts["kids"], accounts["bob"]
+        self.assertEqual(up.relation, "parent")
+        self.assertEqual(up.options.incoming.port, 7001)
+        self.assertEqual(up.options.incoming.static_token, "up-in")  # from the file
+        self.assertEqual(up.options.outgoing.static_token, "up-out")
+        self.assertEqual(up.options.address, "test.hub")
+        self.assertTrue(kids.multi)
+        self.assertEqual(kids.options.outgoing.static_token, "kids-out")  # from the env
+        # the multi account answers its children's IL-DCP itself, under its address
+        self.assertEqual(kids.options.ildcp, ildcp.IldcpResponse("test.hub.kids", 9, "XRP"))
+        self.assertEqual(kids.options.address, "test.hub")
+        self.assertIsNone(bob.options.incoming)  # send-only
+        self.assertEqual(bob.options.outgoing.jwt_secret, JWT_SECRET)
+        table = node.router_config().table()
+        self.assertEqual(table.lookup("test.hub.kids.alice"), "kids")
+        self.assertEqual(table.lookup("test.hub.bob"), "bob")
+        self.assertEqual(table.lookup("g.x"), "up")
+
+    def test_address_from_parent(self) -> None:
+        config = dict(HUB_CONFIG)
+        del config["ilpAddress"]
+        node = self.parse_config(config)["node"]
+        self.assertIsNone(node.address)
+        kids = node.accounts[1]
+        self.assertIsNone(kids.options.ildcp)  # fetched through the router at run time
+        self.assertIsNone(kids.options.address)
+        self.assertEqual(node.router_config().upstream(), "up")
+
+    def test_asset_from_accounts(self) -> None:
+        """ilp-connector configs give the asset per account."""
+        config: dict[str, Any] = {"ilpAddress": "test.hub", "accounts": {}}
+        for name in ("a", "b"):
+            config["accounts"][name] = {
+                "relation": "child",
+                "assetCode": "USD",
+                "assetScale": 2,
+                "options": {"incoming": {"port": 0, "staticToken": "t"}},
+            }
+        node = self.parse_config(config)["node"]
+        self.assertEqual((node.asset_code, node.asset_scale), ("USD", 2))
+
+    def test_connector_settings(self) -> None:
+        config = json.loads(json.dumps(HUB_CONFIG))
+        config.update(
+            {
+                "backend": "one-to-one",
+                "spread": 0,
+                "_comment": "private keys are skipped",
+                "routes": [{"targetPrefix": "test.far", "peerId": "bob"}],
+                "defaultRoute": "auto",
+                "minMessageWindow": 500,
+                "maxHoldTime": 10000,
+            }
+        )
+        config["accounts"]["bob"]["balance"] = {"maximum": "100"}
+        config["accounts"]["bob"]["ilpAddressSegment"] = "robert"
+        node = self.parse_config(config)["node"]
+        self.assertEqual(node.ignored, ("backend", "spread", "accounts.bob.balance"))
+        self.assertEqual(dict(node.routes), {"test.far": "bob"})
+        self.assertIsNone(node.default_route)
+        self.assertEqual((node.min_message_window, node.max_hold_time), (0.5, 10.0))
+        table = node.router_config().table()
+        self.assertEqual(table.lookup("test.far.x"), "bob")
+        self.assertEqual(table.lookup("test.hub.robert"), "bob")
+        self.assertEqual(table.child_address("bob"), "test.hub.robert")
+
+    def test_toml(self) -> None:
+        text = """
+ilpAddress = "test.hub"
+assetCode = "XRP"
+assetScale = 9
+[accounts.kids]
+relation = "child"
+[accounts.kids.options]
+multi = true
+[accounts.kids.options.incoming]
+port = 7002
+staticToken = "k"
+[accounts.kids.options.outgoing]
+url = "http://127.0.0.1:%/"
+staticToken = "o"
+"""
+        path = self.write(text, "hub.toml")
+        try:
+            importlib.import_module("tomllib")
+            have_toml = True
+        except ImportError:
+            have_toml = importlib.util.find_spec("tomli") is not None
+        if have_toml:
+            node = parse_node(load_file(path))
+            [kids] = node.accounts
+            self.assertTrue(kids.multi)
+            self.assertEqual(kids.options.incoming.port, 7002)
+        else:
+            with self.assertRaises(ConfigError) as caught:
+                load_file(path)
+            self.assertIn("TOML needs Python 3.11+ or the tomli package", str(caught.exception))
+
+    def test_file_errors(self) -> None:
+        self.assertIn("is not valid JSON", self.config_error("{nope"))
+        self.assertIn("the top level must be an object", self.config_error("[1]"))
+        message = self.usage_error(["--config", "/nonexistent/hub.json"])
+        self.assertIn("cannot read /nonexistent/hub.json", message)
+
+    def test_config_errors(self) -> None:
+        def change(edit: Any) -> dict[str, Any]:
+            config = json.loads(json.dumps(HUB_CONFIG))
+            edit(config)
+            return config
+
+        accounts = "accounts"
+        cases: list[tuple[Any, str]] = [
+            (lambda c: c.update(spred=1), "unknown setting spred"),
+            (
+                lambda c: c[accounts]["bob"].update(relatoin="x"),
+                "unknown setting accounts.bob.relatoin",
+            ),
+            (lambda c: c[accounts]["bob"].pop("relation"), "accounts.bob.relation must be one of"),
+            (lambda c: c[accounts]["bob"].update(relation="sibling"), "relation must be one of"),
+            (
+                lambda c: c[accounts]["bob"].update(plugin="ilp-plugin-btp"),
+                "accounts.bob.plugin is 'ilp-plugin-btp': ilphttp runs ilp-plugin-http accounts",
+            ),
+            (lambda c: c[accounts]["bob"].pop("options"), "accounts.bob.options must be an object"),
+            (
+                lambda c: c[accounts]["bob"]["options"]["outgoing"].pop("jwtSecret"),
+                "accounts.bob.options: outgoing needs a static token or a JWT secret",
+            ),
+            (
+                lambda c: c[accounts]["bob"]["options"].update(
+                    outgoing={"url": "x", "staticToken": "t"}
+                ),
+                "accounts.bob.options: outgoing.url must be an http:// or https:// URL",
+            ),
+            (
+                lambda c: c[accounts]["up"]["options"]["incoming"].update(staticToken="x"),
+                "accounts.up.options.incoming: give one of staticToken, staticTokenFile",
+            ),
+            (
+                lambda c: c[accounts]["up"]["options"]["incoming"].update(
+                    staticTokenFile="no.token"
+                ),
+                "accounts.up.options.incoming.staticTokenFile: cannot read",
+            ),
+            (
+                lambda c: c[accounts]["kids"]["options"]["outgoing"].update(staticTokenEnv="NOPE"),
+                "staticTokenEnv: environment variable NOPE is not set",
+            ),
+            (lambda c: c.update(accounts={}), "accounts must be an object with at least one"),
+            (lambda c: c.update(ilpAddress="hub"), "ilpAddress 'hub' is not a valid ILP address"),
+            (lambda c: c.update(assetScale=300), "assetScale must be an integer from 0 to 255"),
+            (lambda c: c.update(assetCode=""), "assetCode must be a non-empty string"),
+            (
+                lambda c: c[accounts]["bob"].update(assetCode="USD"),
+                "accounts.bob.assetCode is 'USD' but assetCode is 'XRP'",
+            ),
+            (
+                lambda c: (
+                    c.pop("assetCode"),
+                    c[accounts]["bob"].update(assetCode="USD"),
+                    c[accounts]["up"].update(assetCode="EUR"),
+                ),
+                "differ: the router converts nothing",
+            ),
+            (
+                lambda c: c[accounts]["bob"].update(relation="parent"),
+                "accounts.up and accounts.bob are both parents",
+            ),
+            (
+                lambda c: (c.pop("ilpAddress"), c[accounts]["up"].update(relation="peer")),
+                "ilpAddress is required when no account is a parent",
+            ),
+            (lambda c: c.update(ilpAddressInheritFrom="x"), "ilpAddressInheritFrom: no account"),
+            (lambda c: c.update(defaultRoute="nobody"), "defaultRoute: no account named"),
+            (lambda c: c.update(routes=[{"targetPrefix": "test.x"}]), "peerId must be"),
+            (lambda c: c.update(routes=[{"prefix": "test.x"}]), "routes[0] must be"),
+            (lambda c: c.update(routes="test.x"), "routes must be a list"),
+            (
+                lambda c: c.update(routes=[{"targetPrefix": "test.x", "peerId": "zed"}]),
+                "routes: test.x goes to 'zed', which is not an account",
+            ),
+            (
+                lambda c: c[accounts]["up"]["options"].update(multi=True),
+                "accounts.up: a multi account must have relation child, not parent",
+            ),
+            (
+                lambda c: c[accounts]["up"].update(ilpAddressSegment="u"),
+                "accounts.up.ilpAddressSegment is for children only",
+            ),
+            (
+                lambda c: c[accounts]["bob"].update(ilpAddressSegment="a b"),
+                "ilpAddressSegment 'a b' is not a valid segment",
+            ),
+            (
+                lambda c: c[accounts].update({"bad name": c[accounts].pop("bob")}),
+                "'bad name' is not a valid address segment; set ilpAddressSegment",
+            ),
+            (
+                lambda c: c[accounts]["bob"].update(ilpAddressSegment="kids"),
+                "both have the address test.hub.kids",
+            ),
+            (lambda c: c.update(maxHoldTime=-1), "maxHoldTime must be a number of milliseconds"),
+        ]
+        for edit, words in cases:
+            message = self.config_error(change(edit))
+            self.assertTrue(message.startswith(": "), message)
+            self.assertIn(words, message)
+
+    def test_link_flags_with_config(self) -> None:
+        path = self.write(HUB_CONFIG)
+        token = self.file("t")
+        for extra in (
+            ["--listen", "tcp:1"],
+            ["--port", "1"],
+            ["--outgoing-url", "http://x/"],
+            ["--name", "n"],
+            ["--multi"],
+            ["--multi-delimiter", "$"],
+            ["--ildcp-address", "test.x"],
+            ["--asset-code", "X"],
+            ["--asset-scale", "1"],
+            ["--send-ilp-destination"],
+            ["--incoming-token-file", token],
+            ["--outgoing-token-file", token],
+            ["--incoming-jwt-secret-file", token],
+            ["--outgoing-jwt-secret-file", token],
+        ):
+            message = self.usage_error(["--config", path, *extra], {"KIDS_OUT": "k"})
+            self.assertIn(extra[0], message)
+            self.assertIn("--config", message)
+
+    def test_example_hub(self) -> None:
+        """examples/hub.json parses as shipped."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, os.pardir, "examples", "hub.json")
+        node = self.parse(["--config", path])["node"]
+        self.assertEqual(node.address, "test.hub")
+        relations = {a.name: (a.relation, a.multi) for a in node.accounts}
+        self.assertEqual(
+            relations,
+            {"up": ("parent", False), "kids": ("child", True), "bob": ("child", False)},
+        )
+        for account in node.accounts:
+            self.assertIn("interface=127.0.0.1", account.options.incoming.endpoint)
+
+
+class MakeServiceTests(_Base):
+    """makeService builds the right services; MemoryReactor, no sockets."""
+
+    def node_options(self, config: dict[str, Any], handler: str | None = None) -> Options:
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        directory.child("up.token").setContent(b"up-in")
+        path = directory.child("hub.json")
+        path.setContent(json.dumps(config).encode("utf-8"))
+        argv = ["--config", path.path]
+        if handler is not None:
+            argv += ["--handler", handler]
+        return self.parse(argv, {"KIDS_OUT": "kids-out"})
+
+    def test_hub(self) -> None:
+        reactor = MemoryReactorClock()
+        service = make_service(self.node_options(HUB_CONFIG), reactor=reactor)
+        self.assertIsInstance(service, NodeService)
+        names = [s.name for s in service]
+        self.assertEqual(names, ["up", "kids", "bob", "router"])
+        for name in ("up", "kids", "bob"):
+            plugin = service.getServiceNamed(name)
+            self.assertIsInstance(plugin, PluginHttp)
+            self.assertIs(service.plugins[name], plugin)
+        router = service.getServiceNamed("router")
+        self.assertIsInstance(router, Router)
+        self.assertIs(service.router, router)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        listening = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
+        self.assertEqual(listening, [(7001, ""), (7002, "127.0.0.1")])
+        self.assertTrue(all(p.is_connected() for p in service.plugins.values()))
+        assert router.table is not None
+        self.assertEqual(router.table.address, "test.hub")
+        # each plugin has the router's handler for its own account
+        up = service.plugins["up"]
+        reply = up._data_handler(ildcp.serialize_request())  # type: ignore[misc]
+        self.assertEqual(deserialize_reject(reply).code, "F02")  # not answered to a parent
+        bob = service.plugins["bob"]
+        reply = bob._data_handler(ildcp.serialize_request())  # type: ignore[misc]
+        self.assertEqual(ildcp.deserialize_response(reply).client_address, "test.hub.bob")
+
+    def test_stop(self) -> None:
+        reactor = MemoryReactorClock()
+        service = make_service(self.node_options(HUB_CONFIG), reactor=reactor)
+        service.startService()
+        d = service.stopService()
+        self.successResultOf(d)
+        self.assertFalse(any(p.is_connected() for p in service.plugins.values()))
+        self.assertFalse(service.running)
+
+    def test_several_listeners(self) -> None:
+        options = self.parse(
+            [
+                *self.hub_argv(),
+                "--listen",
+                "tcp:7010:interface=127.0.0.1",
+                "--port",
+                "7011",
+            ]
+        )
+        reactor = MemoryReactorClock()
+        service = make_service(options, reactor=reactor)
+        self.assertEqual(
+            [s.name for s in service], ["link", "link-listen-1", "link-listen-2", "router"]
+        )
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            sorted((port, interface) for port, _, _, interface in reactor.tcpServers),
+            [(0, "127.0.0.1"), (7010, "127.0.0.1"), (7011, "")],
+        )
+        # every listener serves the same link
+        plugin = service.plugins["link"]
+        factories = [factory for _, factory, _, _ in reactor.tcpServers]
+        self.assertIn(plugin.site, factories)
+        self.assertEqual(factories.count(plugin.site), 2)
+
+    def test_handler_factory(self) -> None:
+        del CONTEXTS[:]
+        options = self.node_options(HUB_CONFIG, "tests.test_tap:echo_factory")
+        service = make_service(options, reactor=MemoryReactorClock())
+        self.assertEqual([s.name for s in service], ["up", "kids", "bob"])
+        self.assertIsNone(service.router)
+        self.assertEqual([c.account for c in CONTEXTS], ["up", "kids", "bob"])
+        self.assertEqual([c.relation for c in CONTEXTS], ["parent", "child", "child"])
+        for context in CONTEXTS:
+            self.assertIs(context.plugin, service.plugins[context.account])
+            self.assertEqual(dict(context.plugins), service.plugins)
+            self.assertIs(context.node, options["node"])
+        packet, _ = make_prepare(destination="test.x")
+        reply = service.plugins["kids"]._data_handler(packet)  # type: ignore[misc]
+        self.assertEqual(deserialize_reject(reply).message, "handled by kids")
+
+    def test_handler_factory_returns_garbage(self) -> None:
+        options = self.node_options(HUB_CONFIG, "tests.test_tap:not_a_factory_result")
+        with self.assertRaises(SystemExit) as caught:
+            make_service(options, reactor=MemoryReactorClock())
+        self.assertIn("returned int, not a callable data handler", str(caught.exception))
+
+
+class TwistdPluginTests(SynchronousTestCase):
+    """twisted/plugins/ilphttp_plugin.py (discovery itself: test_twistd_e2e)."""
+
+    def test_service_maker(self) -> None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, os.pardir, "twisted", "plugins", "ilphttp_plugin.py")
+        spec = importlib.util.spec_from_file_location("_ilphttp_plugin_under_test", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        maker = module.ilphttp
+        self.assertTrue(IServiceMaker.providedBy(maker))
+        self.assertEqual(maker.tapname, "ilphttp")
+        self.assertIs(maker.options, Options)
+        from ilphttp import tap
+
+        self.assertIs(maker.makeService, tap.makeService)
+        self.assertFalse(
+            os.path.exists(os.path.join(here, os.pardir, "twisted", "__init__.py")),
+            "twisted/ must not be a package of ours",
+        )
+        self.assertFalse(
+            os.path.exists(os.path.join(here, os.pardir, "twisted", "plugins", "__init__.py"))
+        )
+
+
+class StartupFailureTests(TestCase):
+    """A port in use stops the node with one line, not a traceback (real loopback)."""
+
+    def test_port_in_use(self) -> None:
+        busy = global_reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        options = Options(environ={})
+        options.parseOptions(
+            [
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--incoming-token-file",
+                _write_temp(self.mktemp(), IN_TOKEN),
+                "--handler",
+                "tests.test_tap:echo_factory",
+            ]
+        )
+        service = make_service(options)
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        message = str(caught.exception.code)
+        self.assertTrue(message.startswith("ilphttp: cannot start link: "), message)
+        self.assertIn(str(port), message)
+        self.assertNotIn("\n", message)
+        self.flushLoggedErrors()
+
+    def test_real_stop(self) -> Deferred[None]:
+        """A node on a real loopback port starts, answers, and stops."""
+        options = Options(environ={})
+        options.parseOptions(
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--incoming-token-file",
+                _write_temp(self.mktemp(), IN_TOKEN),
+                "--handler",
+                "tests.test_tap:echo_factory",
+            ]
+        )
+        service = make_service(options)
+        service.startService()
+        port = service.plugins["link"].port
+        assert port is not None
+        self.assertEqual(port.getHost().host, "127.0.0.1")
+        sender = PluginHttp(
+            outgoing={"url": f"http://127.0.0.1:{port.getHost().port}/", "static_token": IN_TOKEN}
+        )
+        sender.connect()
+        packet, _ = make_prepare(destination="test.x")
+        d = sender.send_data(packet)
+
+        def check(reply: bytes) -> Deferred[None]:
+            self.assertEqual(deserialize_reject(reply).message, "handled by link")
+            return sender.disconnect()
+
+        d.addCallback(check)
+        d.addCallback(lambda _: service.stopService())
+        d.addCallback(lambda _: self.assertIsNone(service.plugins["link"].port))
+        return d
+
+
+def _write_temp(path: str, content: str) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(content)
+    return path
