@@ -306,11 +306,14 @@ class OutgoingClient:
     def _read(self, response: IResponse, prepare: Prepare, triggered_by: str) -> Any:
         status = response.code
         if status != 200:
-            # Drain nothing: dropping the body closes or recycles the connection.
-            response.deliverBody(_Discard())
             if status in (401, 403):
                 self._log_auth_failure(status)
-            return serialize_reject(reject_for_status(status, triggered_by))
+            reject = serialize_reject(reject_for_status(status, triggered_by))
+            # Answer once the body is drained, so the connection is back in
+            # the pool (or closed) before the caller sees the result.
+            drained: Deferred[None] = Deferred()
+            response.deliverBody(_Discard(drained))
+            return drained.addCallback(lambda _: reject)
         finished: Deferred[bytes] = Deferred()
         response.deliverBody(_BodyCollector(finished, response.length))
         return finished.addCallback(check_reply, prepare, triggered_by)
@@ -349,8 +352,13 @@ class OutgoingClient:
 
 
 class _Discard(Protocol):
+    """Reads and drops a body; fires ``done`` when it has ended, however."""
+
+    def __init__(self, done: Deferred[None]) -> None:
+        self._done = done
+
     def dataReceived(self, data: bytes) -> None:
         pass
 
     def connectionLost(self, reason: Failure = _DONE) -> None:
-        pass
+        self._done.callback(None)
