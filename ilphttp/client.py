@@ -67,6 +67,7 @@ _NETWORK_ERRORS = (
     net_error.ConnectError,
     net_error.ConnectionLost,
     net_error.ConnectionDone,
+    net_error.DNSLookupError,
     _newclient.ResponseNeverReceived,
     _newclient.RequestTransmissionFailed,
     _newclient.ResponseFailed,
@@ -157,11 +158,38 @@ class _BytesProducer:
         pass
 
 
-class _BodyCollector(Protocol):
+def _is_cancellation(failure: Failure) -> bool:
+    """True when ``failure`` comes from cancelling the request (at any stage)."""
+    if failure.check(CancelledError, net_error.ConnectingCancelledError):
+        return True
+    exc = failure.value
+    return isinstance(exc, _newclient._WrapperException) and any(
+        reason.check(CancelledError) for reason in exc.reasons
+    )
+
+
+class _BodyReader(Protocol):
+    """Base of the body protocols: cancelling :attr:`finished` drops the
+    connection (a peer that stops mid-body must not keep it) and ignores
+    whatever the connection does afterwards."""
+
+    _gave_up = False
+
+    def __init__(self) -> None:
+        self.finished: Deferred[bytes] = Deferred(self._cancel)
+
+    def _cancel(self, _: Deferred[bytes]) -> None:
+        self._gave_up = True
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+
+
+class _BodyCollector(_BodyReader):
     """Reads a response body up to :data:`MAX_REPLY_LENGTH`."""
 
-    def __init__(self, finished: Deferred[bytes], expected: int) -> None:
-        self._finished = finished
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self._finished = self.finished
         self._chunks: list[bytes] = []
         self._size = 0
         self._too_large = expected != UNKNOWN_LENGTH and expected > MAX_REPLY_LENGTH
@@ -182,6 +210,8 @@ class _BodyCollector(Protocol):
         self._chunks.append(data)
 
     def connectionLost(self, reason: Failure = _DONE) -> None:
+        if self._gave_up:
+            return
         if self._too_large:
             self._finished.errback(ReplyTooLarge())
         elif reason.check(_newclient.ResponseDone, _newclient.PotentialDataLoss):
@@ -311,12 +341,12 @@ class OutgoingClient:
             reject = serialize_reject(reject_for_status(status, triggered_by))
             # Answer once the body is drained, so the connection is back in
             # the pool (or closed) before the caller sees the result.
-            drained: Deferred[None] = Deferred()
-            response.deliverBody(_Discard(drained))
-            return drained.addCallback(lambda _: reject)
-        finished: Deferred[bytes] = Deferred()
-        response.deliverBody(_BodyCollector(finished, response.length))
-        return finished.addCallback(check_reply, prepare, triggered_by)
+            discard = _Discard()
+            response.deliverBody(discard)
+            return discard.finished.addCallback(lambda _: reject)
+        collector = _BodyCollector(response.length)
+        response.deliverBody(collector)
+        return collector.finished.addCallback(check_reply, prepare, triggered_by)
 
     def _failed(self, failure: Failure, state: dict[str, Any], triggered_by: str) -> bytes:
         if state["timed_out"]:
@@ -328,8 +358,11 @@ class OutgoingClient:
                     "no reply from the peer before the prepare expired",
                 )
             )
-        if failure.check(CancelledError):
-            return failure  # type: ignore[return-value]  # cancelled by the caller
+        if _is_cancellation(failure):
+            # Cancelled by the caller; the agent may wrap the CancelledError.
+            if not failure.check(CancelledError):
+                failure = Failure(CancelledError())
+            return failure  # type: ignore[return-value]
         reject = reject_for_failure(failure, triggered_by)
         if reject is None:
             _log.failure("unexpected error sending an ILP packet", failure)
@@ -351,14 +384,12 @@ class OutgoingClient:
             )
 
 
-class _Discard(Protocol):
-    """Reads and drops a body; fires ``done`` when it has ended, however."""
-
-    def __init__(self, done: Deferred[None]) -> None:
-        self._done = done
+class _Discard(_BodyReader):
+    """Reads and drops a body; :attr:`finished` fires when it has ended, however."""
 
     def dataReceived(self, data: bytes) -> None:
         pass
 
     def connectionLost(self, reason: Failure = _DONE) -> None:
-        self._done.callback(None)
+        if not self._gave_up:
+            self.finished.callback(b"")
