@@ -1,0 +1,337 @@
+"""PluginHttp's life cycle: events, connect/disconnect, draining, services, mounting."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from treq.testing import RequestTraversalAgent
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.internet import error as net_error
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from ilphttp.config import OptionError
+from ilphttp.packet import ErrorCode
+from ilphttp.plugin import PluginHttp
+from ilphttp.server import make_site
+
+from .helpers import (
+    CLOCK_START,
+    LOOPBACK_ENDPOINT,
+    LogCapture,
+    Pending,
+    RecordingHandler,
+    expect_fulfill,
+    expect_reject,
+    global_reactor,
+    http_agent,
+    listen_port,
+    make_prepare,
+    plugin_url,
+    raw_connect,
+    request,
+    within,
+)
+
+TOKEN = "plugin-token"
+HEADERS = {b"authorization": b"Bearer " + TOKEN.encode()}
+
+
+def listening_plugin(**top: Any) -> PluginHttp:
+    incoming = {"endpoint": LOOPBACK_ENDPOINT, "static_token": TOKEN}
+    incoming.update(top.pop("incoming", {}))
+    return PluginHttp(incoming=incoming, **top)
+
+
+class EventTests(SynchronousTestCase):
+    def test_connect_and_disconnect_events(self) -> None:
+        plugin = PluginHttp(incoming={"static_token": TOKEN}, reactor=Clock())
+        events: list[str] = []
+        plugin.on("connect", lambda: events.append("connect"))
+        plugin.on("disconnect", lambda: events.append("disconnect"))
+        self.assertFalse(plugin.is_connected())
+        self.successResultOf(plugin.connect())
+        self.assertTrue(plugin.is_connected())
+        self.successResultOf(plugin.connect())  # a no-op
+        self.assertEqual(events, ["connect"])
+        self.successResultOf(plugin.disconnect())
+        self.successResultOf(plugin.disconnect())  # a no-op too
+        self.assertFalse(plugin.is_connected())
+        self.assertEqual(events, ["connect", "disconnect"])
+        self.successResultOf(plugin.connect())
+        self.assertEqual(events, ["connect", "disconnect", "connect"])
+
+    def test_off_and_failing_listener(self) -> None:
+        plugin = PluginHttp(incoming={"static_token": TOKEN}, reactor=Clock())
+        calls: list[str] = []
+
+        def listener() -> None:
+            calls.append("x")
+
+        def broken() -> None:
+            raise RuntimeError("listener bug")
+
+        plugin.on("connect", broken)
+        plugin.on("connect", listener)
+        self.successResultOf(plugin.connect())
+        self.assertEqual(calls, ["x"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(plugin.is_connected())
+        plugin.off("connect", listener)
+        plugin.off("connect", broken)
+        self.successResultOf(plugin.disconnect())
+        self.successResultOf(plugin.connect())
+        self.assertEqual(calls, ["x"])
+        self.assertRaises(ValueError, plugin.on, "data", listener)
+
+    def test_handler_registration(self) -> None:
+        plugin = PluginHttp(incoming={"static_token": TOKEN}, reactor=Clock())
+        self.assertRaises(TypeError, plugin.register_data_handler, b"not callable")
+        money: list[str] = []
+        plugin.register_money_handler(money.append)
+        self.assertIsNone(self.successResultOf(plugin.send_money("100")))
+        self.assertEqual(money, [])
+        plugin.deregister_money_handler()
+
+
+class InMemoryRoundTripTests(SynchronousTestCase):
+    """Two plugins joined by treq's RequestTraversalAgent, on a Clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(CLOCK_START)
+        self.handler = RecordingHandler()
+        self.receiver = PluginHttp(
+            incoming={"jwt_secret": "s" * 32}, reactor=self.clock, address="test.receiver"
+        )
+        self.receiver.register_data_handler(self.handler)
+        assert self.receiver.resource is not None
+        self.agent = RequestTraversalAgent(self.receiver.resource)
+        self.sender = PluginHttp(
+            outgoing={"url": "http://receiver.invalid/", "jwt_secret": "s" * 32},
+            reactor=self.clock,
+            agent=self.agent,
+        )
+        self.successResultOf(self.receiver.connect())
+        self.successResultOf(self.sender.connect())
+
+    def test_fulfil_over_jwt(self) -> None:
+        made = self.handler.make(self.clock.seconds(), data=b"ping")
+        d = self.sender.send_data(made.packet)
+        self.agent.flush()
+        self.assertEqual(
+            expect_fulfill(self, self.successResultOf(d), made.fulfillment).data, b"ping"
+        )
+        self.assertEqual(self.handler.calls, [made.packet])
+
+    def test_async_handler_expires_on_the_clock(self) -> None:
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        made = make_prepare(self.clock.seconds(), expires_in=3)
+        d = self.sender.send_data(made.packet)
+        self.agent.flush()
+        self.clock.advance(2.9)
+        self.agent.flush()
+        self.assertNoResult(d)
+        self.clock.advance(0.2)
+        self.agent.flush()
+        # Both sides timed the Prepare out; whichever fired first, it is R00.
+        expect_reject(self, self.successResultOf(d), ErrorCode.R00_TRANSFER_TIMED_OUT)
+        self.assertTrue(pending.cancelled.called)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_disconnected_receiver_is_t00_for_the_sender(self) -> None:
+        self.successResultOf(self.receiver.disconnect())
+        d = self.sender.send_data(make_prepare(self.clock.seconds()).packet)
+        self.agent.flush()
+        reject = expect_reject(self, self.successResultOf(d), ErrorCode.T00_INTERNAL_ERROR)
+        self.assertIn("502", reject.message)
+
+
+class LifecycleTests(TestCase):
+    timeout = 10
+
+    def setUp(self) -> None:
+        self.agent = http_agent(self)
+        self.handler = RecordingHandler()
+
+    @inlineCallbacks
+    def test_connect_twice_is_a_no_op(self) -> Any:
+        plugin = listening_plugin()
+        self.addCleanup(plugin.disconnect)
+        connects: list[int] = []
+        plugin.on("connect", lambda: connects.append(1))
+        yield plugin.connect()
+        port = listen_port(plugin)
+        yield plugin.connect()
+        self.assertEqual(listen_port(plugin), port)
+        self.assertEqual(connects, [1])
+
+    @inlineCallbacks
+    def test_disconnect_waits_for_in_flight_and_closes_everything(self) -> Any:
+        plugin = listening_plugin()
+        events: list[str] = []
+        plugin.on("disconnect", lambda: events.append("disconnect"))
+        pending = Pending()
+        self.handler.respond = lambda data: pending.deferred
+        plugin.register_data_handler(self.handler)
+        yield plugin.connect()
+        port = listen_port(plugin)
+        # An idle keep-alive connection, open before the disconnect.
+        idle = yield raw_connect(self, port)
+        made = make_prepare(time.time())
+        called = self.handler.next_call()
+        reply = request(self.agent, plugin_url(plugin), made.packet, HEADERS)
+        yield within(called, 5)
+        stopped = plugin.disconnect()
+        self.assertFalse(plugin.is_connected())
+        self.assertFalse(stopped.called, "disconnect did not wait for the request in flight")
+        self.assertEqual(events, [])
+        pending.deferred.callback(made.fulfill(b"last"))
+        result = yield within(reply, 5)
+        self.assertEqual(result.code, 200)
+        self.assertEqual(expect_fulfill(self, result.body, made.fulfillment).data, b"last")
+        yield within(stopped, 5)
+        self.assertEqual(events, ["disconnect"])
+        self.assertIsNone(plugin.port)
+        # Every server connection is closed, and nothing listens any more.
+        yield within(idle.closed, 5)
+        refused = endpoints.TCP4ClientEndpoint(global_reactor(), "127.0.0.1", port)
+        from twisted.internet.protocol import Protocol
+
+        yield self.assertFailure(
+            endpoints.connectProtocol(refused, Protocol()), net_error.ConnectionRefusedError
+        )
+
+    @inlineCallbacks
+    def test_disconnect_waits_for_outgoing_in_flight(self) -> Any:
+        from .helpers import CaptureServer, hang
+
+        capture = yield CaptureServer(self).start()
+        capture.resource.responder = hang
+        plugin = PluginHttp(outgoing={"url": capture.url(), "static_token": "t"})
+        yield plugin.connect()
+        arrived = capture.resource.next_request()
+        d = plugin.send_data(make_prepare(time.time(), expires_in=0.3).packet)
+        yield within(arrived, 5)
+        stopped = plugin.disconnect()
+        self.assertFalse(stopped.called)
+        reply = yield within(d, 5)
+        expect_reject(self, reply, ErrorCode.R00_TRANSFER_TIMED_OUT)
+        yield within(stopped, 5)
+
+    @inlineCallbacks
+    def test_reconnect_after_disconnect(self) -> Any:
+        plugin = listening_plugin()
+        plugin.register_data_handler(self.handler)
+        yield plugin.connect()
+        yield plugin.disconnect()
+        yield plugin.connect()
+        self.addCleanup(plugin.disconnect)
+        made = self.handler.make(time.time())
+        result = yield request(self.agent, plugin_url(plugin), made.packet, HEADERS)
+        expect_fulfill(self, result.body, made.fulfillment)
+
+    @inlineCallbacks
+    def test_port_in_use_fails_clearly(self) -> Any:
+        first = listening_plugin()
+        yield first.connect()
+        self.addCleanup(first.disconnect)
+        port = listen_port(first)
+        second = listening_plugin(
+            incoming={"endpoint": None, "port": port},
+        )
+        failure = yield self.assertFailure(second.connect(), net_error.CannotListenError)
+        self.assertIn(str(port), str(failure))
+        self.assertIn("in use", str(failure))
+        self.assertFalse(second.is_connected())
+        self.assertFalse(second.running)
+        self.assertIsNone(second.port)
+
+    @inlineCallbacks
+    def test_invalid_endpoint_string(self) -> Any:
+        plugin = PluginHttp(incoming={"endpoint": "nonsense:1234", "static_token": TOKEN})
+        failure = yield self.assertFailure(plugin.connect(), OptionError)
+        self.assertIn("incoming.endpoint", str(failure))
+        self.assertFalse(plugin.is_connected())
+
+    @inlineCallbacks
+    def test_start_and_stop_through_a_multiservice(self) -> Any:
+        parent = MultiService()
+        plugin = listening_plugin()
+        plugin.register_data_handler(self.handler)
+        plugin.setServiceParent(parent)
+        events: list[str] = []
+        plugin.on("connect", lambda: events.append("connect"))
+        plugin.on("disconnect", lambda: events.append("disconnect"))
+        parent.startService()
+        self.assertTrue(plugin.running)
+        self.assertTrue(plugin.is_connected())
+        made = self.handler.make(time.time())
+        result = yield request(self.agent, plugin_url(plugin), made.packet, HEADERS)
+        expect_fulfill(self, result.body, made.fulfillment)
+        yield within(parent.stopService(), 5)
+        self.assertFalse(plugin.running)
+        self.assertFalse(plugin.is_connected())
+        self.assertEqual(events, ["connect", "disconnect"])
+
+    @inlineCallbacks
+    def test_start_service_raises_when_the_port_is_in_use(self) -> Any:
+        first = listening_plugin()
+        yield first.connect()
+        self.addCleanup(first.disconnect)
+        parent = MultiService()
+        second = listening_plugin(
+            incoming={"endpoint": f"tcp:{listen_port(first)}:interface=127.0.0.1"}
+        )
+        second.setServiceParent(parent)
+        self.assertRaises(net_error.CannotListenError, parent.startService)
+        self.assertFalse(second.is_connected())
+        self.assertFalse(second.running)
+
+    @inlineCallbacks
+    def test_resource_in_a_users_own_site(self) -> Any:
+        plugin = PluginHttp(incoming={"static_token": TOKEN}, address="test.mounted")
+        plugin.register_data_handler(self.handler)
+        yield plugin.connect()
+        self.addCleanup(plugin.disconnect)
+        self.assertIsNone(plugin.port)  # nothing of its own listens
+        assert plugin.resource is not None
+        for site_factory in (Site, make_site):
+            root = Resource()
+            api = Resource()
+            root.putChild(b"api", api)
+            api.putChild(b"ilp", plugin.resource)
+            endpoint = endpoints.TCP4ServerEndpoint(global_reactor(), 0, interface="127.0.0.1")
+            port = yield endpoint.listen(site_factory(root))
+            self.addCleanup(port.stopListening)
+            base = f"http://127.0.0.1:{port.getHost().port}"
+            for path in ("/api/ilp", "/api/ilp/deeper/still"):
+                made = self.handler.make(time.time())
+                result = yield request(self.agent, base + path, made.packet, HEADERS)
+                self.assertEqual(result.code, 200, path)
+                expect_fulfill(self, result.body, made.fulfillment)
+            health = yield request(self.agent, base + "/api/ilp", method=b"GET")
+            self.assertEqual(health.body, b"OK")
+            outside = yield request(self.agent, base + "/api/other", b"x", HEADERS)
+            self.assertEqual(outside.code, 404)
+            unauthorized = yield request(self.agent, base + "/api/ilp", b"x", {})
+            self.assertEqual(unauthorized.code, 401)
+
+    @inlineCallbacks
+    def test_no_log_noise_per_packet(self) -> Any:
+        logs = LogCapture(self)
+        plugin = listening_plugin()
+        plugin.register_data_handler(self.handler)
+        yield plugin.connect()
+        self.addCleanup(plugin.disconnect)
+        for _ in range(3):
+            made = self.handler.make(time.time())
+            yield request(self.agent, plugin_url(plugin), made.packet, HEADERS)
+        access = [e for e in logs.events if "POST" in str(e.get("log_format", "")) + str(e)]
+        self.assertEqual(access, [])
