@@ -42,6 +42,10 @@ class IncomingOptions:
     endpoint: str | None = None
     static_token: str | None = None
     jwt_secret: str | None = None
+    #: with a TLS listener that verifies client certificates (``caCerts=``),
+    #: only a client whose certificate names this identity (SAN DNS name, or
+    #: CN without SANs) is served; others get HTTP 403.
+    client_identity: str | None = None
 
     @property
     def listen_description(self) -> str | None:
@@ -173,7 +177,15 @@ class _Spelling:
 _PY = _Spelling(camel=False, expiry_unit=1.0)
 _JS = _Spelling(camel=True, expiry_unit=0.001)
 
-_INCOMING = {"port", "endpoint", "static_token", "jwt_secret", "secret", "secret_token"}
+_INCOMING = {
+    "port",
+    "endpoint",
+    "static_token",
+    "jwt_secret",
+    "secret",
+    "secret_token",
+    "client_identity",
+}
 _OUTGOING = {
     "url",
     "static_token",
@@ -216,7 +228,8 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = _auth(sp, "incoming", inc)
-    return IncomingOptions(port, endpoint, static_token, jwt_secret)
+    identity = _opt_str(f"incoming.{sp('client_identity')}", inc.get(sp("client_identity")))
+    return IncomingOptions(port, endpoint, static_token, jwt_secret, identity)
 
 
 def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 from twisted.application.service import Service
-from twisted.internet import endpoints
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -44,6 +43,7 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.server import ConnectionTracker, IlpResource, NotReady, make_site
+from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IReactorTime
@@ -116,11 +116,6 @@ class PluginHttp(Service):
                 incoming, outgoing, multi, multi_delimiter, ildcp, address
             )
         out = options.outgoing
-        if out is not None and out.http2 and agent is None:
-            try:
-                from ilphttp import http2  # noqa: F401
-            except ImportError:
-                raise OptionError("outgoing.http2 is not supported by this build") from None
         self.options = options
         self._reactor: IReactorTime = reactor if reactor is not None else _default_reactor()
         self._injected_agent = agent
@@ -143,7 +138,7 @@ class PluginHttp(Service):
         if options.incoming is not None:
             inc = options.incoming
             self._incoming_auth = IncomingAuth(inc.static_token, inc.jwt_secret, now)
-            self.resource = IlpResource(self._incoming_auth, self)
+            self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.site = make_site(self.resource)
             _warn_short_secret("incoming", inc.jwt_secret)
         if out is not None:
@@ -151,6 +146,14 @@ class PluginHttp(Service):
                 out.static_token, out.jwt_secret, out.jwt_expiry, out.bearer, now
             )
             _warn_short_secret("outgoing", out.jwt_secret)
+            try:
+                self._tls_policy = ClientTLSPolicy(
+                    out.ca_file, client_cert=out.client_cert_file, client_key=out.client_key_file
+                )
+            except Exception as exc:  # unreadable or invalid PEM files
+                raise OptionError(
+                    f"outgoing TLS files (ca_file/client_cert_file/client_key_file): {exc}"
+                ) from None
 
     @classmethod
     def from_options(
@@ -209,7 +212,7 @@ class PluginHttp(Service):
             return succeed(None)
         assert self.site is not None
         try:
-            endpoint = endpoints.serverFromString(self._reactor, description)
+            endpoint = server_endpoint_from_string(self._reactor, description)
         except (ValueError, KeyError, TypeError) as exc:
             self.running = 0
             return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
@@ -246,18 +249,21 @@ class PluginHttp(Service):
     def _make_agent(self) -> Any:
         out = self.options.outgoing
         assert out is not None
+        tls_policy = self._tls_policy
         if out.http2:
             from ilphttp.http2 import HTTP2Agent
 
             return HTTP2Agent(
-                self._reactor, max_requests_per_session=out.http2_max_requests_per_session
+                self._reactor,
+                max_requests_per_session=out.http2_max_requests_per_session,
+                tls_policy=tls_policy,
             )
         pool = HTTPConnectionPool(self._reactor, persistent=True)
         pool.maxPersistentPerHost = POOL_SIZE
         pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
         pool.retryAutomatically = False
         self._pool = pool
-        return make_http11_agent(self._reactor, pool)
+        return make_http11_agent(self._reactor, pool, tls_policy)
 
     def disconnect(self) -> Deferred[None]:
         """Stop taking packets, let those in flight finish, close every connection."""

@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ilphttp.auth import IncomingAuth
+from ilphttp.h2c import H2CSiteFactory
 from ilphttp.packet import MAX_PREPARE_LENGTH, InvalidPacketError, Prepare, deserialize_prepare
+from ilphttp.tls import peer_identity
 
 if TYPE_CHECKING:
     from twisted.web.resource import IResource
@@ -70,10 +72,13 @@ class IlpResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, auth: IncomingAuth, receiver: PacketReceiver) -> None:
+    def __init__(
+        self, auth: IncomingAuth, receiver: PacketReceiver, client_identity: str | None = None
+    ) -> None:
         super().__init__()
         self._auth = auth
         self._receiver = receiver
+        self._client_identity = client_identity
 
     def render(self, request: Request) -> bytes | int:
         if request.method == b"GET":
@@ -81,6 +86,8 @@ class IlpResource(Resource):
             return b"OK"
         if not self._auth.verify(request.getHeader(b"authorization")):
             return _error(request, http.UNAUTHORIZED, "invalid authorization")
+        if self._client_identity is not None and not self._identity_matches(request):
+            return _error(request, http.FORBIDDEN, "client certificate does not match")
         content_type = request.getHeader(b"content-type")
         if content_type is not None:
             media_type = content_type.split(b";", 1)[0].strip().lower()
@@ -123,6 +130,10 @@ class IlpResource(Resource):
         )
         request.notifyFinish().addErrback(lambda _: reply.cancel())
         return NOT_DONE_YET
+
+    def _identity_matches(self, request: Request) -> bool:
+        identity = peer_identity(request)
+        return identity is not None and self._client_identity in identity.names()
 
     @staticmethod
     def _write_reply(result: bytes, request: Request) -> None:
@@ -237,10 +248,13 @@ def make_site(resource: IResource, access_log: bool = False) -> Site:
     return site
 
 
-class ConnectionTracker(WrappingFactory):
-    """Wraps the Site's factory to know its open connections, so that a
+class ConnectionTracker(H2CSiteFactory):
+    """What the plugin listens with: the Site behind one wrapper that both
+    serves cleartext HTTP/2 (h2c prior knowledge, as node's http2 clients
+    speak it) beside HTTP/1.1 and knows the open connections, so that a
     disconnect can close them all and wait until they are gone (trial's
-    reactor must be left clean, and a stopping node must not leak sockets)."""
+    reactor must be left clean, and a stopping node must not leak sockets).
+    On TLS listeners the Site's ALPN protocols (h2, http/1.1) are offered."""
 
     def __init__(self, factory: Site) -> None:
         super().__init__(factory)
