@@ -275,7 +275,9 @@ class PluginHttp(Service):
         if self.port is not None:
             steps.append(maybeDeferred(self.port.stopListening))
             self.port = None
-        in_flight = list(self._in_flight)
+        # Observe the packets in flight without adding to their callback chains
+        # anything that could change what their callers get.
+        in_flight = [_settled(d) for d in self._in_flight]
 
         def close_connections(_: object) -> Deferred[Any]:
             closing: list[Deferred[Any]] = []
@@ -491,6 +493,18 @@ class PluginHttp(Service):
             )
         _log.failure("data handler failed; answering T00", failure)
         return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+
+def _settled(d: Deferred[Any]) -> Deferred[None]:
+    """Fires with None once ``d`` has a result; ``d``'s result is passed on untouched."""
+    done: Deferred[None] = Deferred()
+
+    def passthrough(result: Any) -> Any:
+        done.callback(None)
+        return result
+
+    d.addBoth(passthrough)
+    return done
 
 
 def _as_bytes(result: Any) -> bytes:
