@@ -1,0 +1,241 @@
+"""python -m ilphttp ping: options, the printed replies, exit statuses (loopback only)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from ilphttp import ildcp
+from ilphttp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_ildcp, describe_reply, parse, run
+from ilphttp.packet import (
+    Fulfill,
+    Reject,
+    deserialize_prepare,
+    serialize_fulfill,
+    serialize_reject,
+)
+from ilphttp.plugin import PluginHttp
+
+TOKEN = "cli-test-token-0123456789"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+class ParseTests(SynchronousTestCase):
+    def token_file(self) -> str:
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(TOKEN + "\n")
+        return path
+
+    def test_ildcp(self) -> None:
+        options = parse(["ping", "--url", "http://127.0.0.1:1/", "--token-file", self.token_file()])
+        self.assertEqual(options["token"], TOKEN)
+        self.assertIsNone(options["jwt_secret"])
+        self.assertIsNone(options["destination"])
+        self.assertEqual(options["timeout"], 10.0)
+
+    def test_prepare(self) -> None:
+        argv = ["ping", "-u", "http://127.0.0.1:1/", "-d", "test.bob", "-a", "12", "--data", "hé"]
+        options = parse([*argv, "-n", "alice", "-t", "2.5"], {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+        self.assertEqual(options["token"], TOKEN)
+        self.assertEqual(
+            (options["destination"], options["amount"], options["data"]),
+            ("test.bob", 12, "hé".encode()),
+        )
+        self.assertEqual((options["name"], options["timeout"]), ("alice", 2.5))
+
+    def test_jwt_secret(self) -> None:
+        options = parse(
+            ["ping", "--url", "http://127.0.0.1:1/"], {"ILPHTTP_OUTGOING_JWT_SECRET": "s" * 32}
+        )
+        self.assertEqual((options["token"], options["jwt_secret"]), (None, "s" * 32))
+
+    def test_errors(self) -> None:
+        url = ["--url", "http://127.0.0.1:1/"]
+        env = {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        cases: list[tuple[list[str], dict[str, str], str]] = [
+            ([], env, "a command is required"),
+            (["pong"], env, "Unknown command: pong"),
+            (["ping"], env, "--url is required"),
+            (["ping", *url], {}, "--token-file or --jwt-secret-file is required"),
+            (
+                ["ping", *url],
+                {**env, "ILPHTTP_OUTGOING_JWT_SECRET": "x"},
+                "set ILPHTTP_OUTGOING_TOKEN or ILPHTTP_OUTGOING_JWT_SECRET, not both",
+            ),
+            (
+                ["ping", *url, "--token-file", "a", "--jwt-secret-file", "b"],
+                env,
+                "not both",
+            ),
+            (["ping", *url, "--token-file", "/nonexistent"], env, "--token-file: cannot read"),
+            (["ping", *url, "-a", "1"], env, "--amount needs --destination"),
+            (["ping", *url, "--data", "x"], env, "--data needs --destination"),
+            (["ping", *url, "-d", "test.bob"], env, "--destination needs --amount"),
+            (["ping", *url, "-d", "bob", "-a", "1"], env, "is not a valid ILP address"),
+            (["ping", *url, "-d", "test.bob", "-a", "-1"], env, "--amount must be an integer"),
+            (["ping", *url, "-d", "test.bob", "-a", str(2**64)], env, "--amount must be"),
+            (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
+            (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
+        ]
+        for argv, environ, words in cases:
+            with self.assertRaises(usage.UsageError, msg=repr(argv)) as caught:
+                parse(argv, environ)
+            self.assertIn(words, str(caught.exception))
+            self.assertNotIn(TOKEN, str(caught.exception))
+
+    def test_run_usage_error(self) -> None:
+        out = io.StringIO()
+        status = self.successResultOf(run(reactor, ["ping"], out, {}))
+        self.assertEqual(status, EXIT_USAGE)
+        self.assertIn("ilphttp: --url is required", out.getvalue())
+
+
+class DescribeTests(SynchronousTestCase):
+    """How replies are printed (pure)."""
+
+    def test_reject(self) -> None:
+        reply = serialize_reject(Reject("F02", "test.hub", "no route to test.x", b"why"))
+        text, ok = describe_reply(reply, 0.0123)
+        self.assertFalse(ok)
+        self.assertEqual(
+            text.splitlines(),
+            [
+                "Reject F02 Unreachable after 12.3 ms",
+                "  triggered by: test.hub",
+                "  message:      no route to test.x",
+                "  data:         'why' (3 bytes)",
+            ],
+        )
+
+    def test_fulfill(self) -> None:
+        reply = serialize_fulfill(Fulfill(bytes(range(32)), b"\xff\x00"))
+        text, ok = describe_reply(reply, 0.001)
+        self.assertTrue(ok)
+        self.assertIn("Fulfill after 1.0 ms", text)
+        self.assertIn(bytes(range(32)).hex(), text)
+        self.assertIn("ff00 (2 bytes, hex)", text)
+
+    def test_garbage(self) -> None:
+        self.assertEqual(describe_reply(b"nonsense", 0)[1], False)
+        self.assertIn("invalid reply", describe_ildcp(b"nonsense", 0)[0])
+
+    def test_ildcp(self) -> None:
+        reply = ildcp.serialize_response(ildcp.IldcpResponse("test.hub.alice", 9, "XRP"))
+        text, ok = describe_ildcp(reply, 0.002)
+        self.assertTrue(ok)
+        self.assertIn("address:      test.hub.alice", text)
+        self.assertIn("asset:        XRP, scale 9", text)
+        text, ok = describe_ildcp(serialize_reject(Reject("F00", "test.hub", "bad name")), 0)
+        self.assertFalse(ok)
+        self.assertTrue(text.startswith("IL-DCP failed: Reject F00 Bad Request"))
+        # a Fulfill that is not an IL-DCP answer
+        text, ok = describe_ildcp(serialize_fulfill(Fulfill(bytes(32), b"\x01")), 0)
+        self.assertFalse(ok)
+        self.assertIn("IL-DCP failed", text)
+
+
+class PingTests(TestCase):
+    """ping against a real PluginHttp on 127.0.0.1."""
+
+    def setUp(self) -> Deferred[None]:
+        self.received: list[Any] = []
+        self.server = PluginHttp(
+            incoming={"endpoint": "tcp:0:interface=127.0.0.1", "static_token": TOKEN},
+            multi=True,
+            outgoing={"url": "http://127.0.0.1:%/", "static_token": "unused"},
+            ildcp={"client_address": "test.hub", "asset_scale": 9, "asset_code": "XRP"},
+        )
+        self.server.register_data_handler(self.handler)
+        d: Deferred[None] = self.server.connect()
+        return d
+
+    def tearDown(self) -> Deferred[None]:
+        d: Deferred[None] = self.server.disconnect()
+        return d
+
+    def handler(self, data: bytes) -> bytes:
+        prepare = deserialize_prepare(data)
+        self.received.append(prepare)
+        return serialize_reject(Reject("F99", "test.hub", "seen", prepare.data))
+
+    @property
+    def url(self) -> str:
+        assert self.server.port is not None
+        return f"http://127.0.0.1:{self.server.port.getHost().port}/"
+
+    @inlineCallbacks
+    def test_ildcp(self) -> Any:
+        out = io.StringIO()
+        argv = ["ping", "--url", self.url, "--name", "alice"]
+        status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+        self.assertEqual(status, EXIT_OK)
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines[0], f"IL-DCP request (peer.config) -> {self.url}")
+        self.assertTrue(lines[1].startswith("IL-DCP answer after "))
+        self.assertIn("address:      test.hub.alice", out.getvalue())
+
+    @inlineCallbacks
+    def test_ildcp_without_name(self) -> Any:
+        """A multi peer needs our name; the Reject says so and the status is 1."""
+        out = io.StringIO()
+        status = yield run(
+            reactor, ["ping", "--url", self.url], out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        )
+        self.assertEqual(status, EXIT_FAILED)
+        self.assertIn("IL-DCP failed: Reject F00", out.getvalue())
+
+    @inlineCallbacks
+    def test_prepare(self) -> Any:
+        out = io.StringIO()
+        argv = ["ping", "--url", self.url, "-d", "test.hub.bob", "-a", "7", "--data", "hi"]
+        status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+        self.assertEqual(status, EXIT_FAILED)
+        [prepare] = self.received
+        self.assertEqual(
+            (prepare.destination, prepare.amount, prepare.data), ("test.hub.bob", 7, b"hi")
+        )
+        text = out.getvalue()
+        self.assertIn("Prepare of 7 to test.hub.bob", text)
+        self.assertIn("Reject F99 Application Error", text)
+        self.assertIn("message:      seen", text)
+        self.assertIn("data:         'hi' (2 bytes)", text)
+
+    @inlineCallbacks
+    def test_wrong_token(self) -> Any:
+        out = io.StringIO()
+        argv = ["ping", "--url", self.url, "-n", "alice"]
+        status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": "wrong"})
+        self.assertEqual(status, EXIT_FAILED)
+        self.assertIn("HTTP 401", out.getvalue())
+
+    @inlineCallbacks
+    def test_module_entry_point(self) -> Any:
+        """``python -m ilphttp`` exits 0 on an answer, 1 on a Reject, 2 on bad usage."""
+        env = dict(os.environ)
+        env["ILPHTTP_OUTGOING_TOKEN"] = TOKEN
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        argv = ["-m", "ilphttp", "ping", "--url", self.url, "--name", "bob"]
+        out, err, code = yield getProcessOutputAndValue(sys.executable, argv, env=env, path=ROOT)
+        self.assertEqual(code, EXIT_OK, err)
+        self.assertIn(b"address:      test.hub.bob", out)
+        argv = ["-m", "ilphttp", "ping", "--url", self.url, "-d", "test.hub.x", "-a", "1"]
+        out, err, code = yield getProcessOutputAndValue(sys.executable, argv, env=env, path=ROOT)
+        self.assertEqual(code, EXIT_FAILED, err)
+        self.assertIn(b"Reject F99", out)
+        self.assertNotIn(b"Traceback", err)
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "ilphttp", "ping"], env=env, path=ROOT
+        )
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn(b"ilphttp: --url is required", err)
+        self.assertNotIn(b"Traceback", err)
