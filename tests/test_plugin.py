@@ -9,7 +9,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet import error as net_error
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
@@ -335,3 +335,33 @@ class LifecycleTests(TestCase):
             yield request(self.agent, plugin_url(plugin), made.packet, HEADERS)
         access = [e for e in logs.events if "POST" in str(e.get("log_format", "")) + str(e)]
         self.assertEqual(access, [])
+
+
+class InFlightTests(SynchronousTestCase):
+    """disconnect() waits for packets in flight without touching their results."""
+
+    def test_caller_still_sees_its_own_result_after_disconnect(self) -> None:
+        from .test_client import FakeAgent, FakeResponse
+
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        agent = FakeAgent()
+        plugin = PluginHttp(
+            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
+            reactor=clock,
+            agent=agent,
+        )
+        self.successResultOf(plugin.connect())
+        cancelled = plugin.send_data(make_prepare(clock.seconds()).packet)
+        made = make_prepare(clock.seconds())
+        answered = plugin.send_data(made.packet)
+        stopped = plugin.disconnect()
+        self.assertNoResult(stopped)
+        cancelled.cancel()
+        self.failureResultOf(cancelled, CancelledError)
+        agent.pending[1].callback(FakeResponse(200, made.fulfill(b"x")))
+        self.assertEqual(
+            expect_fulfill(self, self.successResultOf(answered), made.fulfillment).data, b"x"
+        )
+        self.successResultOf(stopped)
+        self.assertEqual(clock.getDelayedCalls(), [])
