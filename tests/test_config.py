@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from functools import partial
 from typing import Any
 
@@ -19,6 +18,8 @@ from ilphttp.config import (
 )
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.plugin import PluginHttp
+
+from .certs import CertificateAuthority
 
 URL = "http://127.0.0.1:9/ilp"
 
@@ -37,8 +38,17 @@ class BothSpellingsTests(SynchronousTestCase):
     """Every option, spelled the Python way and the JS way, gives the same options."""
 
     def test_every_option_in_both_spellings(self) -> None:
+        ca = CertificateAuthority()
+        directory = self.mktemp()
+        ca_file = ca.write_cert(directory)
+        cert_file, key_file = ca.issue("alice", client=True).write(directory)
         from_py = py(
-            incoming={"port": 8123, "static_token": "in-static", "jwt_secret": "in-jwt"},
+            incoming={
+                "port": 8123,
+                "static_token": "in-static",
+                "jwt_secret": "in-jwt",
+                "client_identity": "bob.peer.test",
+            },
             outgoing={
                 "url": "http://127.0.0.1:9/%/ilp",
                 "static_token": "out-static",
@@ -48,9 +58,9 @@ class BothSpellingsTests(SynchronousTestCase):
                 "http2_max_requests_per_session": 50,
                 "name": "alice",
                 "send_ilp_destination": True,
-                "ca_file": "/ca.pem",
-                "client_cert_file": "/cert.pem",
-                "client_key_file": "/key.pem",
+                "ca_file": ca_file,
+                "client_cert_file": cert_file,
+                "client_key_file": key_file,
             },
             multi=True,
             multi_delimiter="%",
@@ -59,7 +69,12 @@ class BothSpellingsTests(SynchronousTestCase):
         )
         from_js = js(
             {
-                "incoming": {"port": 8123, "staticToken": "in-static", "jwtSecret": "in-jwt"},
+                "incoming": {
+                    "port": 8123,
+                    "staticToken": "in-static",
+                    "jwtSecret": "in-jwt",
+                    "clientIdentity": "bob.peer.test",
+                },
                 "outgoing": {
                     "url": "http://127.0.0.1:9/%/ilp",
                     "staticToken": "out-static",
@@ -69,9 +84,9 @@ class BothSpellingsTests(SynchronousTestCase):
                     "http2MaxRequestsPerSession": 50,
                     "name": "alice",
                     "sendIlpDestination": True,
-                    "caFile": "/ca.pem",
-                    "clientCertFile": "/cert.pem",
-                    "clientKeyFile": "/key.pem",
+                    "caFile": ca_file,
+                    "clientCertFile": cert_file,
+                    "clientKeyFile": key_file,
                 },
                 "multi": True,
                 "multiDelimiter": "%",
@@ -83,7 +98,11 @@ class BothSpellingsTests(SynchronousTestCase):
         self.assertEqual(
             from_py.incoming,
             IncomingOptions(
-                port=8123, endpoint=None, static_token="in-static", jwt_secret="in-jwt"
+                port=8123,
+                endpoint=None,
+                static_token="in-static",
+                jwt_secret="in-jwt",
+                client_identity="bob.peer.test",
             ),
         )
         self.assertEqual(
@@ -98,9 +117,9 @@ class BothSpellingsTests(SynchronousTestCase):
                 http2_max_requests_per_session=50,
                 name="alice",
                 send_ilp_destination=True,
-                ca_file="/ca.pem",
-                client_cert_file="/cert.pem",
-                client_key_file="/key.pem",
+                ca_file=ca_file,
+                client_cert_file=cert_file,
+                client_key_file=key_file,
             ),
         )
         self.assertTrue(from_py.multi)
@@ -455,30 +474,26 @@ class InvalidOptionTests(SynchronousTestCase):
         self.assert_refused(lambda: py(incoming={"static_token": "t"}, address="nope"), "address")
         self.assert_refused(lambda: js({"incoming": {"staticToken": "t"}, "address": 7}), "address")
 
-    def test_http2_when_unsupported(self) -> None:
-        # Make `from ilphttp import http2` fail as it would without the h2 extra.
-        saved_module = sys.modules.get("ilphttp.http2")
-        saved_attr = ilphttp.__dict__.get("http2")
-        sys.modules["ilphttp.http2"] = None  # type: ignore[assignment]
-        ilphttp.__dict__.pop("http2", None)
-
-        def restore() -> None:
-            if saved_module is None:
-                sys.modules.pop("ilphttp.http2", None)
-            else:
-                sys.modules["ilphttp.http2"] = saved_module
-            if saved_attr is not None:
-                ilphttp.__dict__["http2"] = saved_attr
-
-        self.addCleanup(restore)
+    def test_client_identity_and_tls_files(self) -> None:
         self.assert_refused(
-            lambda: py(outgoing={"url": URL, "static_token": "t", "http2": True}), "http2"
+            lambda: py(incoming={"static_token": "t", "client_identity": 5}),
+            "incoming.client_identity",
         )
         self.assert_refused(
-            lambda: js({"outgoing": {"url": URL, "staticToken": "t", "http2": True}}), "http2"
+            lambda: js({"incoming": {"staticToken": "t", "clientIdentity": ""}}),
+            "incoming.clientIdentity",
         )
-        # Without http2 the same plugin builds.
-        self.assertIsNotNone(py(outgoing={"url": URL, "static_token": "t"}).outgoing)
+        missing = self.mktemp()
+        self.assert_refused(
+            lambda: py(outgoing={"url": URL, "static_token": "t", "ca_file": missing}), "ca_file"
+        )
+        not_pem = self.mktemp()
+        with open(not_pem, "w") as f:
+            f.write("not a certificate")
+        self.assert_refused(
+            lambda: js({"outgoing": {"url": URL, "staticToken": "t", "clientCertFile": not_pem}}),
+            "client_cert_file",
+        )
 
     def test_http2_supported_builds(self) -> None:
         options = py(outgoing={"url": URL, "static_token": "t", "http2": True})
