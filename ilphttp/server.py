@@ -259,6 +259,12 @@ class ConnectionTracker(H2CSiteFactory):
     def __init__(self, factory: Site) -> None:
         super().__init__(factory)
         self._waiting: list[Deferred[None]] = []
+        #: connections accepted since listening began
+        self.connections_total = 0
+
+    def registerProtocol(self, p: ProtocolWrapper) -> None:
+        self.connections_total += 1
+        super().registerProtocol(p)
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         super().unregisterProtocol(p)
