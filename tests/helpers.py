@@ -349,7 +349,7 @@ def raw_connect(case: SynchronousTestCase, port: int) -> Deferred[RawClient]:
     def connected(proto: RawClient) -> RawClient:
         def close() -> Deferred[bytes]:
             if proto.transport is not None and not proto.closed.called:
-                proto.transport.abortConnection()
+                proto.transport.abortConnection()  # type: ignore[attr-defined]
             return proto.closed
 
         case.addCleanup(close)

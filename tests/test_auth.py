@@ -102,7 +102,8 @@ class IncomingJwtTests(SynchronousTestCase):
         exp = int(NOW) + 30
         self.assertFalse(self.auth.verify(b"Bearer " + sign({"exp": exp}, algorithm="HS512")))
         self.assertFalse(self.auth.verify(b"Bearer " + sign({"exp": exp}, algorithm="HS384")))
-        unsigned = jwt.encode({"exp": exp}, None, algorithm="none").encode("ascii")
+        no_key: Any = None
+        unsigned = jwt.encode({"exp": exp}, no_key, algorithm="none").encode("ascii")
         self.assertFalse(self.auth.verify(b"Bearer " + unsigned))
         # The same claims under HS256 pass: the algorithm alone made the difference.
         self.assertTrue(self.auth.verify(b"Bearer " + sign({"exp": exp})))

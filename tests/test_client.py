@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from twisted.internet import error as net_error
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -61,7 +61,7 @@ class _LoopbackBase(TestCase):
     timeout = 10
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]
         self.capture = yield CaptureServer(self).start()
 
     @inlineCallbacks
@@ -154,8 +154,7 @@ class HeaderTests(_LoopbackBase):
     def test_concurrent_first_sends_all_carry_a_valid_token(self) -> Any:
         plugin = yield self.sender({"static_token": None, "jwt_secret": SECRET})
         sends = [plugin.send_data(make_prepare(self.now()).packet) for _ in range(8)]
-        for d in sends:
-            yield d
+        yield gatherResults(sends)
         self.assertEqual(len(self.capture.requests), 8)
         checker = IncomingAuth(None, SECRET, time.time)
         for seen in self.capture.requests:
@@ -413,8 +412,7 @@ class MultiOutgoingTests(_LoopbackBase):
         self.assertEqual(len(fetches), 1)
         self.assertEqual(self.capture.requests, [])
         answer_fetch.callback(ildcp_reply("test.parent.me"))
-        for d in sends:
-            yield d
+        yield gatherResults(sends)
         self.assertEqual(sorted(r.path for r in self.capture.requests), [b"/a/", b"/b/", b"/c/"])
         self.assertEqual(plugin.address, "test.parent.me")
         self.assertEqual(len(fetches), 1)
@@ -625,7 +623,7 @@ class FakeAgentTests(SynchronousTestCase):
             self.assertEqual(
                 headers.getRawHeaders(b"content-type"), [b"application/ilp+octet-stream"]
             )
-            [authorization] = headers.getRawHeaders(b"authorization")
+            [authorization] = headers.getRawHeaders(b"authorization") or []
             self.assertTrue(checker.verify(authorization))
             seen.append(authorization)
         self.assertEqual(seen[0], seen[1])

@@ -383,7 +383,7 @@ class HandlerTests(_Base):
             succeed(Fulfill(made.fulfillment, b"later")),
             bytearray(made.fulfill(b"ba")),
         ]
-        expected = [
+        expected: list[Fulfill | Reject] = [
             Fulfill(made.fulfillment, b"hi"),
             Reject("F99", "test.app", "app says no", b"d"),
             Fulfill(made.fulfillment, b"later"),
