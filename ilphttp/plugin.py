@@ -336,9 +336,10 @@ class PluginHttp(Service):
         when ``data`` is not a Prepare, and ``RuntimeError`` without outgoing.
         """
         client = self._client
+        if not self._connected:
+            # Also while disconnect() drains: the client is still there then.
+            raise NotConnectedError("plugin is not connected")
         if client is None:
-            if not self._connected:
-                raise NotConnectedError("plugin is not connected")
             raise RuntimeError("this plugin has no outgoing configuration")
         prepare = deserialize_prepare(data)
         out = self.options.outgoing
