@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from ilphttp.config import OptionError
 from ilphttp.packet import ErrorCode
-from ilphttp.plugin import PluginHttp
+from ilphttp.plugin import NotConnectedError, PluginHttp
 from ilphttp.server import make_site
 
 from .helpers import (
@@ -365,3 +365,25 @@ class InFlightTests(SynchronousTestCase):
         )
         self.successResultOf(stopped)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_send_while_disconnecting_is_refused(self) -> None:
+        from .test_client import FakeAgent
+
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        agent = FakeAgent()
+        plugin = PluginHttp(
+            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
+            reactor=clock,
+            agent=agent,
+        )
+        self.successResultOf(plugin.connect())
+        first = plugin.send_data(make_prepare(clock.seconds(), expires_in=1).packet)
+        stopped = plugin.disconnect()
+        self.assertNoResult(stopped)
+        # Disconnecting: a new packet is not sent (and not left behind the drain).
+        self.assertRaises(NotConnectedError, plugin.send_data, make_prepare(clock.seconds()).packet)
+        self.assertEqual(len(agent.requests), 1)
+        clock.advance(1.001)
+        expect_reject(self, self.successResultOf(first), ErrorCode.R00_TRANSFER_TIMED_OUT)
+        self.successResultOf(stopped)
