@@ -491,6 +491,17 @@ class MultiIldcpTests(_Base):
         self.assertEqual(self.handler.calls, [])
 
     @inlineCallbacks
+    def test_child_address_too_long_is_f00(self) -> Any:
+        long_hub = "test." + "h" * 1000
+        yield self.start(multi=True, ildcp={**self.HUB, "client_address": long_hub})
+        result = yield self.ildcp_post(b"a" * 17)
+        self.assertEqual(
+            ildcp.deserialize_response(result.body).client_address, long_hub + "." + "a" * 17
+        )
+        result = yield self.ildcp_post(b"a" * 18)
+        expect_reject(self, result.body, ErrorCode.F00_BAD_REQUEST)
+
+    @inlineCallbacks
     def test_peer_config_goes_to_the_handler_outside_multi_mode(self) -> Any:
         yield self.start(ildcp=self.HUB)
         self.handler.respond = lambda data: ildcp_reply("test.other.x")
