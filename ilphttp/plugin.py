@@ -197,7 +197,16 @@ class PluginHttp(Service):
     def startService(self) -> None:
         d = self.connect()
         failures: list[Failure] = []
-        d.addErrback(failures.append)
+
+        def failed(failure: Failure) -> None:
+            if synchronous:
+                failures.append(failure)
+            else:
+                _log.failure("the ILP-over-HTTP link could not start", failure)
+
+        synchronous = True
+        d.addErrback(failed)
+        synchronous = False
         if failures:
             # A synchronous failure (port in use, bad endpoint string) stops
             # twistd with a clear message instead of a node that is half up.
