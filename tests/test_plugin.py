@@ -387,3 +387,28 @@ class InFlightTests(SynchronousTestCase):
         clock.advance(1.001)
         expect_reject(self, self.successResultOf(first), ErrorCode.R00_TRANSFER_TIMED_OUT)
         self.successResultOf(stopped)
+
+
+class AsyncListenFailureTests(SynchronousTestCase):
+    def test_start_service_logs_a_listen_failure_that_comes_later(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        import ilphttp.plugin as plugin_module
+
+        listening: Deferred[Any] = Deferred()
+
+        class SlowEndpoint:
+            def listen(self, factory: Any) -> Deferred[Any]:
+                return listening
+
+        self.patch(plugin_module, "server_endpoint_from_string", lambda r, d: SlowEndpoint())
+        plugin = PluginHttp(
+            incoming={"endpoint": "tcp:8000", "static_token": TOKEN}, reactor=Clock()
+        )
+        parent = MultiService()
+        plugin.setServiceParent(parent)
+        parent.startService()  # nothing known yet: no exception
+        listening.errback(net_error.CannotListenError("127.0.0.1", 8000, OSError("in use")))
+        self.assertEqual(len(self.flushLoggedErrors(net_error.CannotListenError)), 1)
+        self.assertFalse(plugin.is_connected())
+        self.assertFalse(plugin.running)
