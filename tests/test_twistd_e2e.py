@@ -1,0 +1,417 @@
+"""End to end: the installed package, ``twistd -n ilphttp``, real JS peers around it.
+
+The package is installed NON-editable into a fresh virtualenv (``python -m
+venv`` + ``pip install``; twistd cannot see a plugin of this flat layout
+after an editable install), once per test run.  Then ``twistd -n ilphttp
+--config hub.json`` runs as a subprocess with three accounts:
+
+- ``up``: the parent, a real JS ``ilp-plugin-http`` (interop/peer.js) that
+  answers IL-DCP, so the hub learns its address from it;
+- ``alice``: a bilateral child, a JS peer;
+- ``kids``: a multi account with one JS child, ``carol``, named (as the JS
+  plugin names itself by default) by its port.
+
+Packets go child -> child (both ways), child -> parent and parent -> child;
+IL-DCP is answered to each child; the node stops on SIGTERM.
+
+It needs node and the npm packages (skipped without them, failed with
+CI=true) and pip's usual index (or its configured mirror / cache).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.error import ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from ilphttp import ildcp
+from ilphttp.packet import (
+    Fulfill,
+    Prepare,
+    Reject,
+    deserialize,
+    deserialize_prepare,
+    serialize_prepare,
+)
+from tests.jsinterop import free_port, plugin_options, require_node, start_peer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: what a source distribution of the project holds (the rest is tests, docs, interop)
+_PACKAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "ilphttp", "twisted")
+INSTALL_TIMEOUT = 900
+
+TOKENS = {
+    "up-in": "e2e-parent-to-hub-0123456789",
+    "up-out": "e2e-hub-to-parent-0123456789",
+    "alice-in": "e2e-alice-to-hub-0123456789",
+    "alice-out": "e2e-hub-to-alice-0123456789",
+    "kids-in": "e2e-kids-to-hub-0123456789",
+    "kids-out": "e2e-hub-to-kids-0123456789",
+}
+PARENT_ADDRESS = "test.parent.hub"
+
+_venv: dict[str, Any] = {}
+
+
+def installed_venv() -> str:
+    """A fresh virtualenv with the package installed from a copy of the source; once."""
+    if "path" in _venv:
+        return str(_venv["path"])
+    if "error" in _venv:
+        raise unittest.FailTest(_venv["error"])
+    base = tempfile.mkdtemp(prefix="ilphttp-e2e-")
+    atexit.register(shutil.rmtree, base, True)
+    source = os.path.join(base, "src")
+    os.makedirs(source)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache")
+    for name in _PACKAGE_FILES:
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(source, name), ignore=ignore)
+        else:
+            shutil.copy2(src, source)
+    venv = os.path.join(base, "venv")
+    python = os.path.join(venv, "bin", "python")
+    steps = [
+        [sys.executable, "-m", "venv", venv],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", source],
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for step in steps:
+        result = subprocess.run(
+            step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=env, cwd=base
+        )
+        if result.returncode != 0:
+            _venv["error"] = (
+                f"{' '.join(step)} failed ({result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+            raise unittest.FailTest(_venv["error"])
+    _venv["path"] = venv
+    return venv
+
+
+class TwistdProcess(ProcessProtocol):
+    """``twistd -n ilphttp ...``: its output, and when it ends."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.reason = reason
+        self.ended.callback(None)
+
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")
+
+    @defer.inlineCallbacks
+    def wait_for(self, words: str, timeout: float = 30.0) -> Any:
+        """Wait until ``words`` appear in the log; fail if the process ends first."""
+        for _ in range(int(timeout * 10)):
+            if words in self.text():
+                return
+            if self.reason is not None:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
+        raise unittest.FailTest(f"{words!r} never logged; the log:\n{self.text()[-5000:]}")
+
+    def kill(self) -> None:
+        if self.reason is None and self.transport is not None:
+            self.transport.signalProcess("KILL")
+
+
+def fulfillable(destination: str, payload: bytes = b"e2e") -> tuple[bytes, bytes]:
+    """A Prepare whose data starts with its fulfillment (peer.js's fulfill mode)."""
+    fulfillment = os.urandom(32)
+    prepare = Prepare(
+        42,
+        _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=20),
+        hashlib.sha256(fulfillment).digest(),
+        destination,
+        fulfillment + payload,
+    )
+    return serialize_prepare(prepare), fulfillment
+
+
+class TwistdEndToEndTests(unittest.TestCase):
+    timeout = INSTALL_TIMEOUT + 120
+
+    def setUp(self) -> None:
+        require_node()
+        self.venv = installed_venv()
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+
+    def bin(self, name: str) -> str:
+        return os.path.join(self.venv, "bin", name)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(extra)
+        return env
+
+    def run_sync(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.env(),
+            cwd=self.workdir,
+        )
+
+    def test_twistd_lists_the_plugin(self) -> None:
+        result = self.run_sync(self.bin("twistd"), "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("ilphttp", result.stdout)
+        self.assertIn("An Interledger (ILPv4) over HTTP node", result.stdout)
+
+    def test_bad_options_are_one_line(self) -> None:
+        result = self.run_sync(
+            self.bin("twistd"),
+            "-n",
+            "--pidfile=",
+            "ilphttp",
+            "--port",
+            "0",
+            "--multi",
+            "--ildcp-address",
+            "test.hub",
+            "--asset-code",
+            "XRP",
+            "--asset-scale",
+            "9",
+            "--outgoing-url",
+            "http://127.0.0.1:%/",
+        )
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        # twistd prints the usage, then "<argv[0] argv[1]>: <the error>"
+        last = output.strip().splitlines()[-1]
+        self.assertTrue(
+            last.endswith(
+                ": incoming authentication is missing: give"
+                " --incoming-token-file or --incoming-jwt-secret-file,"
+                " or set ILPHTTP_INCOMING_TOKEN or ILPHTTP_INCOMING_JWT_SECRET"
+            ),
+            last,
+        )
+        self.assertNotIn("Traceback", output)
+
+    def write_config(self, ports: dict[str, int]) -> str:
+        for name, token in TOKENS.items():
+            with open(os.path.join(self.workdir, f"{name}.token"), "w", encoding="utf-8") as f:
+                f.write(token + "\n")
+
+        def incoming(name: str, token_key: str) -> dict[str, Any]:
+            return {
+                "endpoint": f"tcp:{ports[name]}:interface=127.0.0.1",
+                "staticTokenFile": f"{token_key}.token",
+            }
+
+        config = {
+            "_comment": "no ilpAddress: the parent tells us over IL-DCP",
+            "assetCode": "XRP",
+            "assetScale": 9,
+            "accounts": {
+                "up": {
+                    "relation": "parent",
+                    "plugin": "ilp-plugin-http",
+                    "options": {
+                        "incoming": incoming("hub-up", "up-in"),
+                        "outgoing": {
+                            "url": f"http://127.0.0.1:{ports['parent']}/",
+                            "staticTokenFile": "up-out.token",
+                        },
+                    },
+                },
+                "alice": {
+                    "relation": "child",
+                    "options": {
+                        "incoming": incoming("hub-alice", "alice-in"),
+                        "outgoing": {
+                            "url": f"http://127.0.0.1:{ports['alice']}/",
+                            "staticTokenFile": "alice-out.token",
+                        },
+                    },
+                },
+                "kids": {
+                    "relation": "child",
+                    "options": {
+                        "multi": True,
+                        "incoming": {
+                            "endpoint": f"tcp:{ports['hub-kids']}:interface=127.0.0.1",
+                            "staticTokenEnv": "E2E_KIDS_IN",
+                        },
+                        "outgoing": {
+                            "url": "http://127.0.0.1:%/",
+                            "staticTokenFile": "kids-out.token",
+                        },
+                    },
+                },
+            },
+        }
+        path = os.path.join(self.workdir, "hub.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2)
+        return path
+
+    @defer.inlineCallbacks
+    def start_twistd(self, config: str) -> Any:
+        process = TwistdProcess()
+        argv = [self.bin("twistd"), "-n", "--pidfile=", "ilphttp", "--config", config]
+        reactor.spawnProcess(  # type: ignore[attr-defined]
+            process,
+            argv[0],
+            argv,
+            env=self.env(E2E_KIDS_IN=TOKENS["kids-in"]),
+            path=self.workdir,
+        )
+        self.addCleanup(process.kill)
+        yield process.wait_for(f"our address is {PARENT_ADDRESS} (IL-DCP from up)")
+        return process
+
+    @defer.inlineCallbacks
+    def test_hub_between_js_peers(self) -> Any:
+        ports = {name: free_port() for name in ("hub-up", "hub-alice", "hub-kids")}
+        ports.update({name: free_port() for name in ("parent", "alice", "carol")})
+        ildcp_answer = {"clientAddress": PARENT_ADDRESS, "assetScale": 9, "assetCode": "XRP"}
+        parent = yield start_peer(
+            self,
+            plugin_options(ports["parent"], ports["hub-up"], TOKENS["up-out"], TOKENS["up-in"]),
+            handler={"mode": "fulfill", "ildcp": ildcp_answer},
+        )
+        alice = yield start_peer(
+            self,
+            plugin_options(
+                ports["alice"], ports["hub-alice"], TOKENS["alice-out"], TOKENS["alice-in"]
+            ),
+        )
+        carol = yield start_peer(
+            self,
+            plugin_options(
+                ports["carol"], ports["hub-kids"], TOKENS["kids-out"], TOKENS["kids-in"]
+            ),
+        )
+        self.assertEqual(carol.name, str(ports["carol"]))
+        hub = yield self.start_twistd(self.write_config(ports))
+
+        # IL-DCP: each child learns its address from the hub
+        reply = yield alice.send(ildcp.serialize_request())
+        alice_address = ildcp.deserialize_response(reply).client_address
+        self.assertEqual(alice_address, f"{PARENT_ADDRESS}.alice")
+        reply = yield carol.send(ildcp.serialize_request())
+        carol_info = ildcp.deserialize_response(reply)
+        carol_address = carol_info.client_address
+        self.assertEqual(carol_address, f"{PARENT_ADDRESS}.kids.{ports['carol']}")
+        self.assertEqual((carol_info.asset_code, carol_info.asset_scale), ("XRP", 9))
+
+        # child -> child, both ways, through the hub
+        packet, fulfillment = fulfillable(carol_address + ".wallet", b"to carol")
+        reply = yield alice.send(packet)
+        self.assertEqual(deserialize(reply), Fulfill(fulfillment, deserialize_prepare(packet).data))
+        received = yield carol.received()
+        forwarded = deserialize_prepare(received[-1])
+        original = deserialize_prepare(packet)
+        self.assertEqual(forwarded.destination, carol_address + ".wallet")
+        self.assertEqual(forwarded.amount, 42)
+        self.assertEqual(forwarded.data, original.data)
+        self.assertLess(forwarded.expires_at, original.expires_at)
+
+        packet, fulfillment = fulfillable(alice_address, b"to alice")
+        reply = yield carol.send(packet)
+        self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
+
+        # child -> parent (the default route), and parent -> child
+        packet, fulfillment = fulfillable("test.parent.elsewhere", b"upstream")
+        reply = yield carol.send(packet)
+        self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
+        received = yield parent.received()
+        self.assertEqual(deserialize_prepare(received[-1]).destination, "test.parent.elsewhere")
+        packet, fulfillment = fulfillable(alice_address + ".x", b"downstream")
+        reply = yield parent.send(packet)
+        self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
+
+        # nowhere to go but back: F02 from the hub
+        packet, _ = fulfillable(f"{PARENT_ADDRESS}.nobody")
+        reject = deserialize((yield parent.send(packet)))
+        self.assertIsInstance(reject, Reject)
+        self.assertEqual((reject.code, reject.triggered_by), ("F02", PARENT_ADDRESS))  # type: ignore[union-attr]
+
+        # the installed console script talks to the running hub
+        ping = yield deferToProcess(
+            [self.bin("ilphttp"), "ping", "--url", f"http://127.0.0.1:{ports['hub-alice']}/"],
+            self.env(ILPHTTP_OUTGOING_TOKEN=TOKENS["alice-in"]),
+            self.workdir,
+        )
+        out, err, code = ping
+        self.assertEqual(code, 0, out + err)
+        self.assertIn(f"address:      {alice_address}", out)
+
+        # SIGTERM: a clean shutdown
+        hub.transport.signalProcess("TERM")
+        yield hub.ended
+        reason = hub.reason
+        assert reason is not None
+        log = hub.text()
+        # twistd re-raises the signal that stopped it after its clean shutdown
+        # (so supervisors see it), hence "killed by SIGTERM" rather than 0.
+        self.assertIsInstance(reason.value, ProcessTerminated, log)
+        self.assertEqual(reason.value.signal, signal.SIGTERM, log)
+        self.assertIn("Received SIGTERM, shutting down.", log)
+        self.assertIn("Server Shut Down.", log)
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("Unhandled", log)
+        for token in TOKENS.values():
+            self.assertNotIn(token, log, "a secret was logged")
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self, done: defer.Deferred[tuple[str, str, int]]) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+        self.done = done
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        code = getattr(reason.value, "exitCode", None)
+        self.done.callback(
+            (self.out.decode("utf-8", "replace"), self.err.decode("utf-8", "replace"), code)
+        )
+
+
+def deferToProcess(
+    argv: list[str], env: dict[str, str], path: str
+) -> defer.Deferred[tuple[str, str, int]]:
+    """Run a process without blocking the reactor; (stdout, stderr, exit code)."""
+    done: defer.Deferred[tuple[str, str, int]] = defer.Deferred()
+    reactor.spawnProcess(_Collect(done), argv[0], argv, env=env, path=path)  # type: ignore[attr-defined]
+    return done
