@@ -66,7 +66,7 @@ class OutgoingOptions:
     jwt_secret: str | None = None
     jwt_expiry: float = DEFAULT_JWT_EXPIRY
     #: False when a legacy option (``secret``/``secretToken``) was used: the JS
-    #: plugin then sends the raw token without ``Bearer ``.
+    #: plugin then sends the raw token without the ``"Bearer "`` prefix.
     bearer: bool = True
     http2: bool = False
     http2_max_requests_per_session: int | None = None
