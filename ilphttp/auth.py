@@ -28,9 +28,13 @@ SHORT_SECRET = 32
 
 
 def token_from_header(value: bytes) -> bytes:
-    """The token in an Authorization header value, ``Bearer`` prefix or not."""
-    if value.startswith(_BEARER):
-        return value[len(_BEARER) :]
+    """The token in an Authorization header value, ``Bearer`` prefix or not.
+
+    The scheme is matched case-insensitively (RFC 9110), so ``bearer x`` works
+    too; the JS plugin only knows ``Bearer ``.
+    """
+    if value[:7].lower() == b"bearer ":
+        return value[7:]
     return value
 
 

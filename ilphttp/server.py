@@ -194,7 +194,9 @@ class IlpRequest(Request):
                 self.requestHeaders.removeHeader(b"expect")
             super().gotLength(0)
             return
-        super().gotLength(length)
+        # Without a length (chunked, HTTP/2) twisted.web would buffer the body
+        # in a temporary file; ours is capped, so memory is the right place.
+        super().gotLength(self.max_body if length is None else length)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._too_large:
