@@ -46,6 +46,9 @@ class IncomingOptions:
     #: only a client whose certificate names this identity (SAN DNS name, or
     #: CN without SANs) is served; others get HTTP 403.
     client_identity: str | None = None
+    #: Prepares whose handler has not answered yet, at most; past it HTTP 503
+    #: (the sender's T00), so a slow handler cannot pile up unbounded work.
+    max_in_flight: int = 4096
 
     @property
     def listen_description(self) -> str | None:
@@ -185,6 +188,7 @@ _INCOMING = {
     "secret",
     "secret_token",
     "client_identity",
+    "max_in_flight",
 }
 _OUTGOING = {
     "url",
@@ -229,7 +233,13 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = _auth(sp, "incoming", inc)
     identity = _opt_str(f"incoming.{sp('client_identity')}", inc.get(sp("client_identity")))
-    return IncomingOptions(port, endpoint, static_token, jwt_secret, identity)
+    max_in_flight = inc.get(sp("max_in_flight"))
+    max_in_flight = (
+        4096
+        if max_in_flight is None
+        else _int(f"incoming.{sp('max_in_flight')}", max_in_flight, 1, 2**31)
+    )
+    return IncomingOptions(port, endpoint, static_token, jwt_secret, identity, max_in_flight)
 
 
 def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:

@@ -42,7 +42,7 @@ from ilphttp.packet import (
     serialize,
     serialize_reject,
 )
-from ilphttp.server import ConnectionTracker, IlpResource, NotReady, make_site
+from ilphttp.server import ConnectionTracker, IlpResource, NotReady, OverCapacity, make_site
 from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -131,6 +131,9 @@ class PluginHttp(Service):
         self._agent: Any = None
         self._client: OutgoingClient | None = None
         self._in_flight: set[Deferred[Any]] = set()
+        #: incoming Prepares whose (asynchronous) handler has not answered
+        self._handling = 0
+        self._max_in_flight = options.incoming.max_in_flight if options.incoming is not None else 0
         now = self._reactor.seconds
         self.resource: IlpResource | None = None
         self.site: Site | None = None
@@ -464,13 +467,17 @@ class PluginHttp(Service):
         delay = prepare.expires_at.timestamp() - reactor.seconds()
         if delay <= 0:
             return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
+        if self._handling >= self._max_in_flight:
+            raise OverCapacity("over capacity")
         d = maybeDeferred(handler, body)
         if d.called:
             # A synchronous handler: no timer, no bookkeeping.
             return d.addCallbacks(self._check_handler_result, self._handler_failed)
         timer = reactor.callLater(delay, d.cancel)
+        self._handling += 1
 
         def stop_timer(result: Any) -> Any:
+            self._handling -= 1
             if timer.active():
                 timer.cancel()
             return result

@@ -32,6 +32,7 @@ __all__ = [
     "IlpResource",
     "IlpSite",
     "NotReady",
+    "OverCapacity",
     "PacketReceiver",
     "make_site",
 ]
@@ -46,13 +47,20 @@ class NotReady(Exception):
     """The receiver cannot take packets now (answered with HTTP 502)."""
 
 
+class OverCapacity(Exception):
+    """The receiver has too many packets in flight (answered with HTTP 503)."""
+
+
 class PacketReceiver(Protocol):
     """What the resource hands valid, authorized Prepares to."""
 
     def receive_prepare(
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
     ) -> Deferred[bytes]:
-        """Fire with a serialized Fulfill or Reject; never fail.  Raise NotReady to refuse."""
+        """Fire with a serialized Fulfill or Reject; never fail.
+
+        Raise NotReady (HTTP 502) or OverCapacity (HTTP 503) to refuse.
+        """
 
 
 def _error(request: Request, code: int, message: str) -> bytes:
@@ -116,6 +124,9 @@ class IlpResource(Resource):
             )
         except NotReady as exc:
             return _error(request, http.BAD_GATEWAY, str(exc))
+        except OverCapacity as exc:
+            request.setHeader(b"retry-after", b"1")
+            return _error(request, http.SERVICE_UNAVAILABLE, str(exc))
         if reply.called:
             # The common fast path: a synchronous handler already answered.
             result = reply.result

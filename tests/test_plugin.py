@@ -412,3 +412,42 @@ class AsyncListenFailureTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(net_error.CannotListenError)), 1)
         self.assertFalse(plugin.is_connected())
         self.assertFalse(plugin.running)
+
+
+class OverCapacityTests(SynchronousTestCase):
+    """incoming.max_in_flight bounds the Prepares a slow handler holds: 503 past it."""
+
+    def test_503_past_max_in_flight_then_recovers(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from ilphttp.packet import Fulfill, serialize
+        from ilphttp.testing import MemoryLink, expect_fulfill, expect_reject, make_prepare
+
+        pending: list[tuple[Deferred[bytes], bytes]] = []
+        fulfillments: dict[bytes, bytes] = {}
+
+        def slow(data: bytes) -> Deferred[bytes]:
+            d: Deferred[bytes] = Deferred()
+            pending.append((d, data))
+            return d
+
+        link = MemoryLink(
+            receiver_handler=slow, receiver_options={"incoming": {"max_in_flight": 2}}
+        )
+        sends = []
+        for _ in range(3):
+            packet, fulfillment = make_prepare(now=link.now())
+            fulfillments[packet] = fulfillment
+            sends.append(link.send(packet))
+        self.assertEqual(len(pending), 2)
+        reject = expect_reject(self.successResultOf(sends[2]), "T00")
+        self.assertIn("503", reject.message)
+        for d, data in pending:
+            d.callback(serialize(Fulfill(fulfillments[data])))
+        link.flush()
+        for d in sends[:2]:
+            expect_fulfill(self.successResultOf(d))
+        packet, _ = make_prepare(now=link.now())
+        again = link.send(packet)
+        self.assertEqual(len(pending), 3)  # accepted again once the others answered
+        self.assertNoResult(again)
