@@ -31,7 +31,7 @@ def token_from_header(value: bytes) -> bytes:
     """The token in an Authorization header value, ``Bearer`` prefix or not.
 
     The scheme is matched case-insensitively (RFC 9110), so ``bearer x`` works
-    too; the JS plugin only knows ``Bearer ``.
+    too; the JS plugin only knows the exact ``"Bearer "``.
     """
     if value[:7].lower() == b"bearer ":
         return value[7:]
