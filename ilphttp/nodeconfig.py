@@ -119,7 +119,8 @@ class AccountSpec:
 
     name: str
     relation: str
-    options: PluginOptions
+    #: not in the repr: it holds the secrets
+    options: PluginOptions = field(repr=False)
     segment: str | None = None
     #: extra endpoints serving this account's site (several ``--listen``)
     extra_listen: tuple[str, ...] = ()
@@ -505,7 +506,15 @@ def _account(
 def _check_routing(node: NodeConfig) -> None:
     """Catch what the routing table would refuse, now, with the file's words."""
     config = node.router_config()
-    if node.address is None or node.asset_code is None or node.asset_scale is None:
+    upstream = config.upstream()
+    if upstream is not None:
+        spec = next(a for a in node.accounts if a.name == upstream)
+        if spec.options.outgoing is None:
+            raise ConfigError(
+                f"accounts.{upstream} has no outgoing link, so it cannot be asked for our"
+                " address and asset over IL-DCP: give it options.outgoing, or set"
+                " ilpAddress, assetCode and assetScale"
+            )
         return  # completed by IL-DCP at run time
     try:
         config.table()

@@ -450,6 +450,13 @@ class ConfigFileTests(_Base):
         self.assertEqual(table.lookup("test.hub.bob"), "bob")
         self.assertEqual(table.lookup("g.x"), "up")
 
+    def test_secrets_not_in_repr(self) -> None:
+        options = self.parse_config(HUB_CONFIG)
+        text = repr(options["node"]) + repr(dict(options))
+        for secret in ("up-in", "up-out", "kids-out", "'k'", JWT_SECRET):
+            self.assertNotIn(secret, text)
+        self.assertIn("AccountSpec(name='kids', relation='child'", text)
+
     def test_address_from_parent(self) -> None:
         config = dict(HUB_CONFIG)
         del config["ilpAddress"]
@@ -634,6 +641,10 @@ staticToken = "o"
                 "both have the address test.hub.kids",
             ),
             (lambda c: c.update(maxHoldTime=-1), "maxHoldTime must be a number of milliseconds"),
+            (
+                lambda c: (c.pop("ilpAddress"), c[accounts]["up"]["options"].pop("outgoing")),
+                "accounts.up has no outgoing link, so it cannot be asked for our address",
+            ),
         ]
         for edit, words in cases:
             message = self.config_error(change(edit))
