@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from typing import Any
 
 from twisted.application.service import IServiceMaker
@@ -790,6 +791,31 @@ class MakeServiceTests(_Base):
         with self.assertRaises(SystemExit) as caught:
             make_service(options, reactor=MemoryReactorClock())
         self.assertIn("returned int, not a callable data handler", str(caught.exception))
+
+
+class ExampleHandlerTests(_Base):
+    """examples/handler.py works as a --handler factory."""
+
+    def test_example(self) -> None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        examples = os.path.join(here, os.pardir, "examples")
+        self.patch(sys, "path", [examples, *sys.path])
+        self.addCleanup(sys.modules.pop, "handler", None)
+        options = self.parse(
+            [
+                "--port",
+                "0",
+                "--incoming-token-file",
+                self.file(IN_TOKEN),
+                "--handler",
+                "handler:make_handler",
+            ]
+        )
+        service = make_service(options, reactor=MemoryReactorClock())
+        packet, _ = make_prepare(amount=3, destination="test.x")
+        reply = service.plugins["link"]._data_handler(packet)  # type: ignore[misc]
+        rejected = deserialize_reject(reply)
+        self.assertEqual((rejected.code, rejected.message), ("F99", "seen by link"))
 
 
 class TwistdPluginTests(SynchronousTestCase):
