@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import sys
 from typing import Any
 
@@ -92,6 +93,15 @@ class ParseTests(SynchronousTestCase):
                 parse(argv, environ)
             self.assertIn(words, str(caught.exception))
             self.assertNotIn(TOKEN, str(caught.exception))
+
+    def test_bad_url(self) -> None:
+        out = io.StringIO()
+        argv = ["ping", "--url", "ftp://127.0.0.1/"]
+        status = self.successResultOf(run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}))
+        self.assertEqual(status, EXIT_USAGE)
+        self.assertIn(
+            "ilphttp ping: outgoing.url must be an http:// or https:// URL", out.getvalue()
+        )
 
     def test_run_usage_error(self) -> None:
         out = io.StringIO()
@@ -217,6 +227,18 @@ class PingTests(TestCase):
         status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": "wrong"})
         self.assertEqual(status, EXIT_FAILED)
         self.assertIn("HTTP 401", out.getvalue())
+
+    @inlineCallbacks
+    def test_connection_refused(self) -> Any:
+        """Nobody listens: the plugin's T01 Reject is printed, the status is 1."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        out = io.StringIO()
+        argv = ["ping", "--url", f"http://127.0.0.1:{port}/", "-d", "test.x", "-a", "1"]
+        status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+        self.assertEqual(status, EXIT_FAILED)
+        self.assertIn("Reject T01 Peer Unreachable", out.getvalue())
 
     @inlineCallbacks
     def test_module_entry_point(self) -> Any:
