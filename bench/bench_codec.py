@@ -6,7 +6,8 @@ Run it from the repository root on any interpreter (CPython 3.9+, PyPy 3.9+)::
 
 It times ``serialize_prepare``, ``deserialize_prepare`` and the two together
 (the work one forwarded packet costs) on a Prepare with 100 bytes of data, plus
-the Fulfill and Reject that answer it, and prints the best of ``--repeat`` runs
+the Fulfill and Reject that answer it (cycling through 64 packets of that shape
+so that no JIT folds a constant input away), and prints the best of ``--repeat`` runs
 as operations per second and microseconds per operation.  On PyPy the first
 repeats warm the JIT; the best run is the steady state.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import itertools
 import os
 import platform
 import sys
@@ -49,25 +51,48 @@ PREPARE = Prepare(
 )
 FULFILL = Fulfill(FULFILLMENT, bytes(range(100)))
 REJECT = Reject("F02", "g.us.acme-bank", "no route to g.us.acme-bank.alice", b"")
+# Each case cycles through this many different packets of the same shape, so that
+# a JIT cannot fold the work on one constant input away.
+VARIANTS = 64
+
+
+def _variants() -> tuple[list[Prepare], list[bytes]]:
+    prepares = []
+    replies = []
+    for i in range(VARIANTS):
+        fulfillment = i.to_bytes(32, "big")
+        prepares.append(
+            PREPARE._replace(
+                amount=PREPARE.amount + i,
+                expires_at=PREPARE.expires_at + _dt.timedelta(milliseconds=i * 1001),
+                execution_condition=condition_from_fulfillment(fulfillment),
+                destination=f"{PREPARE.destination}{i:02x}",
+                data=bytes((i + j) % 256 for j in range(100)),
+            )
+        )
+        replies.append(serialize(FULFILL._replace(fulfillment=fulfillment)))
+        replies.append(serialize(REJECT._replace(message=f"{REJECT.message} ({i})")))
+    return prepares, replies
 
 
 def _cases() -> list[tuple[str, Callable[[], object]]]:
-    wire = serialize_prepare(PREPARE)
-    fulfill_wire = serialize(FULFILL)
-    reject_wire = serialize(REJECT)
+    prepares, replies = _variants()
+    next_prepare = itertools.cycle(prepares).__next__
+    next_wire = itertools.cycle([serialize_prepare(p) for p in prepares]).__next__
+    next_reply = itertools.cycle(replies).__next__
 
     def encode() -> object:
-        return serialize_prepare(PREPARE)
+        return serialize_prepare(next_prepare())
 
     def decode() -> object:
-        return deserialize_prepare(wire)
+        return deserialize_prepare(next_wire())
 
     def round_trip() -> object:
-        return deserialize_prepare(serialize_prepare(PREPARE))
+        return deserialize_prepare(serialize_prepare(next_prepare()))
 
     def reply_round_trip() -> object:
-        deserialize(fulfill_wire)
-        return deserialize(reject_wire)
+        deserialize(next_reply())
+        return deserialize(next_reply())
 
     return [
         ("encode Prepare (100 B data)", encode),
@@ -95,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     clock = time.perf_counter if args.wall else time.process_time
 
-    assert deserialize_prepare(serialize_prepare(PREPARE)) == PREPARE
+    for prepare in _variants()[0]:
+        assert deserialize_prepare(serialize_prepare(prepare)) == prepare
     print(
         f"{platform.python_implementation()} {platform.python_version()}"
         f" on {platform.machine()}; Prepare is {len(serialize_prepare(PREPARE))} bytes;"
