@@ -2,7 +2,8 @@
 
 The package is installed NON-editable into a fresh virtualenv (``python -m
 venv`` + ``pip install``; twistd cannot see a plugin of this flat layout
-after an editable install), once per test run.  Then ``twistd -n ilphttp
+after an editable install), once per test run, with its dependencies pinned
+to the versions the test run itself uses.  Then ``twistd -n ilphttp
 --config hub.json`` runs as a subprocess with three accounts:
 
 - ``up``: the parent, a real JS ``ilp-plugin-http`` (interop/peer.js) that
@@ -87,9 +88,12 @@ def installed_venv() -> str:
             shutil.copy2(src, source)
     venv = os.path.join(base, "venv")
     python = os.path.join(venv, "bin", "python")
+    constraints = os.path.join(base, "constraints.txt")
+    with open(constraints, "w", encoding="utf-8") as f:
+        f.write("\n".join(_installed_versions()) + "\n")
     steps = [
         [sys.executable, "-m", "venv", venv],
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", source],
+        [python, "-m", "pip", "install", "-q", "-c", constraints, source],
     ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for step in steps:
@@ -104,6 +108,25 @@ def installed_venv() -> str:
             raise unittest.FailTest(_venv["error"])
     _venv["path"] = venv
     return venv
+
+
+def _installed_versions() -> list[str]:
+    """``name==version`` of what the running interpreter has installed.
+
+    The fresh virtualenv gets the same versions of the dependencies the test
+    suite itself runs with: pip resolves no newer release that would need
+    building from source (on PyPy: Rust crates, no network), and the wheels
+    come from pip's cache or the configured index.
+    """
+    from importlib import metadata
+
+    skip = {"ilphttp", "pip", "setuptools", "wheel"}
+    pins = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in skip:
+            pins.add(f"{name}=={dist.version}")
+    return sorted(pins)
 
 
 class TwistdProcess(ProcessProtocol):
