@@ -22,6 +22,7 @@ setup(
         "test": ["hypothesis>=6.0", "cryptography"],
         "docs": ["sphinx>=5"],
         "lint": ["ruff", "mypy", "mypy-zope"],
+        "toml": ["tomli; python_version<'3.11'"],
     },
     entry_points={"console_scripts": ["ilphttp=ilphttp.__main__:main"]},
     classifiers=[

@@ -9,7 +9,7 @@ JS plugin's option object as found in an ilp-connector account
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,8 +40,9 @@ class IncomingOptions:
 
     port: int | None = None
     endpoint: str | None = None
-    static_token: str | None = None
-    jwt_secret: str | None = None
+    # Secrets stay out of reprs, and so out of logs.
+    static_token: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
     #: with a TLS listener that verifies client certificates (``caCerts=``),
     #: only a client whose certificate names this identity (SAN DNS name, or
     #: CN without SANs) is served; others get HTTP 403.
@@ -65,8 +66,8 @@ class OutgoingOptions:
     """Where and how outgoing packets are sent."""
 
     url: str
-    static_token: str | None = None
-    jwt_secret: str | None = None
+    static_token: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
     jwt_expiry: float = DEFAULT_JWT_EXPIRY
     #: False when a legacy option (``secret``/``secretToken``) was used: the JS
     #: plugin then sends the raw token without the ``"Bearer "`` prefix.

@@ -21,7 +21,7 @@ from twisted.internet.defer import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from ilphttp import ildcp
 from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
@@ -65,6 +65,10 @@ DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
 POOL_IDLE_TIMEOUT = 4
 #: persistent connections per peer; one is used per request in flight
 POOL_SIZE = 256
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
 
 
 class NotConnectedError(Exception):
@@ -274,6 +278,8 @@ class PluginHttp(Service):
         pool.maxPersistentPerHost = POOL_SIZE
         pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
         pool.retryAutomatically = False
+        # Every new connection would log "Starting factory" at info level.
+        pool._factory = _QuietClientFactory
         self._pool = pool
         return make_http11_agent(self._reactor, pool, tls_policy)
 
