@@ -23,10 +23,13 @@ from twisted.web.client import (
     _StandardEndpointFactory,
 )
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from zope.interface import implementer
 
 from ilphttp.auth import OutgoingAuth
+
+# One body producer for both agents: HTTP2Agent takes its bytes without copying.
+from ilphttp.http2 import BytesProducer
 from ilphttp.packet import (
     TYPE_FULFILL,
     TYPE_REJECT,
@@ -42,7 +45,6 @@ from ilphttp.packet import (
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import (
-        IConsumer,
         IDelayedCall,
         IReactorTime,
         IStreamClientEndpoint,
@@ -134,28 +136,6 @@ def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> bytes:
                 )
             )
     return body
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """Writes a body in one go: no cooperator, no file object."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 def _is_cancellation(failure: Failure) -> bool:
@@ -315,7 +295,7 @@ class OutgoingClient:
             )
         state: dict[str, Any] = {"timed_out": False}
         d: Deferred[Any] = self._agent.request(
-            b"POST", url, self._headers_for(prepare), _BytesProducer(body)
+            b"POST", url, self._headers_for(prepare), BytesProducer(body)
         )
 
         def expire() -> None:

@@ -21,11 +21,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
-from zope.interface import implementer, provider
+from zope.interface import provider
 
+from ilphttp.http2 import BytesProducer
 from ilphttp.ildcp import IldcpResponse, serialize_response
 from ilphttp.packet import (
     MAX_ADDRESS_LENGTH,
@@ -379,26 +379,6 @@ def plugin_url(plugin: Any, path: str = "/") -> str:
 
 
 # -- HTTP requests from tests -------------------------------------------------------------
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 class HttpResult(NamedTuple):
