@@ -1,0 +1,131 @@
+"""ilphttp's PluginHttp as a sender in a closed loop (the twin of js_pair.js), for run.py.
+
+    python bench/ilphttp_pair.py '<json options>'
+
+Options: ``url`` (the receiver; without it a receiver from server_ilphttp.py
+runs in this same process and reactor: the one-process pair), ``token``,
+``jwtSecret`` (the sender signs HS256 JWTs instead of the static token),
+``size`` (bytes of Prepare data), ``concurrency``, ``duration`` and ``warmup``
+(seconds), ``expiresIn`` (seconds).
+
+``concurrency`` workers each send one Prepare, wait for the reply and send the
+next.  Packets that start after the warm-up and end before its end + duration
+count; latency is per packet, send to reply.  Prints one JSON line with the
+same keys as js_pair.js and exits; it bounds itself to warmup + duration + 15 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib
+from server_ilphttp import listening_port, make_receiver
+
+from ilphttp import PluginHttp
+
+
+def run(opts: dict[str, Any]) -> int:
+    from twisted.internet import defer, reactor
+
+    token = opts.get("token", benchlib.DEFAULT_TOKEN)
+    jwt_secret = opts.get("jwtSecret")
+    size = int(opts.get("size", 100))
+    concurrency = int(opts.get("concurrency", 1))
+    duration = float(opts.get("duration", 3))
+    warmup = float(opts.get("warmup", 1))
+    expires_in = float(opts.get("expiresIn", 600))
+    exit_code = [0]
+
+    def hard_limit() -> None:
+        sys.stderr.write("ilphttp_pair: time limit reached\n")
+        sys.stderr.flush()
+        os._exit(3)
+
+    reactor.callLater(warmup + duration + 15, hard_limit)
+
+    @defer.inlineCallbacks
+    def main() -> Any:
+        receiver = None
+        url = opts.get("url")
+        if not url:
+            receiver = make_receiver(token, jwt_secret)
+            yield receiver.connect()
+            url = f"http://127.0.0.1:{listening_port(receiver)}/"
+        outgoing: dict[str, Any] = {"url": url, "name": "benchsender"}
+        if jwt_secret:
+            outgoing["jwt_secret"] = jwt_secret
+        else:
+            outgoing["static_token"] = token
+        sender = PluginHttp(incoming=None, outgoing=outgoing)
+        yield sender.connect()
+        prepare = benchlib.bench_prepare(size, expires_in)
+
+        # One packet first, as js_pair.js does (and it opens a connection).
+        first = yield sender.send_data(prepare)
+        if first[:1] != bytes([benchlib.TYPE_FULFILL]):
+            raise RuntimeError(f"first reply is not a Fulfill: {first[:40]!r}")
+
+        now = time.perf_counter
+        t_start = now() + warmup
+        t_end = t_start + duration
+        latencies: list[float] = []
+        errors = [0]
+        last_error: list[str | None] = [None]
+        done: defer.Deferred[None] = defer.Deferred()
+        running = [concurrency]
+
+        def worker() -> None:
+            t0 = now()
+            if t0 >= t_end:
+                running[0] -= 1
+                if running[0] == 0:
+                    done.callback(None)
+                return
+            sender.send_data(prepare).addBoth(finished, t0)
+
+        def finished(reply: Any, t0: float) -> None:
+            t1 = now()
+            ok = isinstance(reply, bytes) and reply[:1] == b"\x0d"
+            if not ok:
+                last_error[0] = repr(reply)[:200]
+            if t0 >= t_start and t1 <= t_end:
+                if ok:
+                    latencies.append((t1 - t0) * 1000.0)
+                else:
+                    errors[0] += 1
+            worker()
+
+        for _ in range(concurrency):
+            worker()
+        yield done
+        result = benchlib.summarize(latencies, errors[0], duration, "ilphttp")
+        result["last_error"] = last_error[0]
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+        yield sender.disconnect()
+        if receiver is not None:
+            yield receiver.disconnect()
+
+    def failed(failure: Any) -> None:
+        sys.stderr.write(f"ilphttp_pair: {failure.getTraceback()}\n")
+        exit_code[0] = 1
+
+    def start() -> None:
+        d = main()
+        d.addErrback(failed)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return exit_code[0]
+
+
+if __name__ == "__main__":
+    sys.exit(run(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
