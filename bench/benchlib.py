@@ -113,4 +113,5 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float, impl: str)
         "p50_ms": percentile(latencies_ms, 0.5),
         "p99_ms": percentile(latencies_ms, 0.99),
         "mean_ms": sum(latencies_ms) / n if n else None,
+        "max_ms": latencies_ms[-1] if n else None,
     }

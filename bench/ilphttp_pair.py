@@ -9,9 +9,10 @@ runs in this same process and reactor: the one-process pair), ``token``,
 (seconds), ``expiresIn`` (seconds).
 
 ``concurrency`` workers each send one Prepare, wait for the reply and send the
-next.  Packets that start after the warm-up and end before its end + duration
-count; latency is per packet, send to reply.  Prints one JSON line with the
-same keys as js_pair.js and exits; it bounds itself to warmup + duration + 15 s.
+next.  The measuring window (:class:`Window`) opens when the warm-up is over and
+every worker has had a reply; packets answered in it count, and latency is per
+packet, send to reply.  Prints one JSON line with the same keys as js_pair.js
+and exits; it bounds itself to warmup + duration + 35 s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,45 @@ import benchlib
 from server_ilphttp import listening_port, make_receiver
 
 from ilphttp import PluginHttp
+
+#: the window opens at most this long after the warm-up, replies or not
+MAX_EXTRA_WARMUP = 20.0
+
+
+class Window:
+    """The measuring window: it opens when the warm-up is over and every worker has
+    had a reply (opening C connections at once can take a while), or
+    MAX_EXTRA_WARMUP later; replies that arrive inside it count."""
+
+    def __init__(self, concurrency: int, warmup: float, duration: float) -> None:
+        self.concurrency = concurrency
+        self.duration = duration
+        self.began = time.perf_counter()
+        self.warm_end = self.began + warmup
+        self.t_start: float | None = None
+        self.t_end = float("inf")
+        self.warmed = 0
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def record(self, t0: float, t1: float, ok: bool, first: bool, reply: Any) -> None:
+        if not ok:
+            self.last_error = repr(reply)[:200]
+        if first:
+            self.warmed += 1
+        if self.t_start is None and t1 >= self.warm_end:
+            if self.warmed == self.concurrency or t1 >= self.warm_end + MAX_EXTRA_WARMUP:
+                self.t_start = t1
+                self.t_end = t1 + self.duration
+        if self.t_start is not None and self.t_start <= t1 <= self.t_end:
+            if ok:
+                self.latencies.append((t1 - t0) * 1000.0)
+            else:
+                self.errors += 1
+
+    def warmup_taken(self) -> float | None:
+        return None if self.t_start is None else self.t_start - self.began
 
 
 def run(opts: dict[str, Any]) -> int:
@@ -48,7 +88,7 @@ def run(opts: dict[str, Any]) -> int:
         sys.stderr.flush()
         os._exit(3)
 
-    reactor.callLater(warmup + duration + 15, hard_limit)
+    reactor.callLater(warmup + duration + MAX_EXTRA_WARMUP + 15, hard_limit)
 
     @defer.inlineCallbacks
     def main() -> Any:
@@ -72,41 +112,30 @@ def run(opts: dict[str, Any]) -> int:
         if first[:1] != bytes([benchlib.TYPE_FULFILL]):
             raise RuntimeError(f"first reply is not a Fulfill: {first[:40]!r}")
 
-        now = time.perf_counter
-        t_start = now() + warmup
-        t_end = t_start + duration
-        latencies: list[float] = []
-        errors = [0]
-        last_error: list[str | None] = [None]
+        window = Window(concurrency, warmup, duration)
         done: defer.Deferred[None] = defer.Deferred()
         running = [concurrency]
 
-        def worker() -> None:
-            t0 = now()
-            if t0 >= t_end:
+        def worker(first: bool) -> None:
+            t0 = time.perf_counter()
+            if t0 >= window.t_end:
                 running[0] -= 1
                 if running[0] == 0:
                     done.callback(None)
                 return
-            sender.send_data(prepare).addBoth(finished, t0)
+            sender.send_data(prepare).addBoth(finished, t0, first)
 
-        def finished(reply: Any, t0: float) -> None:
-            t1 = now()
+        def finished(reply: Any, t0: float, first: bool) -> None:
             ok = isinstance(reply, bytes) and reply[:1] == b"\x0d"
-            if not ok:
-                last_error[0] = repr(reply)[:200]
-            if t0 >= t_start and t1 <= t_end:
-                if ok:
-                    latencies.append((t1 - t0) * 1000.0)
-                else:
-                    errors[0] += 1
-            worker()
+            window.record(t0, time.perf_counter(), ok, first, reply)
+            worker(False)
 
         for _ in range(concurrency):
-            worker()
+            worker(True)
         yield done
-        result = benchlib.summarize(latencies, errors[0], duration, "ilphttp")
-        result["last_error"] = last_error[0]
+        result = benchlib.summarize(window.latencies, window.errors, duration, "ilphttp")
+        result["last_error"] = window.last_error
+        result["warmup_s"] = window.warmup_taken()
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
         yield sender.disconnect()

@@ -9,15 +9,17 @@
 // data), concurrency, duration and warmup (seconds), expiresIn (seconds).
 //
 // `concurrency` workers each send one Prepare, wait for the reply and send the
-// next.  Packets that start after the warm-up and end before its end + duration
-// count; latency is per packet, send to reply.  Prints one line:
+// next.  The measuring window opens when the warm-up is over and every worker
+// has had a reply (at most 20 s later); packets answered in the window count,
+// and latency is per packet, send to reply.  Prints one line:
 // {"event":"result","packets":..,"errors":..,"seconds":..,"pps":..,"p50_ms":..,"p99_ms":..}
-// and exits.  The process bounds itself: it exits after warmup + duration + 15 s.
+// and exits.  The process bounds itself: it exits after warmup + duration + 35 s.
 
 const crypto = require('crypto')
 const { startReceiver, req, FULFILLMENT, DEFAULT_TOKEN } = require('./js_server')
 
 const TYPE_FULFILL = 13
+const MAX_EXTRA_WARMUP_MS = 20000
 
 function percentile (sorted, p) {
   if (sorted.length === 0) return null
@@ -37,7 +39,7 @@ async function main () {
   const hardLimit = setTimeout(() => {
     process.stderr.write('js_pair: time limit reached\n')
     process.exit(3)
-  }, (o.warmup + o.duration + 15) * 1000)
+  }, (o.warmup + o.duration + MAX_EXTRA_WARMUP_MS / 1000 + 15) * 1000)
   hardLimit.unref()
 
   const IlpPacket = req('ilp-packet')
@@ -70,13 +72,27 @@ async function main () {
   if (first[0] !== TYPE_FULFILL) throw new Error('first reply is not a Fulfill: type ' + first[0])
 
   const now = () => Number(process.hrtime.bigint()) / 1e6 // ms
-  const tStart = now() + o.warmup * 1000
-  const tEnd = tStart + o.duration * 1000
+  const began = now()
+  const warmEnd = began + o.warmup * 1000
+  // The window opens once the warm-up is over AND every worker has had a reply
+  // (opening C connections at once can take seconds), or MAX_EXTRA_WARMUP_MS later.
+  let tStart = null
+  let tEnd = Infinity
+  let warmed = 0
   const latencies = []
   let errors = 0
   let lastError = null
 
+  function maybeOpenWindow (t) {
+    if (tStart !== null || t < warmEnd) return
+    if (warmed === o.concurrency || t >= warmEnd + MAX_EXTRA_WARMUP_MS) {
+      tStart = t
+      tEnd = t + o.duration * 1000
+    }
+  }
+
   async function worker () {
+    let replied = false
     for (;;) {
       const t0 = now()
       if (t0 >= tEnd) return
@@ -89,7 +105,12 @@ async function main () {
         lastError = String(err && err.message ? err.message : err)
       }
       const t1 = now()
-      if (t0 >= tStart && t1 <= tEnd) {
+      if (!replied) {
+        replied = true
+        warmed++
+      }
+      maybeOpenWindow(t1)
+      if (tStart !== null && t1 >= tStart && t1 <= tEnd) {
         if (ok) latencies.push(t1 - t0)
         else errors++
       }
@@ -111,6 +132,8 @@ async function main () {
     p50_ms: percentile(latencies, 0.5),
     p99_ms: percentile(latencies, 0.99),
     mean_ms: latencies.length ? sum / latencies.length : null,
+    max_ms: latencies.length ? latencies[latencies.length - 1] : null,
+    warmup_s: tStart === null ? null : (tStart - began) / 1000,
     last_error: lastError
   }
   process.stdout.write(JSON.stringify(result) + '\n')

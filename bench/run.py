@@ -245,7 +245,7 @@ def receiver_options(jwt: bool) -> dict[str, Any]:
 
 def js_pair_sample(cfg: PairCfg, opts: argparse.Namespace) -> dict:
     """JS sender -> JS receiver (ilp-plugin-http@1.6.1 on both ends)."""
-    timeout = opts.warmup + opts.duration + 40
+    timeout = opts.warmup + opts.duration + 60
     pair = [opts.node, os.path.join(BENCH, "js_pair.js")]
     if cfg.procs == 1:
         return run_sender([*pair, json.dumps(sender_options(cfg, opts, None))], None, timeout, "js")
@@ -259,7 +259,7 @@ def ilphttp_pair_sample(impl: Impl, cfg: PairCfg, opts: argparse.Namespace) -> d
     """ilphttp sender -> ilphttp receiver (PluginHttp on both ends), under ``impl.python``."""
     assert impl.python is not None
     env = python_env()
-    timeout = opts.warmup + opts.duration + 40
+    timeout = opts.warmup + opts.duration + 60
     pair = [impl.python, os.path.join(BENCH, "ilphttp_pair.py")]
     if cfg.procs == 1:
         argv = [*pair, json.dumps(sender_options(cfg, opts, None))]
