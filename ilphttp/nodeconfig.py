@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 
+#: the most worker processes a node may have (``workers``, ``--workers``)
+MAX_WORKERS = 256
+
+
 class ConfigError(ValueError):
     """The node's configuration is missing something or contradicts itself."""
 
@@ -94,6 +98,7 @@ _KNOWN_TOP = {
     "defaultRoute",
     "minMessageWindow",
     "maxHoldTime",
+    "workers",
 }
 _IGNORED_ACCOUNT = {
     "balance",
@@ -159,6 +164,8 @@ class NodeConfig:
     max_hold_time: float = DEFAULT_MAX_HOLD_TIME
     #: settings accepted for ilp-connector compatibility but not used
     ignored: tuple[str, ...] = ()
+    #: worker processes sharing the listening ports (``twistd ilphttp --workers``)
+    workers: int = 1
 
     def router_config(self) -> RouterConfig:
         """The router's view of this node."""
@@ -420,6 +427,11 @@ def parse_node(
             else _millis("maxHoldTime", data["maxHoldTime"])
         ),
         ignored=tuple(ignored),
+        workers=(
+            1
+            if data.get("workers") is None
+            else _int_setting("workers", data["workers"], 1, MAX_WORKERS)
+        ),
     )
     _check_routing(node)
     return node

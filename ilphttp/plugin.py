@@ -46,7 +46,7 @@ from ilphttp.server import ConnectionTracker, IlpResource, NotReady, OverCapacit
 from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IListeningPort, IReactorTime
+    from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
     from twisted.web.iweb import IAgent
     from twisted.web.server import Site
 
@@ -100,6 +100,9 @@ class PluginHttp(Service):
     :param reactor: the reactor (tests pass a Clock/MemoryReactor).
     :param agent: an ``IAgent`` for outgoing requests instead of the plugin's
         own pooled Agent (e.g. ``treq.testing.RequestTraversalAgent``).
+    :param endpoint: an ``IStreamServerEndpoint`` to listen on instead of the
+        incoming port/endpoint option (``ilphttp.workers`` passes an adopted
+        socket); needs ``incoming``.
     """
 
     def __init__(
@@ -114,11 +117,15 @@ class PluginHttp(Service):
         agent: IAgent | None = None,
         *,
         options: PluginOptions | None = None,
+        endpoint: IStreamServerEndpoint | None = None,
     ) -> None:
         if options is None:
             options = options_from_python(
                 incoming, outgoing, multi, multi_delimiter, ildcp, address
             )
+        if endpoint is not None and options.incoming is None:
+            raise OptionError("endpoint needs incoming (its authentication)")
+        self._endpoint = endpoint
         out = options.outgoing
         self.options = options
         self._reactor: IReactorTime = reactor if reactor is not None else _default_reactor()
@@ -223,15 +230,18 @@ class PluginHttp(Service):
         description = (
             None if self.options.incoming is None else self.options.incoming.listen_description
         )
-        if description is None:
+        endpoint = self._endpoint
+        if description is None and endpoint is None:
             self._open()
             return succeed(None)
         assert self.site is not None
-        try:
-            endpoint = server_endpoint_from_string(self._reactor, description)
-        except (ValueError, KeyError, TypeError) as exc:
-            self.running = 0
-            return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
+        if endpoint is None:
+            assert description is not None
+            try:
+                endpoint = server_endpoint_from_string(self._reactor, description)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.running = 0
+                return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
         self._tracker = ConnectionTracker(self.site)
         listening = endpoint.listen(self._tracker)
 

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -156,6 +158,13 @@ class Options(usage.Options):
             None,
             "pkg.module:callable: your data handler factory, not the router.",
         ],
+        [
+            "workers",
+            None,
+            None,
+            "Worker processes sharing the listening ports (tcp:/ssl: only)"
+            " [default: the file's workers, else 1].",
+        ],
     ]
 
     optFlags = [
@@ -206,6 +215,21 @@ class Options(usage.Options):
         self["node"] = node
         handler = self["handler"]
         self["handler_factory"] = None if handler is None else load_handler_factory(handler)
+        self["workers"] = self._workers(node)
+
+    def _workers(self, node: NodeConfig) -> int:
+        from ilphttp.workers import listeners_of, parse_workers
+
+        raw = self["workers"]
+        try:
+            count = node.workers if raw is None else parse_workers(raw)
+            if count > 1:
+                if os.name != "posix":
+                    raise ConfigError("--workers: several worker processes need a POSIX system")
+                listeners_of(node)
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from None
+        return count
 
     # -- --config ------------------------------------------------------------------
 
@@ -424,19 +448,36 @@ class NodeService(MultiService):
             raise SystemExit(f"ilphttp: {message}") from None
 
 
-def make_service(options: Mapping[str, Any], reactor: Any = None) -> NodeService:
-    """The node's MultiService for parsed :class:`Options`."""
+def make_service(
+    options: Mapping[str, Any],
+    reactor: Any = None,
+    listeners: Mapping[str, Sequence[IStreamServerEndpoint]] | None = None,
+) -> NodeService:
+    """The node's MultiService for parsed :class:`Options`.
+
+    ``listeners`` (account -> endpoints: its incoming one, then its extra
+    ``--listen`` ones) replaces the accounts' endpoint strings; a worker of
+    :mod:`ilphttp.workers` passes its adopted sockets so.
+    """
     node: NodeConfig = options["node"]
     factory: HandlerFactory | None = options.get("handler_factory")
     service = NodeService(node)
     for spec in node.accounts:
-        plugin = PluginHttp(options=spec.options, reactor=reactor)
+        endpoints = None if listeners is None else listeners.get(spec.name)
+        plugin = PluginHttp(
+            options=spec.options, reactor=reactor, endpoint=endpoints[0] if endpoints else None
+        )
         plugin.setName(spec.name)
         plugin.setServiceParent(service)
         service.plugins[spec.name] = plugin
         for i, description in enumerate(spec.extra_listen):
             assert plugin.site is not None
-            listener = strports.service(description, plugin.site, reactor=reactor)
+            listener: Service
+            if endpoints:
+                listener = StreamServerEndpointService(endpoints[i + 1], plugin.site)
+                listener._raiseSynchronously = True
+            else:
+                listener = strports.service(description, plugin.site, reactor=reactor)
             listener.setName(f"{spec.name}-listen-{i + 1}")
             listener.setServiceParent(service)
     if factory is None:
@@ -458,6 +499,15 @@ def make_service(options: Mapping[str, Any], reactor: Any = None) -> NodeService
     return service
 
 
-def makeService(options: Mapping[str, Any]) -> NodeService:
-    """twistd's entry point (IServiceMaker.makeService)."""
+def makeService(options: Mapping[str, Any]) -> IService:
+    """twistd's entry point (IServiceMaker.makeService).
+
+    With ``--workers N`` (N > 1) this process only opens the ports and
+    supervises N worker processes: see :mod:`ilphttp.workers`.
+    """
+    workers = options.get("workers") or 1
+    if workers > 1:
+        from ilphttp.workers import WorkersService
+
+        return WorkersService(options["node"], options.get("handler"), workers)
     return make_service(options)
