@@ -504,6 +504,9 @@ class SupervisionTests(SynchronousTestCase):
         # one socket each with SO_REUSEPORT, else one shared
         self.assertEqual(len(fds_seen), 2 if self.service.reuse_port else 1)
         self.assertEqual(self.service.pids, [1000, 1001])
+        [(key, port)] = self.service.ports.items()
+        self.assertEqual(key, ("a", 0))
+        self.assertNotEqual(port, 0, "port 0 is resolved once, by the parent")
 
     def test_restart_with_backoff(self) -> None:
         self.ready(0)
