@@ -6,7 +6,7 @@ Options: ``url`` (the receiver; without it a receiver from server_ilphttp.py
 runs in this same process and reactor: the one-process pair), ``token``,
 ``jwtSecret`` (the sender signs HS256 JWTs instead of the static token),
 ``size`` (bytes of Prepare data), ``concurrency``, ``duration`` and ``warmup``
-(seconds), ``expiresIn`` (seconds).
+(seconds), ``expiresIn`` (seconds), ``http2`` (send over h2c).
 
 ``concurrency`` workers each send one Prepare, wait for the reply and send the
 next.  The measuring window (:class:`Window`) opens when the warm-up is over and
@@ -103,6 +103,8 @@ def run(opts: dict[str, Any]) -> int:
             outgoing["jwt_secret"] = jwt_secret
         else:
             outgoing["static_token"] = token
+        if opts.get("http2"):
+            outgoing["http2"] = True
         sender = PluginHttp(incoming=None, outgoing=outgoing)
         yield sender.connect()
         prepare = benchlib.bench_prepare(size, expires_in)

@@ -6,7 +6,8 @@
 // Options: url (the receiver; without it, a receiver from js_server.js runs in
 // this same process: the one-process pair), token, jwtSecret (the sender signs
 // HS256 JWTs instead of sending the static token), size (bytes of Prepare
-// data), concurrency, duration and warmup (seconds), expiresIn (seconds).
+// data), concurrency, duration and warmup (seconds), expiresIn (seconds),
+// http2 (send over h2c; needs an HTTP/2-capable receiver such as server_ilphttp.py).
 //
 // `concurrency` workers each send one Prepare, wait for the reply and send the
 // next.  The measuring window opens when the warm-up is over and every worker
@@ -54,6 +55,7 @@ async function main () {
   const outgoing = { url, name: 'benchsender' }
   if (o.jwtSecret) outgoing.jwtSecret = o.jwtSecret
   else outgoing.staticToken = o.token
+  if (o.http2) outgoing.http2 = true // h2c with prior knowledge (the receiver must speak it)
   // The JS plugin insists on incoming auth and always listens (loopback here).
   const sender = new PluginHttp({ incoming: { staticToken: 'unused-incoming' }, outgoing })
   await sender.connect()
