@@ -18,6 +18,7 @@ from twisted.trial import unittest
 
 from ilphttp import ErrorCode, PluginHttp, ildcp
 from ilphttp.packet import (
+    MAX_PREPARE_LENGTH,
     Fulfill,
     Prepare,
     Reject,
@@ -56,6 +57,23 @@ def make_prepare(
         fulfillment + payload,
     )
     return prepare, serialize_prepare(prepare), fulfillment
+
+
+def largest_prepare() -> tuple[bytes, bytes]:
+    """The largest legal Prepare, 33,857 bytes (1,023-byte address, 32,767 bytes
+    of data starting with its fulfillment), and that fulfillment."""
+    fulfillment = os.urandom(32)
+    raw = serialize_prepare(
+        Prepare(
+            1,
+            _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=10),
+            hashlib.sha256(fulfillment).digest(),
+            "test." + "d" * 1018,
+            fulfillment + b"x" * (32767 - 32),
+        )
+    )
+    assert len(raw) == MAX_PREPARE_LENGTH
+    return raw, fulfillment
 
 
 def fulfil_from_data(data: bytes) -> bytes:
@@ -294,20 +312,10 @@ class PythonToJsErrorTests(InteropCase):
     def test_largest_prepare_refused_by_js_is_f00(self) -> Any:
         # The JS server caps bodies at 32,767 bytes; a legal 33,857-byte
         # Prepare gets its 413, which we report as F00.
-        dest = "test." + "d" * 1018
         py_port, js_port = free_port(), free_port()
         js = yield start_peer(self, plugin_options(js_port, py_port, "js-in", "py-in"))
         py = yield self.python_plugin(outgoing={"url": js.url, "static_token": "js-in"})
-        fulfillment = os.urandom(32)
-        prepare = Prepare(
-            1,
-            _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=10),
-            hashlib.sha256(fulfillment).digest(),
-            dest,
-            fulfillment + b"x" * (32767 - 32),
-        )
-        raw = serialize_prepare(prepare)
-        self.assertEqual(len(raw), 33857)
+        raw, _ = largest_prepare()
         reject = reject_of((yield py.send_data(raw)))
         self.assertEqual(reject.code, ErrorCode.F00_BAD_REQUEST)
         self.assertIn("413", reject.message)
@@ -367,16 +375,7 @@ class JsToPythonErrorTests(InteropCase):
     def test_largest_legal_prepare_accepted(self) -> Any:
         # 33,857 bytes: over the JS plugin's own limit, under ours.
         _, js = yield self._js_to_python(fulfil_from_data)
-        fulfillment = os.urandom(32)
-        prepare = Prepare(
-            1,
-            _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=10),
-            hashlib.sha256(fulfillment).digest(),
-            "test." + "d" * 1018,
-            fulfillment + b"x" * (32767 - 32),
-        )
-        raw = serialize_prepare(prepare)
-        self.assertEqual(len(raw), 33857)
+        raw, fulfillment = largest_prepare()
         reply = yield js.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"x" * (32767 - 32)))
 

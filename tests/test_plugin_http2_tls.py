@@ -6,19 +6,16 @@ and test_tls; here the whole link runs over them.
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import os
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from ilphttp import ErrorCode, OptionError, PluginHttp
-from ilphttp.packet import Fulfill, Prepare, Reject, deserialize, serialize_prepare
+from ilphttp.packet import Fulfill, Reject, deserialize
 from tests.certs import CertificateAuthority
 from tests.jsinterop import free_port, plugin_options, require_node, start_peer
-from tests.test_interop_plugin import fulfil_from_data, make_prepare
+from tests.test_interop_plugin import fulfil_from_data, largest_prepare, make_prepare
 
 
 def _esc(path: str) -> str:
@@ -246,16 +243,7 @@ class LargestPrepareOverH2Tests(_Case):
     @defer.inlineCallbacks
     def test_largest_prepare_crosses_flow_control(self) -> Any:
         sender, _ = yield self.pair(http2=True)
-        fulfillment = os.urandom(32)
-        prepare = Prepare(
-            1,
-            _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=10),
-            hashlib.sha256(fulfillment).digest(),
-            "test." + "d" * 1018,
-            fulfillment + b"x" * (32767 - 32),
-        )
-        raw = serialize_prepare(prepare)
-        self.assertEqual(len(raw), 33857)
+        raw, fulfillment = largest_prepare()
         for _ in range(3):
             reply = yield sender.send_data(raw)
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"x" * (32767 - 32)))
