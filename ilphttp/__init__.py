@@ -2,12 +2,16 @@
 
 The public API: :class:`PluginHttp` (the link), the packet codec in
 :mod:`ilphttp.packet`, IL-DCP in :mod:`ilphttp.ildcp`, and test helpers in
-:mod:`ilphttp.testing`.
+:mod:`ilphttp.testing`.  ``import ilphttp`` loads no Twisted: the names that
+need it (:class:`PluginHttp`) are imported on first use (PEP 562).
 """
 
 from __future__ import annotations
 
-from ilphttp.config import OptionError
+from typing import TYPE_CHECKING, Any
+
+from ilphttp._version import __version__
+from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.packet import (
     ErrorCode,
     Fulfill,
@@ -17,9 +21,9 @@ from ilphttp.packet import (
     deserialize,
     serialize,
 )
-from ilphttp.plugin import NotConnectedError, PluginHttp
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from ilphttp.plugin import PluginHttp
 
 __all__ = [
     "ErrorCode",
@@ -34,3 +38,11 @@ __all__ = [
     "deserialize",
     "serialize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PluginHttp":
+        from ilphttp.plugin import PluginHttp
+
+        return PluginHttp
+    raise AttributeError(f"module 'ilphttp' has no attribute {name!r}")

@@ -20,8 +20,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.python import usage
 
 from ilphttp import __version__, ildcp
-from ilphttp.config import OptionError
-from ilphttp.nodeconfig import ConfigError, read_secret_file
+from ilphttp.errors import OptionError
 from ilphttp.packet import (
     ERROR_NAMES,
     Fulfill,
@@ -34,6 +33,7 @@ from ilphttp.packet import (
     serialize_prepare,
 )
 from ilphttp.plugin import PluginHttp
+from ilphttp.secrets import token_or_jwt_secret
 
 __all__ = ["Options", "PingOptions", "main", "parse", "run"]
 
@@ -80,7 +80,7 @@ class PingOptions(usage.Options):
             raise usage.UsageError("--url is required")
         try:
             self["token"], self["jwt_secret"] = self._secrets()
-        except ConfigError as exc:
+        except OptionError as exc:
             raise usage.UsageError(str(exc)) from None
         try:
             timeout = float(self["timeout"])
@@ -114,25 +114,14 @@ class PingOptions(usage.Options):
         self["data"] = data
 
     def _secrets(self) -> tuple[str | None, str | None]:
-        token_file, jwt_file = self["token-file"], self["jwt-secret-file"]
-        if token_file is not None and jwt_file is not None:
-            raise ConfigError("give --token-file or --jwt-secret-file, not both")
-        if token_file is not None:
-            return read_secret_file(token_file, "--token-file"), None
-        if jwt_file is not None:
-            return None, read_secret_file(jwt_file, "--jwt-secret-file")
-        token, secret = (
-            self.environ.get(ENV_TOKEN) or None,
-            self.environ.get(ENV_JWT_SECRET) or None,
+        return token_or_jwt_secret(
+            "authentication",
+            ("--token-file", self["token-file"]),
+            ("--jwt-secret-file", self["jwt-secret-file"]),
+            ENV_TOKEN,
+            ENV_JWT_SECRET,
+            self.environ,
         )
-        if token is None and secret is None:
-            raise ConfigError(
-                f"--token-file or --jwt-secret-file is required (or set {ENV_TOKEN}"
-                f" or {ENV_JWT_SECRET})"
-            )
-        if token is not None and secret is not None:
-            raise ConfigError(f"set {ENV_TOKEN} or {ENV_JWT_SECRET}, not both")
-        return token, secret
 
 
 class Options(usage.Options):

@@ -14,18 +14,23 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import _newclient
 from twisted.web.client import (
     URI,
     Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
-    _StandardEndpointFactory,
+    PotentialDataLoss,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
 )
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from zope.interface import implementer
 
+from ilphttp._compat import standard_endpoint_factory, wrapped_reasons
 from ilphttp.auth import OutgoingAuth
 
 # One body producer for both agents: HTTP2Agent takes its bytes without copying.
@@ -70,10 +75,10 @@ _NETWORK_ERRORS = (
     net_error.ConnectionLost,
     net_error.ConnectionDone,
     net_error.DNSLookupError,
-    _newclient.ResponseNeverReceived,
-    _newclient.RequestTransmissionFailed,
-    _newclient.ResponseFailed,
-    _newclient.RequestNotSent,
+    ResponseNeverReceived,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    RequestNotSent,
 )
 
 
@@ -105,8 +110,9 @@ def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
         return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, "peer's reply is too large")
     if isinstance(exc, _NETWORK_ERRORS):
         reason = exc.__class__.__name__
-        if isinstance(exc, _newclient._WrapperException) and exc.reasons:
-            reason = ", ".join(r.value.__class__.__name__ for r in exc.reasons)
+        reasons = wrapped_reasons(exc)
+        if reasons:
+            reason = ", ".join(r.value.__class__.__name__ for r in reasons)
         return Reject(ErrorCode.T01_PEER_UNREACHABLE, triggered_by, f"peer unreachable: {reason}")
     return None
 
@@ -142,10 +148,8 @@ def _is_cancellation(failure: Failure) -> bool:
     """True when ``failure`` comes from cancelling the request (at any stage)."""
     if failure.check(CancelledError, net_error.ConnectingCancelledError):
         return True
-    exc = failure.value
-    return isinstance(exc, _newclient._WrapperException) and any(
-        reason.check(CancelledError) for reason in exc.reasons
-    )
+    reasons = wrapped_reasons(failure.value) or ()
+    return any(reason.check(CancelledError) for reason in reasons)
 
 
 class _BodyReader(Protocol):
@@ -194,7 +198,7 @@ class _BodyCollector(_BodyReader):
             return
         if self._too_large:
             self._finished.errback(ReplyTooLarge())
-        elif reason.check(_newclient.ResponseDone, _newclient.PotentialDataLoss):
+        elif reason.check(ResponseDone, PotentialDataLoss):
             self._finished.callback(b"".join(self._chunks))
         else:
             self._finished.errback(reason)
@@ -209,7 +213,7 @@ class _CachedEndpoints:
     """
 
     def __init__(self, reactor: Any, tls_policy: Any, connect_timeout: float | None) -> None:
-        self._factory = _StandardEndpointFactory(reactor, tls_policy, connect_timeout, None)
+        self._factory = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
         self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from ilphttp import validate
+from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
-from ilphttp.packet import is_valid_address
 
 __all__ = [
     "DEFAULT_JWT_EXPIRY",
@@ -28,10 +28,6 @@ __all__ = [
 
 #: seconds; the JS plugin's 30,000 ms
 DEFAULT_JWT_EXPIRY = 30.0
-
-
-class OptionError(ValueError):
-    """An option is missing, unknown, of the wrong type or contradicts another."""
 
 
 @dataclass(frozen=True)
@@ -96,66 +92,11 @@ class PluginOptions:
     address: str | None = None
 
 
-# -- shared validation -----------------------------------------------------------
-
-
-def _str(where: str, value: Any, *, empty_ok: bool = False) -> str:
-    if not isinstance(value, str):
-        raise OptionError(f"{where} must be a string, got {type(value).__name__}")
-    if not value and not empty_ok:
-        raise OptionError(f"{where} must not be empty")
-    return value
-
-
-def _opt_str(where: str, value: Any) -> str | None:
-    return None if value is None else _str(where, value)
-
-
-def _bool(where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise OptionError(f"{where} must be true or false, got {value!r}")
-    return value
-
-
-def _int(where: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(f"{where} must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise OptionError(f"{where} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _positive(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise OptionError(f"{where} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_keys(where: str, given: Mapping[str, Any], known: set[str]) -> None:
-    if not isinstance(given, Mapping):
-        raise OptionError(f"{where} must be an object/dict, got {type(given).__name__}")
-    # Keys starting with "_" are private to whoever built the object (as in
-    # ilp-connector); everything else must be an option we know.
-    unknown = sorted(k for k in given if k not in known and not str(k).startswith("_"))
-    if unknown:
-        raise OptionError(
-            f"unknown option {where}.{unknown[0]}"
-            + (f" (and {', '.join(unknown[1:])})" if unknown[1:] else "")
-            + f"; known: {', '.join(sorted(known))}"
-        )
-
-
 def _pick(d: Mapping[str, Any], new: str, legacy: str) -> tuple[str, Any]:
     """(name, value) of ``legacy`` if set, else of ``new`` (the JS plugin's precedence)."""
     if d.get(legacy) is not None:
         return legacy, d[legacy]
     return new, d.get(new)
-
-
-def _check_url(where: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
 
 
 def _camel(name: str) -> str:
@@ -213,9 +154,9 @@ _TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
 def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(static token, JWT secret); the legacy names win, as in the JS plugin."""
     token_name, token = _pick(d, sp("static_token"), sp("secret_token"))
-    static_token = _opt_str(f"{where}.{token_name}", token)
+    static_token = validate.optional_string(f"{where}.{token_name}", token)
     secret_name, secret = _pick(d, sp("jwt_secret"), sp("secret"))
-    jwt_secret = _opt_str(f"{where}.{secret_name}", secret)
+    jwt_secret = validate.optional_string(f"{where}.{secret_name}", secret)
     if static_token is None and jwt_secret is None:
         raise OptionError(
             f"{where} needs a static token or a JWT secret"
@@ -225,26 +166,28 @@ def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, 
 
 
 def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
-    _check_keys("incoming", inc, sp.names(_INCOMING))
+    validate.check_keys("incoming", inc, sp.names(_INCOMING))
     port = inc.get("port")
     if port is not None:
-        port = _int("incoming.port", port, 0, 65535)
-    endpoint = _opt_str("incoming.endpoint", inc.get("endpoint"))
+        port = validate.integer("incoming.port", port, 0, 65535)
+    endpoint = validate.optional_string("incoming.endpoint", inc.get("endpoint"))
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = _auth(sp, "incoming", inc)
-    identity = _opt_str(f"incoming.{sp('client_identity')}", inc.get(sp("client_identity")))
+    identity = validate.optional_string(
+        f"incoming.{sp('client_identity')}", inc.get(sp("client_identity"))
+    )
     max_in_flight = inc.get(sp("max_in_flight"))
     max_in_flight = (
         4096
         if max_in_flight is None
-        else _int(f"incoming.{sp('max_in_flight')}", max_in_flight, 1, 2**31)
+        else validate.integer(f"incoming.{sp('max_in_flight')}", max_in_flight, 1, 2**31)
     )
     return IncomingOptions(port, endpoint, static_token, jwt_secret, identity, max_in_flight)
 
 
 def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
-    _check_keys("outgoing", out, sp.names(_OUTGOING))
+    validate.check_keys("outgoing", out, sp.names(_OUTGOING))
 
     def opt(name: str) -> Any:
         return out.get(sp(name))
@@ -259,28 +202,30 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
     max_requests = opt("http2_max_requests_per_session")
     name = opt("name")
     return OutgoingOptions(
-        url=_str("outgoing.url", opt("url")),
+        url=validate.string("outgoing.url", opt("url")),
         static_token=static_token,
         jwt_secret=jwt_secret,
         jwt_expiry=(
             DEFAULT_JWT_EXPIRY
             if expiry is None
-            else _positive(f"outgoing.{expiry_name}", expiry) * sp.expiry_unit
+            else validate.positive_number(f"outgoing.{expiry_name}", expiry) * sp.expiry_unit
         ),
         bearer=opt("secret") is None and opt("secret_token") is None,
-        http2=_bool(where("http2"), opt("http2") or False),
+        http2=validate.boolean(where("http2"), opt("http2") or False),
         http2_max_requests_per_session=(
             None
             if max_requests is None
-            else _int(where("http2_max_requests_per_session"), max_requests, 1, 2**31)
+            else validate.integer(where("http2_max_requests_per_session"), max_requests, 1, 2**31)
         ),
         name=None if name is None else _name(where("name"), name),
-        send_ilp_destination=_bool(
+        send_ilp_destination=validate.boolean(
             where("send_ilp_destination"), opt("send_ilp_destination") or False
         ),
-        ca_file=_opt_str(where("ca_file"), opt("ca_file")),
-        client_cert_file=_opt_str(where("client_cert_file"), opt("client_cert_file")),
-        client_key_file=_opt_str(where("client_key_file"), opt("client_key_file")),
+        ca_file=validate.optional_string(where("ca_file"), opt("ca_file")),
+        client_cert_file=validate.optional_string(
+            where("client_cert_file"), opt("client_cert_file")
+        ),
+        client_key_file=validate.optional_string(where("client_key_file"), opt("client_key_file")),
     )
 
 
@@ -288,24 +233,24 @@ def _name(where: str, value: Any) -> str:
     # The JS plugin sends String(name); numbers (ports) are common here.
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    name = _str(where, value)
+    name = validate.string(where, value)
     if any(c in name for c in "\r\n\0"):
         raise OptionError(f"{where} must not contain line breaks")
     return name
 
 
 def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
-    _check_keys("options", opts, sp.names(_TOP))
-    multi = _bool("multi", opts.get("multi") or False)
+    validate.check_keys("options", opts, sp.names(_TOP))
+    multi = validate.boolean("multi", opts.get("multi") or False)
     delimiter_name = sp("multi_delimiter")
     delimiter = opts.get(delimiter_name)
-    delimiter = "%" if delimiter is None else _str(delimiter_name, delimiter)
+    delimiter = "%" if delimiter is None else validate.string(delimiter_name, delimiter)
     incoming = None if opts.get("incoming") is None else _incoming(sp, opts["incoming"])
     outgoing = None if opts.get("outgoing") is None else _outgoing(sp, opts["outgoing"])
     if incoming is None and outgoing is None:
         raise OptionError("at least one of incoming and outgoing must be configured")
     if outgoing is not None:
-        _check_url("outgoing.url", outgoing.url)
+        validate.http_url("outgoing.url", outgoing.url)
     ildcp = None
     if opts.get("ildcp") is not None:
         try:
@@ -317,9 +262,7 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
             raise OptionError(message) from None
     address = opts.get("address")
     if address is not None:
-        address = _str("address", address)
-        if not is_valid_address(address):
-            raise OptionError(f"address {address!r} is not a valid ILP address")
+        address = validate.address("address", address)
     elif ildcp is not None:
         address = ildcp.client_address
     return PluginOptions(incoming, outgoing, multi, delimiter, ildcp, address)

@@ -2,14 +2,14 @@
 
 The request is a Prepare of amount 0 to ``peer.config`` with a well-known
 condition; the answer is a Fulfill whose data carries the client's address and
-the asset's scale and code.  Everything here is pure except :func:`fetch`,
-which composes with any Deferred-returning ``send_data``.
+the asset's scale and code.  Everything here is pure (no Twisted); asking a
+parent over a link is :func:`ilphttp.plugin.fetch_ildcp`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Callable, NamedTuple, Union
+from typing import NamedTuple, Union
 
 from ilphttp.packet import (
     Fulfill,
@@ -23,9 +23,6 @@ from ilphttp.packet import (
     serialize_prepare,
 )
 
-if TYPE_CHECKING:
-    from twisted.internet.defer import Deferred
-
 __all__ = [
     "ILDCP_CONDITION",
     "ILDCP_DESTINATION",
@@ -33,7 +30,6 @@ __all__ = [
     "IldcpError",
     "IldcpResponse",
     "deserialize_response",
-    "fetch",
     "is_ildcp_request",
     "request_prepare",
     "serialize_request",
@@ -188,14 +184,3 @@ def serve(prepare: Prepare, resp: IldcpResponse) -> bytes:
     if not is_ildcp_request(prepare):
         raise ValueError("not an IL-DCP request (destination or condition differ)")
     return serialize_response(resp)
-
-
-def fetch(send_data: Callable[[bytes], Deferred[bytes] | bytes]) -> Deferred[IldcpResponse]:
-    """Ask the parent behind ``send_data`` for our address and asset.
-
-    Fires with an :class:`IldcpResponse`, or fails with :class:`IldcpError`.
-    """
-    from twisted.internet.defer import maybeDeferred
-
-    reply: Deferred[bytes] = maybeDeferred(send_data, serialize_request())  # type: ignore[call-overload]
-    return reply.addCallback(deserialize_response)

@@ -21,7 +21,8 @@ that a router without balances has no use for (``backend``, ``spread``,
 ``balance``, ...) are accepted and reported in :attr:`NodeConfig.ignored`;
 anything else unknown is an error, so that typos do not pass silently.
 
-Everything here is pure: errors are :class:`ConfigError` naming the setting.
+Everything here is pure: errors are :class:`~ilphttp.errors.OptionError`
+(also known as ``ConfigError``) naming the setting as the file writes it.
 """
 
 from __future__ import annotations
@@ -33,36 +34,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ilphttp.config import OptionError, PluginOptions, options_from_js
-from ilphttp.packet import is_valid_address, is_valid_segment
-from ilphttp.router import (
+from ilphttp import validate
+from ilphttp.config import PluginOptions, options_from_js, options_from_python
+from ilphttp.errors import ConfigError
+from ilphttp.packet import is_valid_segment
+from ilphttp.routing import (
     CHILD,
     DEFAULT_MAX_HOLD_TIME,
     DEFAULT_MIN_MESSAGE_WINDOW,
     PARENT,
+    PEER,
     RELATIONS,
     Account,
     RouterConfig,
-    RoutingError,
 )
+from ilphttp.secrets import resolve_secret
 
 __all__ = [
+    "MAX_WORKERS",
     "AccountSpec",
     "ConfigError",
     "NodeConfig",
     "load_file",
     "parse_node",
-    "read_secret_file",
     "single_link",
 ]
 
 
 #: the most worker processes a node may have (``workers``, ``--workers``)
 MAX_WORKERS = 256
-
-
-class ConfigError(ValueError):
-    """The node's configuration is missing something or contradicts itself."""
 
 
 #: ilp-connector settings that make no sense for a router (accepted, ignored)
@@ -151,52 +151,18 @@ class AccountSpec:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """A whole node: its accounts and what the router needs."""
+    """A whole node: its accounts' plugin options and how packets are routed."""
 
     accounts: tuple[AccountSpec, ...]
-    address: str | None = None
-    asset_code: str | None = None
-    asset_scale: int | None = None
-    routes: Mapping[str, str] = field(default_factory=dict)
-    default_route: str | None = None
-    inherit_from: str | None = None
-    min_message_window: float = DEFAULT_MIN_MESSAGE_WINDOW
-    max_hold_time: float = DEFAULT_MAX_HOLD_TIME
+    #: our address, asset and routes (the accounts as the router sees them)
+    routing: RouterConfig
     #: settings accepted for ilp-connector compatibility but not used
     ignored: tuple[str, ...] = ()
     #: worker processes sharing the listening ports (``twistd ilphttp --workers``)
     workers: int = 1
 
-    def router_config(self) -> RouterConfig:
-        """The router's view of this node."""
-        return RouterConfig(
-            accounts=tuple(a.routing() for a in self.accounts),
-            address=self.address,
-            asset_code=self.asset_code,
-            asset_scale=self.asset_scale,
-            routes=dict(self.routes),
-            default_route=self.default_route,
-            inherit_from=self.inherit_from,
-            min_message_window=self.min_message_window,
-            max_hold_time=self.max_hold_time,
-        )
-
 
 # -- reading files ------------------------------------------------------------------
-
-
-def read_secret_file(path: str, what: str) -> str:
-    """The secret in ``path``, surrounding whitespace (a final newline) removed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
-    if not secret:
-        raise ConfigError(f"{what}: {path} is empty")
-    return secret
 
 
 def load_file(path: str) -> dict[str, Any]:
@@ -239,23 +205,6 @@ def _toml_module(path: str) -> Any:
 # -- the config object ---------------------------------------------------------------
 
 
-def _check_keys(
-    where: str, given: Mapping[str, Any], known: set[str], ignorable: set[str], ignored: list[str]
-) -> None:
-    for key in given:
-        if not isinstance(key, str):
-            raise ConfigError(f"{where}: keys must be strings, got {key!r}")
-        if key.startswith("_") or key in known:
-            continue
-        if key in ignorable:
-            ignored.append(f"{where}.{key}" if where else key)
-            continue
-        raise ConfigError(
-            f"unknown setting {where + '.' if where else ''}{key};"
-            f" known: {', '.join(sorted(known))}"
-        )
-
-
 def _resolve_secrets(
     where: str, side: Any, base_dir: str, environ: Mapping[str, str]
 ) -> dict[str, Any] | None:
@@ -266,46 +215,17 @@ def _resolve_secrets(
         raise ConfigError(f"{where} must be an object")
     out = dict(side)
     for value_key, file_key, env_key in _SECRETS:
-        given = [k for k in (value_key, file_key, env_key) if out.get(k) is not None]
-        if len(given) > 1:
-            raise ConfigError(f"{where}: give one of {', '.join(given)}, not several")
-        if file_key in out:
-            path = out.pop(file_key)
-            if path is None:
-                continue
-            if not isinstance(path, str) or not path:
-                raise ConfigError(f"{where}.{file_key} must be a file name")
-            full = path if os.path.isabs(path) else os.path.join(base_dir, path)
-            out[value_key] = read_secret_file(full, f"{where}.{file_key}")
-        if env_key in out:
-            name = out.pop(env_key)
-            if name is None:
-                continue
-            if not isinstance(name, str) or not name:
-                raise ConfigError(f"{where}.{env_key} must name an environment variable")
-            value = environ.get(name)
-            if not value:
-                raise ConfigError(f"{where}.{env_key}: environment variable {name} is not set")
-            out[value_key] = value
+        secret = resolve_secret(
+            where,
+            (value_key, out.get(value_key)),
+            (file_key, out.pop(file_key, None)),
+            (env_key, out.pop(env_key, None)),
+            environ,
+            base_dir,
+        )
+        if secret is not None:
+            out[value_key] = secret
     return out
-
-
-def _int_setting(where: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where} must be an integer from {low} to {high}, got {value!r}")
-    return value
-
-
-def _str_setting(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _millis(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{where} must be a number of milliseconds, got {value!r}")
-    return float(value) / 1000.0
 
 
 def _routes(value: Any) -> dict[str, str]:
@@ -321,28 +241,28 @@ def _routes(value: Any) -> dict[str, str]:
     else:
         raise ConfigError("routes must be a list of {targetPrefix, peerId}")
     for prefix, target in items:
-        prefix = _str_setting("routes: targetPrefix", prefix)
-        routes[prefix] = _str_setting(f"routes[{prefix}]: peerId", target)
+        prefix = validate.string("routes: targetPrefix", prefix)
+        routes[prefix] = validate.string(f"routes[{prefix}]: peerId", target)
     return routes
 
 
 def parse_node(
     data: Mapping[str, Any], base_dir: str = ".", environ: Mapping[str, str] | None = None
 ) -> NodeConfig:
-    """A :class:`NodeConfig` from the file's object (see the module docstring)."""
+    """A :class:`NodeConfig` from the file's object (see the module docstring).
+
+    :raises OptionError: naming the setting, as the file writes it.
+    """
     if environ is None:
         environ = os.environ
     ignored: list[str] = []
-    _check_keys("", data, _KNOWN_TOP, _IGNORED_TOP, ignored)
+    validate.check_keys("", data, _KNOWN_TOP, _IGNORED_TOP, ignored)
     address = data.get("ilpAddress")
-    if address is not None:
-        address = _str_setting("ilpAddress", address)
-        if not is_valid_address(address):
-            raise ConfigError(f"ilpAddress {address!r} is not a valid ILP address")
+    address = None if address is None else validate.address("ilpAddress", address)
     code = data.get("assetCode")
-    code = None if code is None else _str_setting("assetCode", code)
+    code = None if code is None else validate.string("assetCode", code)
     scale = data.get("assetScale")
-    scale = None if scale is None else _int_setting("assetScale", scale, 0, 255)
+    scale = None if scale is None else validate.integer("assetScale", scale, 0, 255)
 
     accounts_raw = data.get("accounts")
     if not isinstance(accounts_raw, Mapping) or not accounts_raw:
@@ -355,7 +275,7 @@ def parse_node(
         where = f"accounts.{name}"
         if not isinstance(account, Mapping):
             raise ConfigError(f"{where} must be an object")
-        _check_keys(where, account, _KNOWN_ACCOUNT, _IGNORED_ACCOUNT, ignored)
+        validate.check_keys(where, account, _KNOWN_ACCOUNT, _IGNORED_ACCOUNT, ignored)
         relation = account.get("relation")
         if relation not in RELATIONS:
             raise ConfigError(
@@ -367,71 +287,53 @@ def parse_node(
                 f"{where}.plugin is {plugin!r}: ilphttp runs ilp-plugin-http accounts only"
             )
         a_code = account.get("assetCode")
-        a_code = None if a_code is None else _str_setting(f"{where}.assetCode", a_code)
+        a_code = None if a_code is None else validate.string(f"{where}.assetCode", a_code)
         a_scale = account.get("assetScale")
-        a_scale = None if a_scale is None else _int_setting(f"{where}.assetScale", a_scale, 0, 255)
+        if a_scale is not None:
+            a_scale = validate.integer(f"{where}.assetScale", a_scale, 0, 255)
         account_assets[name] = (a_code, a_scale)
         checked.append((name, account, relation))
 
     code, scale = _node_asset(code, scale, account_assets)
-    parents = [name for name, _, relation in checked if relation == PARENT]
-    if len(parents) > 1:
-        raise ConfigError(
-            f"accounts.{parents[0]} and accounts.{parents[1]} are both parents;"
-            " the router takes at most one (use relation peer and routes for the others)"
-        )
     inherit = data.get("ilpAddressInheritFrom")
-    if inherit is not None:
-        inherit = _str_setting("ilpAddressInheritFrom", inherit)
-        if inherit not in accounts_raw:
-            raise ConfigError(f"ilpAddressInheritFrom: no account named {inherit!r}")
-    if address is None and inherit is None and not parents:
+    inherit = None if inherit is None else validate.string("ilpAddressInheritFrom", inherit)
+    if address is None and inherit is None and all(r != PARENT for _, _, r in checked):
         raise ConfigError("ilpAddress is required when no account is a parent")
     static = address is not None and code is not None and scale is not None
-
-    specs: list[AccountSpec] = []
-    for name, account, relation in checked:
-        specs.append(
-            _account(
-                name, account, relation, address if static else None, code, scale, base_dir, environ
-            )
+    specs = tuple(
+        _account(
+            name, account, relation, address if static else None, code, scale, base_dir, environ
         )
-
-    routes = _routes(data["routes"]) if data.get("routes") is not None else {}
+        for name, account, relation in checked
+    )
     default_route = data.get("defaultRoute")
     if default_route is not None:
-        default_route = _str_setting("defaultRoute", default_route)
-        if default_route == "auto":
-            default_route = None
-        elif default_route not in accounts_raw:
-            raise ConfigError(f"defaultRoute: no account named {default_route!r}")
-    for prefix, target in routes.items():
-        if target not in accounts_raw:
-            raise ConfigError(f"routes: {prefix} goes to {target!r}, which is not an account")
-    node = NodeConfig(
-        accounts=tuple(specs),
+        default_route = validate.string("defaultRoute", default_route)
+    routing = RouterConfig(
+        accounts=tuple(spec.routing() for spec in specs),
         address=address,
         asset_code=code,
         asset_scale=scale,
-        routes=routes,
-        default_route=default_route,
+        routes=_routes(data["routes"]) if data.get("routes") is not None else {},
+        default_route=None if default_route == "auto" else default_route,
         inherit_from=inherit,
         min_message_window=(
             DEFAULT_MIN_MESSAGE_WINDOW
             if data.get("minMessageWindow") is None
-            else _millis("minMessageWindow", data["minMessageWindow"])
+            else validate.milliseconds("minMessageWindow", data["minMessageWindow"])
         ),
         max_hold_time=(
             DEFAULT_MAX_HOLD_TIME
             if data.get("maxHoldTime") is None
-            else _millis("maxHoldTime", data["maxHoldTime"])
+            else validate.milliseconds("maxHoldTime", data["maxHoldTime"])
         ),
+    )
+    workers = data.get("workers")
+    node = NodeConfig(
+        accounts=specs,
+        routing=routing,
         ignored=tuple(ignored),
-        workers=(
-            1
-            if data.get("workers") is None
-            else _int_setting("workers", data["workers"], 1, MAX_WORKERS)
-        ),
+        workers=1 if workers is None else validate.integer("workers", workers, 1, MAX_WORKERS),
     )
     _check_routing(node)
     return node
@@ -490,34 +392,30 @@ def _account(
             )
     segment = account.get("ilpAddressSegment")
     if segment is not None:
-        segment = _str_setting(f"{where}.ilpAddressSegment", segment)
-        if not is_valid_segment(segment):
-            raise ConfigError(f"{where}.ilpAddressSegment {segment!r} is not a valid segment")
+        segment = validate.segment(f"{where}.ilpAddressSegment", segment)
         if relation != CHILD:
             raise ConfigError(f"{where}.ilpAddressSegment is for children only")
-    multi = options.get("multi")
-    if multi and relation != CHILD:
-        raise ConfigError(f"{where}: a multi account must have relation child, not {relation}")
     if relation == CHILD and segment is None and not is_valid_segment(name):
         raise ConfigError(
             f"{where}: {name!r} is not a valid address segment; set ilpAddressSegment"
         )
+    multi = options.get("multi")
     if address is not None:
         options.setdefault("address", address)
-        if multi and options.get("ildcp") is None:
+        if multi and relation == CHILD and options.get("ildcp") is None:
             assert code is not None and scale is not None
             child = f"{address}.{segment if segment is not None else name}"
             options["ildcp"] = {"clientAddress": child, "assetScale": scale, "assetCode": code}
     try:
         plugin_options = options_from_js(options)
-    except OptionError as exc:
+    except ConfigError as exc:
         raise ConfigError(f"{where}.options: {exc}") from None
     return AccountSpec(name, relation, plugin_options, segment)
 
 
 def _check_routing(node: NodeConfig) -> None:
     """Catch what the routing table would refuse, now, with the file's words."""
-    config = node.router_config()
+    config = node.routing
     upstream = config.upstream()
     if upstream is not None:
         spec = next(a for a in node.accounts if a.name == upstream)
@@ -528,10 +426,7 @@ def _check_routing(node: NodeConfig) -> None:
                 " ilpAddress, assetCode and assetScale"
             )
         return  # completed by IL-DCP at run time
-    try:
-        config.table()
-    except RoutingError as exc:
-        raise ConfigError(str(exc)) from None
+    config.table()
 
 
 # -- one link from command-line flags ------------------------------------------------
@@ -557,7 +452,8 @@ def single_link(
 
     In multi mode the link is a child account whose children are
     ``<ildcp_address>.<their name>``, and the router passes packets between
-    them.  Errors name the plugin option; ``ilphttp.tap`` names the flags.
+    them.  The caller has validated each value under its own name (flags);
+    errors here name the plugin option.
     """
     incoming: dict[str, Any] | None = None
     if listen:
@@ -584,23 +480,21 @@ def single_link(
             "asset_scale": asset_scale,
             "asset_code": asset_code,
         }
-    from ilphttp.config import options_from_python
-
-    try:
-        options = options_from_python(
-            incoming,
-            outgoing,
-            multi,
-            "%" if multi_delimiter is None else multi_delimiter,
-            ildcp,
-            ildcp_address,
-        )
-    except OptionError as exc:
-        raise ConfigError(str(exc)) from None
-    spec = AccountSpec(account, CHILD if multi else "peer", options, extra_listen=listen[1:])
+    options = options_from_python(
+        incoming,
+        outgoing,
+        multi,
+        "%" if multi_delimiter is None else multi_delimiter,
+        ildcp,
+        ildcp_address,
+    )
+    spec = AccountSpec(account, CHILD if multi else PEER, options, extra_listen=listen[1:])
     return NodeConfig(
         accounts=(spec,),
-        address=ildcp_address,
-        asset_code=asset_code,
-        asset_scale=asset_scale,
+        routing=RouterConfig(
+            accounts=(spec.routing(),),
+            address=ildcp_address,
+            asset_code=asset_code,
+            asset_scale=asset_scale,
+        ),
     )

@@ -21,12 +21,14 @@ from twisted.internet.defer import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import HTTPConnectionPool
 
 from ilphttp import ildcp
+from ilphttp._compat import quiet_pool
 from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
 from ilphttp.client import OutgoingClient, make_http11_agent
-from ilphttp.config import OptionError, PluginOptions, options_from_js, options_from_python
+from ilphttp.config import PluginOptions, options_from_js, options_from_python
+from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.packet import (
     TYPE_FULFILL,
     TYPE_REJECT,
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from twisted.web.iweb import IAgent
     from twisted.web.server import Site
 
-__all__ = ["DataHandler", "NotConnectedError", "PluginHttp"]
+__all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "fetch_ildcp"]
 
 _log = Logger()
 
@@ -65,14 +67,6 @@ DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
 POOL_IDLE_TIMEOUT = 4
 #: persistent connections per peer; one is used per request in flight
 POOL_SIZE = 256
-
-
-class _QuietClientFactory(_HTTP11ClientFactory):
-    noisy = False
-
-
-class NotConnectedError(Exception):
-    """send_data() was called while the plugin is not connected."""
 
 
 def _default_reactor() -> Any:
@@ -288,9 +282,7 @@ class PluginHttp(Service):
         pool.maxPersistentPerHost = POOL_SIZE
         pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
         pool.retryAutomatically = False
-        # Every new connection would log "Starting factory" at info level.
-        pool._factory = _QuietClientFactory
-        self._pool = pool
+        self._pool = quiet_pool(pool)
         return make_http11_agent(self._reactor, pool, tls_policy)
 
     def disconnect(self) -> Deferred[None]:
@@ -438,7 +430,7 @@ class PluginHttp(Service):
             for w in waiting:
                 w.callback(result)
 
-        ildcp.fetch(self._handle).addBoth(fetched)
+        fetch_ildcp(self._handle).addBoth(fetched)
         return d
 
     def _handle(self, data: bytes) -> Deferred[bytes]:
@@ -526,6 +518,18 @@ class PluginHttp(Service):
             )
         _log.failure("data handler failed; answering T00", failure)
         return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+
+def fetch_ildcp(send_data: Callable[[bytes], Any]) -> Deferred[ildcp.IldcpResponse]:
+    """Ask the parent behind ``send_data`` for our address and asset (IL-DCP, RFC 31).
+
+    ``send_data(prepare_bytes)`` returns the reply bytes or a Deferred of them
+    (:meth:`PluginHttp.send_data` does).  Fires with an
+    :class:`~ilphttp.ildcp.IldcpResponse`, or fails with
+    :class:`~ilphttp.ildcp.IldcpError` when the parent rejects or answers garbage.
+    """
+    reply: Deferred[bytes] = maybeDeferred(send_data, ildcp.serialize_request())
+    return reply.addCallback(ildcp.deserialize_response)
 
 
 def _settled(d: Deferred[Any]) -> Deferred[None]:

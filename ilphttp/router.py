@@ -1,16 +1,10 @@
 """The router: the data handler that ``twistd ilphttp`` runs by default.
 
-Two layers, as everywhere in ilphttp:
-
-- :class:`RoutingTable` is pure.  Given the account a Prepare came from, the
-  Prepare and the time, :meth:`RoutingTable.decide` says what to do with it:
-  :class:`Forward` it to an account (with its expiry shortened), answer an
-  IL-DCP request (:class:`AnswerIldcp`) or refuse it (:class:`Refuse`, an ILP
-  error code).  No reactor, no sockets, table-driven tests.
-- :class:`Router` is the Twisted glue: a Service that gives each account's
-  :class:`~ilphttp.PluginHttp` its own data handler closure (so it knows where
-  a packet came from), learns our address from the parent over IL-DCP when it
-  is not configured, and moves bytes between the plugins.
+:class:`Router` is the Twisted side of :mod:`ilphttp.routing`: a Service that
+gives each account's :class:`~ilphttp.PluginHttp` its own data handler (so it
+knows where a packet came from), learns our address from the parent over
+IL-DCP when it is not configured, and moves packets between the plugins as
+:meth:`ilphttp.routing.RoutingTable.decide` says.
 
 It is a router, not a connector: no balances, no settlement, no exchange
 rates; the amount is forwarded as is.
@@ -18,10 +12,8 @@ rates; the amount is forwarded as is.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -29,353 +21,30 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
+from ilphttp.errors import NotConnectedError, RoutingError
 from ilphttp.packet import (
     ErrorCode,
     InvalidPacketError,
-    Prepare,
     Reject,
     deserialize_prepare,
-    is_valid_address,
-    is_valid_segment,
     serialize_prepare,
     serialize_reject,
 )
-from ilphttp.plugin import NotConnectedError
+from ilphttp.plugin import fetch_ildcp
+from ilphttp.routing import AnswerIldcp, Forward, RouterConfig, RoutingTable
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
     from ilphttp.plugin import PluginHttp
 
-__all__ = [
-    "CHILD",
-    "DEFAULT_MAX_HOLD_TIME",
-    "DEFAULT_MIN_MESSAGE_WINDOW",
-    "PARENT",
-    "PEER",
-    "RELATIONS",
-    "Account",
-    "AnswerIldcp",
-    "Decision",
-    "Forward",
-    "Refuse",
-    "Router",
-    "RouterConfig",
-    "RoutingError",
-    "RoutingTable",
-]
+__all__ = ["ILDCP_RETRY_FIRST", "ILDCP_RETRY_MAX", "Router"]
 
 _log = Logger()
-
-PARENT = "parent"
-CHILD = "child"
-PEER = "peer"
-RELATIONS = (PARENT, CHILD, PEER)
-
-#: seconds taken off a forwarded Prepare's expiry, so that the answer has time
-#: to travel back (ilp-connector's ``minMessageWindow``, 1 s)
-DEFAULT_MIN_MESSAGE_WINDOW = 1.0
-#: the longest a forwarded Prepare may be held (ilp-connector's ``maxHoldTime``)
-DEFAULT_MAX_HOLD_TIME = 30.0
-
-_UTC = _dt.timezone.utc
-
-
-class RoutingError(ValueError):
-    """The routing configuration is inconsistent (raised at construction)."""
-
-
-@dataclass(frozen=True)
-class Account:
-    """One account of the node, as the routing table sees it.
-
-    :param name: the account's name (a key of the config's ``accounts``).
-    :param relation: ``"parent"``, ``"child"`` or ``"peer"``.
-    :param multi: a multilateral (hub) account: it serves many children,
-        ``<its address>.<child name>``, and packets may be routed from one of
-        them to another through it.
-    :param segment: a child's address segment (default: ``name``).
-    :param address: a child's full address, instead of ``<ours>.<segment>``
-        (a single-link node in multi mode serves its children directly under
-        our own address).
-    :param can_send: False for an account with no outgoing side: nothing can
-        be forwarded to it.
-    """
-
-    name: str
-    relation: str
-    multi: bool = False
-    segment: str | None = None
-    address: str | None = None
-    can_send: bool = True
-
-
-@dataclass(frozen=True)
-class Forward:
-    """Send ``prepare`` (expiry already shortened) out through ``account``."""
-
-    account: str
-    prepare: Prepare
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """Answer with a Reject of ``code`` (an :class:`~ilphttp.ErrorCode` value)."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class AnswerIldcp:
-    """Answer an IL-DCP request with ``response``."""
-
-    response: ildcp.IldcpResponse
-
-
-Decision = Union[Forward, Refuse, AnswerIldcp]
-
-
-def _matches(destination: str, prefix: str) -> bool:
-    return destination == prefix or destination.startswith(prefix + ".")
-
-
-@dataclass(frozen=True)
-class RoutingTable:
-    """Pure routing decisions for one node.
-
-    :param address: our ILP address.
-    :param asset_code, asset_scale: what children are told over IL-DCP.
-    :param accounts: every account of the node.
-    :param routes: static routes, ``{address prefix: account}`` (the
-        ilp-connector ``routes`` setting); matched on segment boundaries.
-    :param default_route: the account for every destination that matches no
-        child and no route (default: the parent, if there is one).
-    :param min_message_window: seconds taken off a forwarded Prepare's expiry;
-        a Prepare with less than twice this left is refused with R02.
-    :param max_hold_time: a forwarded Prepare expires at most this many
-        seconds from now.
-    """
-
-    address: str
-    asset_code: str
-    asset_scale: int
-    accounts: tuple[Account, ...]
-    routes: Mapping[str, str] = field(default_factory=dict)
-    default_route: str | None = None
-    min_message_window: float = DEFAULT_MIN_MESSAGE_WINDOW
-    max_hold_time: float = DEFAULT_MAX_HOLD_TIME
-
-    def __post_init__(self) -> None:
-        if not is_valid_address(self.address):
-            raise RoutingError(f"our address {self.address!r} is not a valid ILP address")
-        by_name: dict[str, Account] = {}
-        for account in self.accounts:
-            if account.name in by_name:
-                raise RoutingError(f"account {account.name!r} is listed twice")
-            if account.relation not in RELATIONS:
-                raise RoutingError(
-                    f"account {account.name!r}: relation must be one of"
-                    f" {', '.join(RELATIONS)}, got {account.relation!r}"
-                )
-            if account.multi and account.relation != CHILD:
-                raise RoutingError(f"account {account.name!r}: a multi account must be a child")
-            by_name[account.name] = account
-        parents = [a.name for a in self.accounts if a.relation == PARENT]
-        if len(parents) > 1:
-            raise RoutingError(
-                f"accounts {parents[0]!r} and {parents[1]!r} are both parents; the router"
-                " takes at most one"
-            )
-        default = self.default_route
-        if default is None and parents:
-            default = parents[0]
-        if default is not None and default not in by_name:
-            raise RoutingError(f"defaultRoute: no account named {default!r}")
-        prefixes: dict[str, str] = {}
-        for account in self.accounts:
-            if account.relation == CHILD:
-                child = self._child_address(account)
-                if child in prefixes:
-                    raise RoutingError(
-                        f"accounts {prefixes[child]!r} and {account.name!r} both have the"
-                        f" address {child}"
-                    )
-                prefixes[child] = account.name
-        for prefix, target in self.routes.items():
-            if target not in by_name:
-                raise RoutingError(f"route {prefix!r}: no account named {target!r}")
-            if not is_valid_address(prefix):
-                raise RoutingError(f"route {prefix!r} is not a valid ILP address prefix")
-            # A child's own address wins over a static route to the same prefix.
-            prefixes.setdefault(prefix, target)
-        if self.min_message_window < 0 or self.max_hold_time <= 0:
-            raise RoutingError("minMessageWindow must be >= 0 and maxHoldTime > 0")
-        object.__setattr__(self, "_by_name", by_name)
-        object.__setattr__(self, "_prefixes", prefixes)
-        object.__setattr__(self, "_default", default)
-
-    # -- lookups ---------------------------------------------------------------
-
-    def account(self, name: str) -> Account:
-        """The account called ``name`` (KeyError if there is none)."""
-        by_name: dict[str, Account] = self._by_name  # type: ignore[attr-defined]
-        return by_name[name]
-
-    def _child_address(self, account: Account) -> str:
-        if account.address is not None:
-            return account.address
-        segment = account.segment if account.segment is not None else account.name
-        if not is_valid_segment(segment):
-            raise RoutingError(
-                f"account {account.name!r}: {segment!r} is not a valid address segment"
-                " (set ilpAddressSegment)"
-            )
-        address = f"{self.address}.{segment}"
-        if not is_valid_address(address):
-            raise RoutingError(f"account {account.name!r}: address {address!r} is too long")
-        return address
-
-    def child_address(self, name: str) -> str:
-        """The address of child account ``name``: ``<ours>.<segment>``."""
-        account = self.account(name)
-        if account.relation != CHILD:
-            raise RoutingError(f"account {name!r} is a {account.relation}, not a child")
-        return self._child_address(account)
-
-    def ildcp_response(self, name: str) -> ildcp.IldcpResponse:
-        """What child account ``name`` is told over IL-DCP."""
-        return ildcp.IldcpResponse(self.child_address(name), self.asset_scale, self.asset_code)
-
-    def lookup(self, destination: str) -> str | None:
-        """The account for ``destination``: longest prefix, else the default route."""
-        prefixes: dict[str, str] = self._prefixes  # type: ignore[attr-defined]
-        candidate = destination
-        while True:
-            target = prefixes.get(candidate)
-            if target is not None:
-                return target
-            cut = candidate.rfind(".")
-            if cut <= 0:
-                break
-            candidate = candidate[:cut]
-        default: str | None = self._default  # type: ignore[attr-defined]
-        return default
-
-    # -- the decision ------------------------------------------------------------
-
-    def decide(self, source: str, prepare: Prepare, now: float) -> Decision:
-        """What to do with ``prepare``, received from account ``source`` at ``now``.
-
-        ``now`` is POSIX seconds (``reactor.seconds()``).
-        """
-        account = self.account(source)
-        destination = prepare.destination
-        if destination == ildcp.ILDCP_DESTINATION:
-            if not ildcp.is_ildcp_request(prepare):
-                return Refuse(ErrorCode.F00_BAD_REQUEST, "peer.config with a wrong condition")
-            if account.relation != CHILD:
-                return Refuse(
-                    ErrorCode.F02_UNREACHABLE,
-                    f"IL-DCP is answered to children only; {source} is a {account.relation}",
-                )
-            return AnswerIldcp(self.ildcp_response(source))
-        if destination.startswith("peer."):
-            return Refuse(ErrorCode.F02_UNREACHABLE, f"{destination} is not served here")
-        if destination == self.address:
-            return Refuse(ErrorCode.F02_UNREACHABLE, "this node routes packets, it receives none")
-        target = self.lookup(destination)
-        if target is None:
-            return Refuse(ErrorCode.F02_UNREACHABLE, f"no route to {destination}")
-        if target == source and not account.multi:
-            # Only a multi account stands for many peers: anything else going
-            # back where it came from is a routing loop.
-            return Refuse(
-                ErrorCode.F02_UNREACHABLE,
-                f"no route to {destination} other than back to {source}",
-            )
-        if not self.account(target).can_send:
-            return Refuse(ErrorCode.F02_UNREACHABLE, f"account {target} has no outgoing link")
-        expires = prepare.expires_at.timestamp()
-        left = expires - now
-        if left <= 0:
-            return Refuse(ErrorCode.R00_TRANSFER_TIMED_OUT, "the prepare has expired")
-        window = self.min_message_window
-        forward_at = min(expires - window, now + self.max_hold_time)
-        if forward_at - now < window:
-            return Refuse(
-                ErrorCode.R02_INSUFFICIENT_TIMEOUT,
-                f"{left:.3f} s left; forwarding needs more than {2 * window:.3f} s",
-            )
-        if forward_at != expires:
-            prepare = prepare._replace(expires_at=_dt.datetime.fromtimestamp(forward_at, _UTC))
-        return Forward(target, prepare)
-
-    def reject(self, refuse: Refuse) -> Reject:
-        """The Reject that carries ``refuse``, triggered by us."""
-        return Reject(refuse.code, self.address, refuse.message)
-
-
-# -- the Twisted glue ----------------------------------------------------------------
 
 #: first and largest delay between IL-DCP attempts at the parent, seconds
 ILDCP_RETRY_FIRST = 1.0
 ILDCP_RETRY_MAX = 30.0
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """Everything :class:`Router` needs besides the plugins.
-
-    ``address`` None means: ask the parent (``inherit_from``, default: the
-    parent account) over IL-DCP.  ``asset_code``/``asset_scale`` None means:
-    take the parent's.
-    """
-
-    accounts: tuple[Account, ...]
-    address: str | None = None
-    asset_code: str | None = None
-    asset_scale: int | None = None
-    routes: Mapping[str, str] = field(default_factory=dict)
-    default_route: str | None = None
-    inherit_from: str | None = None
-    min_message_window: float = DEFAULT_MIN_MESSAGE_WINDOW
-    max_hold_time: float = DEFAULT_MAX_HOLD_TIME
-
-    def upstream(self) -> str | None:
-        """The account whose IL-DCP answer gives our address (None: none needed)."""
-        if self.address is not None and self.asset_code is not None:
-            if self.asset_scale is not None:
-                return None
-        if self.inherit_from is not None:
-            return self.inherit_from
-        for account in self.accounts:
-            if account.relation == PARENT:
-                return account.name
-        return None
-
-    def table(self, info: ildcp.IldcpResponse | None = None) -> RoutingTable:
-        """The routing table, completed with the parent's IL-DCP ``info`` if needed."""
-        address = self.address
-        code = self.asset_code
-        scale = self.asset_scale
-        if info is not None:
-            address = address if address is not None else info.client_address
-            code = code if code is not None else info.asset_code
-            scale = scale if scale is not None else info.asset_scale
-        if address is None or code is None or scale is None:
-            missing = "ilpAddress" if address is None else "assetCode and assetScale"
-            raise RoutingError(f"{missing} must be configured when there is no parent")
-        return RoutingTable(
-            address,
-            code,
-            scale,
-            self.accounts,
-            self.routes,
-            self.default_route,
-            self.min_message_window,
-            self.max_hold_time,
-        )
 
 
 class Router(Service):
@@ -412,8 +81,6 @@ class Router(Service):
         self._upstream = config.upstream()
         if self._upstream is None:
             self._set_table(config.table())
-        elif self._upstream not in self.plugins:
-            raise RoutingError(f"ilpAddressInheritFrom: no account named {self._upstream!r}")
         for name, plugin in self.plugins.items():
             plugin.register_data_handler(self.handler_for(name))
 
@@ -453,7 +120,7 @@ class Router(Service):
         assert upstream is not None
         parent = self.plugins[upstream]
         try:
-            d = ildcp.fetch(parent.send_data)
+            d = fetch_ildcp(parent.send_data)
         except Exception as exc:  # not connected yet, misuse
             self._failed(Failure(exc))
             return

@@ -18,6 +18,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from ilphttp._compat import request_disconnected
 from ilphttp.auth import IncomingAuth
 from ilphttp.h2c import H2CSiteFactory
 from ilphttp.packet import MAX_PREPARE_LENGTH, InvalidPacketError, Prepare, deserialize_prepare
@@ -148,7 +149,7 @@ class IlpResource(Resource):
 
     @staticmethod
     def _write_reply(result: bytes, request: Request) -> None:
-        if request._disconnected:
+        if request_disconnected(request):
             return
         request.setHeader(b"content-type", OCTET_STREAM)
         request.setHeader(b"content-length", b"%d" % len(result))
@@ -160,7 +161,7 @@ class IlpResource(Resource):
         # The receiver promises never to fail; if it does anyway, answer 500
         # without a traceback and keep the details in our log.
         _log.failure("ILP receiver failed unexpectedly", failure)
-        if request._disconnected:
+        if request_disconnected(request):
             return
         request.setResponseCode(http.INTERNAL_SERVER_ERROR)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")

@@ -44,6 +44,8 @@ from twisted.python.filepath import FilePath
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from ilphttp._compat import h2_stream_connection
+
 __all__ = [
     "DEFAULT_ALPN",
     "ClientTLSPolicy",
@@ -421,9 +423,8 @@ def _tls_transports(request_or_transport: Any) -> list[Any]:
     channel = getattr(request_or_transport, "channel", None)
     if channel is not None:
         candidates.append(getattr(channel, "transport", None))
-        # HTTP/2: the request's channel is a twisted.web._http2.H2Stream whose
-        # H2Connection (private attribute _conn) holds the TLS transport.
-        connection = getattr(channel, "_conn", None)
+        # HTTP/2: the request's channel is an H2Stream; its connection holds TLS.
+        connection = h2_stream_connection(channel)
         if connection is not None:
             candidates.append(getattr(connection, "transport", None))
     for candidate in candidates:

@@ -61,7 +61,10 @@ from twisted.logger import ILogObserver, Logger, LogLevel, eventFromJSON, global
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ilphttp.nodeconfig import MAX_WORKERS, ConfigError, NodeConfig
+from ilphttp import validate
+from ilphttp._compat import ssl_context_factory
+from ilphttp.errors import ConfigError, OptionError
+from ilphttp.nodeconfig import MAX_WORKERS, NodeConfig
 from ilphttp.tls import _split_endpoint, server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -103,18 +106,13 @@ _LENGTH = struct.Struct(">Q")
 
 
 def parse_workers(value: Any, where: str = "--workers") -> int:
-    """The number of worker processes: an integer from 1 to :data:`MAX_WORKERS`."""
-    number: Any = value
+    """The number of worker processes: an integer from 1 to :data:`MAX_WORKERS`.
+
+    :raises OptionError: naming ``where``.
+    """
     if isinstance(value, str):
-        try:
-            number = int(value, 10)
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, int):
-        number = None
-    if number is None or not 1 <= number <= MAX_WORKERS:
-        raise ConfigError(f"{where} must be an integer from 1 to {MAX_WORKERS}, got {value!r}")
-    return int(number)
+        return validate.integer_text(where, value, 1, MAX_WORKERS)
+    return validate.integer(where, value, 1, MAX_WORKERS)
 
 
 # -- the listeners ------------------------------------------------------------------
@@ -618,7 +616,7 @@ def worker_endpoints(reactor: Any, setup: WorkerSetup) -> dict[str, list[Any]]:
         endpoint: Any = AdoptedStreamServerEndpoint(reactor, fd, listener.family)
         if listener.kind == "ssl":
             tls: Any = server_endpoint_from_string(reactor, listener.description)
-            endpoint = _AdoptedTLSEndpoint(endpoint, tls._sslContextFactory)
+            endpoint = _AdoptedTLSEndpoint(endpoint, ssl_context_factory(tls))
             directlyProvides(endpoint, IStreamServerEndpoint)
         endpoints.setdefault(listener.account, []).append(endpoint)
     return endpoints
@@ -683,7 +681,7 @@ def run_worker(setup: WorkerSetup, reactor: Any = None) -> int:
     """Run one worker until it is told to stop; its exit status."""
     from twisted.internet.interfaces import IReactorFDSet
 
-    from ilphttp.tap import load_handler_factory, make_service
+    from ilphttp.node import load_handler_factory, make_node
 
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -702,13 +700,9 @@ def run_worker(setup: WorkerSetup, reactor: Any = None) -> int:
 
     try:
         factory = None if setup.handler is None else load_handler_factory(setup.handler)
-        service = make_service(
-            {"node": setup.node, "handler_factory": factory, "handler": setup.handler},
-            reactor,
-            listeners=worker_endpoints(reactor, setup),
-        )
-    except SystemExit as exc:
-        _log.critical("{message}", message=str(exc))
+        service = make_node(setup.node, factory, reactor, worker_endpoints(reactor, setup))
+    except OptionError as exc:
+        _log.critical("ilphttp: --handler {handler}: {e}", handler=setup.handler, e=exc)
         return 1
     except Exception:
         _log.failure("the node could not be built")

@@ -67,11 +67,11 @@ class ParseTests(SynchronousTestCase):
             ([], env, "a command is required"),
             (["pong"], env, "Unknown command: pong"),
             (["ping"], env, "--url is required"),
-            (["ping", *url], {}, "--token-file or --jwt-secret-file is required"),
+            (["ping", *url], {}, "give --token-file or --jwt-secret-file"),
             (
                 ["ping", *url],
                 {**env, "ILPHTTP_OUTGOING_JWT_SECRET": "x"},
-                "set ILPHTTP_OUTGOING_TOKEN or ILPHTTP_OUTGOING_JWT_SECRET, not both",
+                "give ILPHTTP_OUTGOING_TOKEN or ILPHTTP_OUTGOING_JWT_SECRET, not both",
             ),
             (
                 ["ping", *url, "--token-file", "a", "--jwt-secret-file", "b"],

@@ -28,7 +28,6 @@ from ilphttp.ildcp import (
     IldcpError,
     IldcpResponse,
     deserialize_response,
-    fetch,
     is_ildcp_request,
     request_prepare,
     serialize_request,
@@ -45,6 +44,7 @@ from ilphttp.packet import (
     serialize,
     serialize_fulfill,
 )
+from ilphttp.plugin import fetch_ildcp as fetch
 
 VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
 UTC = dt.timezone.utc

@@ -27,6 +27,7 @@ from ilphttp.packet import (
     serialize,
     serialize_prepare,
 )
+from ilphttp.plugin import fetch_ildcp
 from tests.jsinterop import (
     JsCommandError,
     free_port,
@@ -437,7 +438,7 @@ class MultiModeTests(InteropCase):
             incoming={"port": child_port, "static_token": "child-in"},
             outgoing={"url": parent.url, "static_token": "parent-in"},
         )
-        info = yield ildcp.fetch(child.send_data)
+        info = yield fetch_ildcp(child.send_data)
         self.assertEqual(info, ildcp.IldcpResponse(f"test.jshub.{child_port}", 6, "EUR"))
         _, raw, fulfillment = make_prepare(f"test.jshub.{child_port}.x")
         reply = yield parent.send(raw)
@@ -478,7 +479,7 @@ class ConnectorTests(InteropCase):
             incoming={"port": py_port, "static_token": "py-in"},
             outgoing={"url": connector.url("py"), "static_token": "c-py"},
         )
-        info = yield ildcp.fetch(py.send_data)
+        info = yield fetch_ildcp(py.send_data)
         self.assertEqual(info.client_address, "test.conn.py")
         # The connector routes test.conn.py.* to us.
         _, raw, fulfillment = make_prepare("test.conn.py.x")

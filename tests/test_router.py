@@ -21,7 +21,8 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.plugin import NotConnectedError
-from ilphttp.router import (
+from ilphttp.router import Router
+from ilphttp.routing import (
     CHILD,
     PARENT,
     PEER,
@@ -29,7 +30,6 @@ from ilphttp.router import (
     AnswerIldcp,
     Forward,
     Refuse,
-    Router,
     RouterConfig,
     RoutingError,
     RoutingTable,
@@ -214,7 +214,7 @@ class RoutingTableTests(SynchronousTestCase):
             ({"accounts": (Account("a", PARENT), Account("b", PARENT))}, "both parents"),
             ({"accounts": (Account("a", CHILD), Account("a", PEER))}, "listed twice"),
             ({"accounts": (Account("a", "sibling"),)}, "relation must be"),
-            ({"accounts": (Account("a", PARENT, multi=True),)}, "must be a child"),
+            ({"accounts": (Account("a", PARENT, multi=True),)}, "must have relation child"),
             ({"accounts": (Account("a b", CHILD),)}, "not a valid address segment"),
             (
                 {"accounts": (Account("a", CHILD), Account("b", CHILD, segment="a"))},

@@ -18,11 +18,12 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ilphttp import ildcp
+from ilphttp.node import HandlerContext, NodeService
 from ilphttp.nodeconfig import ConfigError, load_file, parse_node
 from ilphttp.packet import Reject, deserialize_reject, serialize_reject
 from ilphttp.plugin import PluginHttp
 from ilphttp.router import Router
-from ilphttp.tap import HandlerContext, NodeService, Options, make_service
+from ilphttp.tap import Options, make_service
 from ilphttp.testing import make_prepare
 
 IN_TOKEN = "incoming-secret-0123456789"
@@ -113,7 +114,10 @@ class SingleLinkOptionsTests(_Base):
         self.assertFalse(plugin.outgoing.send_ilp_destination)
         self.assertIsNone(plugin.outgoing.name)
         self.assertEqual(plugin.ildcp, ildcp.IldcpResponse("test.hub", 9, "XRP"))
-        self.assertEqual((node.address, node.asset_code, node.asset_scale), ("test.hub", "XRP", 9))
+        self.assertEqual(
+            (node.routing.address, node.routing.asset_code, node.routing.asset_scale),
+            ("test.hub", "XRP", 9),
+        )
         self.assertIsNone(options["handler_factory"])
 
     def test_every_link_flag(self) -> None:
@@ -430,7 +434,10 @@ class ConfigFileTests(_Base):
 
     def test_hub(self) -> None:
         node = self.parse_config(HUB_CONFIG)["node"]
-        self.assertEqual((node.address, node.asset_code, node.asset_scale), ("test.hub", "XRP", 9))
+        self.assertEqual(
+            (node.routing.address, node.routing.asset_code, node.routing.asset_scale),
+            ("test.hub", "XRP", 9),
+        )
         accounts = {a.name: a for a in node.accounts}
         self.assertEqual(list(accounts), ["up", "kids", "bob"])
         up, kids, bob = accounts["up"], accounts["kids"], accounts["bob"]
@@ -446,7 +453,7 @@ class ConfigFileTests(_Base):
         self.assertEqual(kids.options.address, "test.hub")
         self.assertIsNone(bob.options.incoming)  # send-only
         self.assertEqual(bob.options.outgoing.jwt_secret, JWT_SECRET)
-        table = node.router_config().table()
+        table = node.routing.table()
         self.assertEqual(table.lookup("test.hub.kids.alice"), "kids")
         self.assertEqual(table.lookup("test.hub.bob"), "bob")
         self.assertEqual(table.lookup("g.x"), "up")
@@ -462,11 +469,11 @@ class ConfigFileTests(_Base):
         config = dict(HUB_CONFIG)
         del config["ilpAddress"]
         node = self.parse_config(config)["node"]
-        self.assertIsNone(node.address)
+        self.assertIsNone(node.routing.address)
         kids = node.accounts[1]
         self.assertIsNone(kids.options.ildcp)  # fetched through the router at run time
         self.assertIsNone(kids.options.address)
-        self.assertEqual(node.router_config().upstream(), "up")
+        self.assertEqual(node.routing.upstream(), "up")
 
     def test_asset_from_accounts(self) -> None:
         """ilp-connector configs give the asset per account."""
@@ -479,7 +486,7 @@ class ConfigFileTests(_Base):
                 "options": {"incoming": {"port": 0, "staticToken": "t"}},
             }
         node = self.parse_config(config)["node"]
-        self.assertEqual((node.asset_code, node.asset_scale), ("USD", 2))
+        self.assertEqual((node.routing.asset_code, node.routing.asset_scale), ("USD", 2))
 
     def test_connector_settings(self) -> None:
         config = json.loads(json.dumps(HUB_CONFIG))
@@ -498,10 +505,10 @@ class ConfigFileTests(_Base):
         config["accounts"]["bob"]["ilpAddressSegment"] = "robert"
         node = self.parse_config(config)["node"]
         self.assertEqual(node.ignored, ("backend", "spread", "accounts.bob.balance"))
-        self.assertEqual(dict(node.routes), {"test.far": "bob"})
-        self.assertIsNone(node.default_route)
-        self.assertEqual((node.min_message_window, node.max_hold_time), (0.5, 10.0))
-        table = node.router_config().table()
+        self.assertEqual(dict(node.routing.routes), {"test.far": "bob"})
+        self.assertIsNone(node.routing.default_route)
+        self.assertEqual((node.routing.min_message_window, node.routing.max_hold_time), (0.5, 10.0))
+        table = node.routing.table()
         self.assertEqual(table.lookup("test.far.x"), "bob")
         self.assertEqual(table.lookup("test.hub.robert"), "bob")
         self.assertEqual(table.child_address("bob"), "test.hub.robert")
@@ -591,7 +598,7 @@ staticToken = "o"
             (lambda c: c.update(accounts={}), "accounts must be an object with at least one"),
             (lambda c: c.update(ilpAddress="hub"), "ilpAddress 'hub' is not a valid ILP address"),
             (lambda c: c.update(assetScale=300), "assetScale must be an integer from 0 to 255"),
-            (lambda c: c.update(assetCode=""), "assetCode must be a non-empty string"),
+            (lambda c: c.update(assetCode=""), "assetCode must not be empty"),
             (
                 lambda c: c[accounts]["bob"].update(assetCode="USD"),
                 "accounts.bob.assetCode is 'USD' but assetCode is 'XRP'",
@@ -631,7 +638,7 @@ staticToken = "o"
             ),
             (
                 lambda c: c[accounts]["bob"].update(ilpAddressSegment="a b"),
-                "ilpAddressSegment 'a b' is not a valid segment",
+                "ilpAddressSegment 'a b' is not a valid address segment",
             ),
             (
                 lambda c: c[accounts].update({"bad name": c[accounts].pop("bob")}),
@@ -680,7 +687,7 @@ staticToken = "o"
         here = os.path.dirname(os.path.abspath(__file__))
         path = os.path.join(here, os.pardir, "examples", "hub.json")
         node = self.parse(["--config", path])["node"]
-        self.assertEqual(node.address, "test.hub")
+        self.assertEqual(node.routing.address, "test.hub")
         relations = {a.name: (a.relation, a.multi) for a in node.accounts}
         self.assertEqual(
             relations,

@@ -31,6 +31,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ilphttp import workers
 from ilphttp.config import OptionError
+from ilphttp.node import HandlerContext, NodeService
 from ilphttp.nodeconfig import ConfigError, NodeConfig, parse_node
 from ilphttp.packet import (
     Fulfill,
@@ -41,7 +42,7 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.plugin import PluginHttp
-from ilphttp.tap import HandlerContext, NodeService, Options, make_service, makeService
+from ilphttp.tap import Options, make_service, makeService
 from ilphttp.testing import make_prepare
 from ilphttp.workers import (
     FIRST_LISTEN_FD,
@@ -756,7 +757,7 @@ class TwistdWorkersTests(TestCase):
         self.assertEqual(sum(answered.values()), 320)
         self.assertEqual(set(answered), set(pids), f"both workers answer: {answered}")
         self.assertIn(
-            "worker 1: ilphttp.tap#info] account a: peer, listening on port", process.text()
+            "worker 1: ilphttp.node#info] account a: peer, listening on port", process.text()
         )
 
         # a worker killed is started again, on the same port

@@ -1,0 +1,80 @@
+"""Every use of private Twisted API, in one place, each checked by tests/test_compat.py.
+
+Twisted gives no public way to do these things; each is small, and each has a
+test that fails loudly (naming the attribute) when a Twisted release changes
+it, so an upgrade breaks the suite and not a running node.  The lowest and the
+newest supported Twisted both run that suite (tox envs ``lowest`` and ``tests``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web import _newclient
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory, _StandardEndpointFactory
+
+__all__ = [
+    "h2_stream_connection",
+    "quiet_pool",
+    "raise_listen_errors_synchronously",
+    "request_disconnected",
+    "ssl_context_factory",
+    "standard_endpoint_factory",
+    "wrapped_reasons",
+]
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # Every new pooled connection would log "Starting factory" at info level.
+    noisy = False
+
+
+def quiet_pool(pool: HTTPConnectionPool) -> HTTPConnectionPool:
+    """``pool``, made to open connections without a log line each (``pool._factory``)."""
+    pool._factory = _QuietClientFactory
+    return pool
+
+
+def standard_endpoint_factory(reactor: Any, tls_policy: Any, connect_timeout: float | None) -> Any:
+    """twisted.web's own URI -> endpoint factory (``_StandardEndpointFactory``)."""
+    return _StandardEndpointFactory(reactor, tls_policy, connect_timeout, None)
+
+
+def wrapped_reasons(exc: BaseException | None) -> list[Any] | None:
+    """The Failures inside one of ``_newclient``'s wrapper exceptions, else None.
+
+    ``ResponseFailed``, ``RequestTransmissionFailed`` and ``ResponseNeverReceived``
+    derive from the private ``_WrapperException`` that holds ``reasons``.
+    """
+    if isinstance(exc, _newclient._WrapperException):
+        return list(exc.reasons)
+    return None
+
+
+def request_disconnected(request: Any) -> bool:
+    """True once a twisted.web ``Request``'s connection is gone (``request._disconnected``)."""
+    return bool(request._disconnected)
+
+
+def raise_listen_errors_synchronously(service: Any) -> Any:
+    """A ``StreamServerEndpointService`` whose listen failure raises from ``startService``.
+
+    Without it the failure is only logged and twistd runs on without the port
+    (``_raiseSynchronously``, which ``twistd``'s own strports use).
+    """
+    service._raiseSynchronously = True
+    return service
+
+
+def ssl_context_factory(endpoint: Any) -> Any:
+    """The TLS context factory of an ``SSL4ServerEndpoint`` (``_sslContextFactory``)."""
+    return endpoint._sslContextFactory
+
+
+def h2_stream_connection(channel: Any) -> Any:
+    """The ``H2Connection`` behind a twisted.web HTTP/2 request channel, or None.
+
+    A request over HTTP/2 has an ``H2Stream`` as its channel; its private
+    ``_conn`` holds the connection (and so the TLS transport).
+    """
+    return getattr(channel, "_conn", None)

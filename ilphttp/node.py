@@ -1,0 +1,222 @@
+"""The node: every account's :class:`~ilphttp.PluginHttp` and the router, from a config.
+
+This is the one place a node is assembled.  ``twistd ilphttp`` (:mod:`ilphttp.tap`)
+turns flags or a file into a :class:`~ilphttp.nodeconfig.NodeConfig` and calls
+:func:`make_node`; each worker of :mod:`ilphttp.workers` calls it too, with the
+listening sockets it adopted.  Your own Twisted application may call it the
+same way::
+
+    from ilphttp.nodeconfig import load_file, parse_node
+    from ilphttp.node import make_node
+
+    node = make_node(parse_node(load_file("hub.json"), base_dir="."))
+    node.setServiceParent(application)
+
+Packets are routed by :class:`ilphttp.router.Router` unless a handler factory
+is given: it is called once per account with a :class:`HandlerContext` and
+returns that account's data handler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
+
+from ilphttp._compat import raise_listen_errors_synchronously
+from ilphttp.errors import OptionError
+from ilphttp.nodeconfig import NodeConfig
+from ilphttp.plugin import DataHandler, PluginHttp
+from ilphttp.router import Router
+
+__all__ = [
+    "HandlerContext",
+    "HandlerFactory",
+    "NodeService",
+    "load_handler_factory",
+    "make_node",
+]
+
+_log = Logger()
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler factory (``twistd ilphttp --handler``) is called with, once per account.
+
+    The factory returns that account's data handler,
+    ``handler(prepare: bytes) -> bytes | Deferred[bytes]`` (a serialized
+    Fulfill or Reject, or the :class:`~ilphttp.Fulfill`/:class:`~ilphttp.Reject`
+    object), exactly as for :meth:`PluginHttp.register_data_handler`.
+
+    :ivar account: the account's name (a key of the file's ``accounts``;
+        ``"link"`` for a node built from flags).
+    :ivar relation: ``"parent"``, ``"child"`` or ``"peer"``.
+    :ivar plugin: this account's plugin.
+    :ivar plugins: every account's plugin by name, to forward packets with
+        ``plugins[name].send_data(prepare)``.
+    :ivar node: the whole node's configuration.
+    """
+
+    account: str
+    relation: str
+    plugin: PluginHttp
+    plugins: Mapping[str, PluginHttp]
+    node: NodeConfig
+
+
+#: ``factory(context) -> data handler``
+HandlerFactory = Callable[[HandlerContext], DataHandler]
+
+
+def load_handler_factory(spec: str) -> HandlerFactory:
+    """Import ``pkg.module:callable`` (dots after the colon walk attributes).
+
+    :raises OptionError: naming ``--handler`` and the reason.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise OptionError(f"--handler must be pkg.module:callable, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OptionError(f"--handler: cannot import {module_name}: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise OptionError(f"--handler: {module_name} has no {attribute}") from None
+    if not callable(target):
+        raise OptionError(f"--handler: {spec} is not callable")
+    factory: HandlerFactory = target
+    return factory
+
+
+class NodeService(MultiService):
+    """The node: one PluginHttp per account (named after it), and the router or your handlers.
+
+    A listening failure (port in use, bad endpoint) stops startup with one line
+    naming the account (``SystemExit``), not a traceback.
+
+    :ivar plugins: account name -> its plugin.
+    :ivar router: the router, or None when a handler factory answers packets.
+    """
+
+    def __init__(self, node: NodeConfig) -> None:
+        MultiService.__init__(self)
+        self.node = node
+        self.plugins: dict[str, PluginHttp] = {}
+        self.router: Router | None = None
+
+    def privilegedStartService(self) -> None:
+        for service in self:
+            self._guard(service, service.privilegedStartService)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for ignored in self.node.ignored:
+            _log.info("ignoring the ilp-connector setting {setting}", setting=ignored)
+        for service in self:
+            self._guard(service, service.startService)
+        routing = self.node.routing
+        if routing.address is not None:
+            _log.info(
+                "our address is {address}, asset {code} scale {scale}",
+                address=routing.address,
+                code=routing.asset_code if routing.asset_code is not None else "(from the parent)",
+                scale=(
+                    routing.asset_scale if routing.asset_scale is not None else "(from the parent)"
+                ),
+            )
+        elif self.router is not None:
+            _log.info("our address comes from the parent over IL-DCP")
+        for spec in self.node.accounts:
+            plugin = self.plugins.get(spec.name)
+            listening = "send-only"
+            if plugin is not None and plugin.port is not None:
+                host = plugin.port.getHost()
+                listening = f"listening on port {getattr(host, 'port', host)}"
+            if spec.extra_listen:
+                listening += f" (and {', '.join(spec.extra_listen)})"
+            _log.info(
+                "account {account}: {relation}{multi}, {listening}",
+                account=spec.name,
+                relation=spec.relation,
+                multi=", multi" if spec.multi else "",
+                listening=listening,
+            )
+
+    def _guard(self, service: IService, start: Callable[[], object]) -> None:
+        try:
+            start()
+        except (CannotListenError, OptionError) as exc:
+            what = getattr(service, "name", None) or "a listener"
+            message = f"cannot start {what}: {exc}"
+            _log.critical("{message}", message=message)
+            raise SystemExit(f"ilphttp: {message}") from None
+
+
+def make_node(
+    config: NodeConfig,
+    handler_factory: HandlerFactory | None = None,
+    reactor: Any = None,
+    listeners: Mapping[str, Sequence[IStreamServerEndpoint]] | None = None,
+) -> NodeService:
+    """The node's service for ``config``, not started.
+
+    :param handler_factory: answers packets instead of the router (see
+        :class:`HandlerContext`).
+    :param reactor: the reactor (tests pass a Clock or MemoryReactor).
+    :param listeners: account -> endpoints (its incoming one, then its extra
+        ``--listen`` ones), replacing the accounts' endpoint strings; a worker
+        of :mod:`ilphttp.workers` passes its adopted sockets so.
+    :raises OptionError: when the handler factory returns something that is
+        not callable.
+    """
+    service = NodeService(config)
+    for spec in config.accounts:
+        endpoints = None if listeners is None else listeners.get(spec.name)
+        plugin = PluginHttp(
+            options=spec.options, reactor=reactor, endpoint=endpoints[0] if endpoints else None
+        )
+        plugin.setName(spec.name)
+        plugin.setServiceParent(service)
+        service.plugins[spec.name] = plugin
+        for i, description in enumerate(spec.extra_listen):
+            assert plugin.site is not None
+            listener: Service
+            if endpoints:
+                listener = raise_listen_errors_synchronously(
+                    StreamServerEndpointService(endpoints[i + 1], plugin.site)
+                )
+            else:
+                listener = strports.service(description, plugin.site, reactor=reactor)
+            listener.setName(f"{spec.name}-listen-{i + 1}")
+            listener.setServiceParent(service)
+    if handler_factory is None:
+        router = Router(config.routing, service.plugins, reactor)
+        router.setName("router")
+        router.setServiceParent(service)
+        service.router = router
+        return service
+    for spec in config.accounts:
+        plugin = service.plugins[spec.name]
+        handler = handler_factory(
+            HandlerContext(spec.name, spec.relation, plugin, service.plugins, config)
+        )
+        if not callable(handler):
+            raise OptionError(
+                f"the handler factory returned {type(handler).__name__}, not a callable"
+                f" data handler (account {spec.name})"
+            )
+        plugin.register_data_handler(handler)
+    return service

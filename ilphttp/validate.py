@@ -1,0 +1,141 @@
+"""One validator per rule, shared by plugin options, the node file and the flags.
+
+Each takes ``where`` -- the option's name as the user wrote it
+(``outgoing.staticToken``, ``accounts.bob.assetScale``, ``--asset-scale``) --
+and the value, and returns the value (converted where said) or raises
+:class:`~ilphttp.errors.OptionError` naming ``where``.  Pure: no Twisted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ilphttp.errors import OptionError
+from ilphttp.packet import is_valid_address, is_valid_segment
+
+__all__ = [
+    "address",
+    "boolean",
+    "check_keys",
+    "http_url",
+    "integer",
+    "integer_text",
+    "milliseconds",
+    "optional_string",
+    "positive_number",
+    "segment",
+    "string",
+]
+
+
+def string(where: str, value: Any, *, empty_ok: bool = False) -> str:
+    """A string (non-empty unless ``empty_ok``)."""
+    if not isinstance(value, str):
+        raise OptionError(f"{where} must be a string, got {type(value).__name__}")
+    if not value and not empty_ok:
+        raise OptionError(f"{where} must not be empty")
+    return value
+
+
+def optional_string(where: str, value: Any) -> str | None:
+    """None, or a non-empty string."""
+    return None if value is None else string(where, value)
+
+
+def boolean(where: str, value: Any) -> bool:
+    """``true``/``false`` exactly (no 0/1, no strings)."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def integer(where: str, value: Any, low: int, high: int) -> int:
+    """An integer from ``low`` to ``high`` inclusive (booleans are not integers)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OptionError(f"{where} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def integer_text(where: str, text: str, low: int, high: int) -> int:
+    """:func:`integer` for a command-line word: decimal digits only (no ``4_5``, no sign)."""
+    if not text.isascii() or not text.isdigit() or not low <= int(text, 10) <= high:
+        raise OptionError(f"{where} must be an integer from {low} to {high}, got {text!r}")
+    return int(text, 10)
+
+
+def positive_number(where: str, value: Any) -> float:
+    """A number greater than zero, as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise OptionError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def milliseconds(where: str, value: Any) -> float:
+    """A duration given in milliseconds (>= 0, as ilp-connector writes them), in seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise OptionError(f"{where} must be a number of milliseconds, got {value!r}")
+    return float(value) / 1000.0
+
+
+def http_url(where: str, value: Any) -> str:
+    """An absolute ``http://`` or ``https://`` URL."""
+    url = string(where, value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def address(where: str, value: Any) -> str:
+    """A valid ILP address (RFC 15)."""
+    text = string(where, value)
+    if not is_valid_address(text):
+        raise OptionError(f"{where} {text!r} is not a valid ILP address")
+    return text
+
+
+def segment(where: str, value: Any) -> str:
+    """A valid ILP address segment (RFC 15)."""
+    text = string(where, value)
+    if not is_valid_segment(text):
+        raise OptionError(f"{where} {text!r} is not a valid address segment")
+    return text
+
+
+def check_keys(
+    where: str,
+    given: Any,
+    known: set[str],
+    ignorable: frozenset[str] | set[str] = frozenset(),
+    ignored: list[str] | None = None,
+) -> Mapping[str, Any]:
+    """``given`` if it is an object whose keys are all ``known``.
+
+    Keys starting with ``_`` belong to whoever built the object (as in
+    ilp-connector) and pass; ``ignorable`` keys are appended to ``ignored``
+    as ``where.key``; anything else is an error listing the known keys, so a
+    typo never passes silently.
+    """
+    if not isinstance(given, Mapping):
+        raise OptionError(f"{where or 'the config'} must be an object, got {type(given).__name__}")
+    unknown: list[str] = []
+    for key in given:
+        if not isinstance(key, str):
+            raise OptionError(f"{where}: keys must be strings, got {key!r}")
+        if key.startswith("_") or key in known:
+            continue
+        if key in ignorable and ignored is not None:
+            ignored.append(f"{where}.{key}" if where else key)
+            continue
+        unknown.append(key)
+    if unknown:
+        unknown.sort()
+        prefix = f"{where}." if where else ""
+        raise OptionError(
+            f"unknown setting {prefix}{unknown[0]}"
+            + (f" (and {', '.join(unknown[1:])})" if unknown[1:] else "")
+            + f"; known: {', '.join(sorted(known))}"
+        )
+    return given
