@@ -25,11 +25,10 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import subprocess
 from typing import Any, Callable
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from ilphttp.ildcp import (
     ILDCP_CONDITION,
@@ -59,11 +58,16 @@ from ilphttp.packet import (
     deserialize_reject,
     serialize,
 )
+from tests.support.jsinterop import require_node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTEROP = os.path.join(ROOT, "interop")
 SCRIPT = os.path.join(INTEROP, "packets.js")
-NODE = shutil.which("node")
+#: what require_node must find for these tests
+NODE_NEEDS: dict[str, Any] = {
+    "packages": ("ilp-packet", "ilp-protocol-ildcp"),
+    "scripts": ("packets.js",),
+}
 SEED = int(os.environ.get("ILPHTTP_DIFF_SEED", "20240615"))
 COUNT = 400
 NODE_TIMEOUT = 120  # seconds for one run of packets.js
@@ -92,24 +96,6 @@ TEXT_RANGES = (
     (0x1F300, 0x1FAFF),
     (0x10000, 0x10FFFF),
 )
-
-
-def require_node(case: SynchronousTestCase) -> str:
-    """The node binary; skip without node and the npm packages, fail instead under CI=true."""
-    missing = []
-    if NODE is None:
-        missing.append("node")
-    if not os.path.exists(SCRIPT):
-        missing.append(SCRIPT)
-    for package in ("ilp-packet", "ilp-protocol-ildcp"):
-        if not os.path.isdir(os.path.join(INTEROP, "node_modules", package)):
-            missing.append(f"interop/node_modules/{package} (npm ci --prefix interop)")
-    if missing:
-        if os.environ.get("CI") == "true":
-            case.fail("required for the differential tests when CI=true: " + ", ".join(missing))
-        raise SkipTest("missing: " + ", ".join(missing))
-    assert NODE is not None
-    return NODE
 
 
 def run_packets_js(node: str, args: list[str], stdin: str = "") -> list[dict[str, Any]]:
@@ -324,7 +310,7 @@ class NodeToPythonTests(SynchronousTestCase):
     """What the npm packages serialize, Python reads to the same fields and bytes."""
 
     def setUp(self) -> None:
-        self.lines = node_generated(require_node(self))
+        self.lines = node_generated(require_node(**NODE_NEEDS))
 
     def of_kind(self, *kinds: str) -> list[tuple[int, dict[str, Any]]]:
         return [(i, line) for i, line in enumerate(self.lines) if line["kind"] in kinds]
@@ -410,7 +396,7 @@ class PythonToNodeTests(SynchronousTestCase):
     """What Python serializes, the npm packages read to the same fields and bytes."""
 
     def setUp(self) -> None:
-        self.node = require_node(self)
+        self.node = require_node(**NODE_NEEDS)
 
     def test_packets(self) -> None:
         packets = PacketMaker(SEED).packets(COUNT)
@@ -494,7 +480,7 @@ def _reject_with(triggered_by: bytes = b"g.x", message: bytes = b"m") -> bytes:
 
 class NodeDifferencesTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.node = require_node(self)
+        self.node = require_node(**NODE_NEEDS)
 
     def test_sample_is_read_alike(self) -> None:
         # the builders above make what both sides write
