@@ -119,6 +119,18 @@ def expect_fulfill(case: SynchronousTestCase, reply: bytes, fulfillment: bytes) 
     return packet
 
 
+# -- an OER writer of the tests' own ---------------------------------------------------
+
+
+def var_octets(raw: bytes) -> bytes:
+    """``raw`` with its canonical OER length determinant in front."""
+    n = len(raw)
+    if n < 128:
+        return bytes([n]) + raw
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 + len(body)]) + body + raw
+
+
 # -- Prepares that carry their fulfillment, for real peers --------------------------------
 
 
