@@ -35,6 +35,23 @@ def listening_plugin(**top: Any) -> PluginHttp:
     return PluginHttp(incoming=incoming, **top)
 
 
+def plugin_on_fake_agent(
+    case: SynchronousTestCase, **top: Any
+) -> tuple[Clock, FakeAgent, PluginHttp]:
+    """A connected PluginHttp sending through a FakeAgent, on a Clock at CLOCK_START."""
+    clock = Clock()
+    clock.advance(CLOCK_START)
+    agent = FakeAgent()
+    plugin = PluginHttp(
+        outgoing={"url": "http://peer.invalid/", "static_token": "t"},
+        reactor=clock,
+        agent=agent,
+        **top,
+    )
+    case.successResultOf(plugin.connect())
+    return clock, agent, plugin
+
+
 class EventTests(SynchronousTestCase):
     def test_connect_and_disconnect_events(self) -> None:
         plugin = PluginHttp(incoming={"static_token": TOKEN}, reactor=Clock())
@@ -328,16 +345,7 @@ class PluginWithFakeAgentTests(SynchronousTestCase):
     """PluginHttp's send path over an injected IAgent and a Clock."""
 
     def test_expiry_through_the_plugin(self) -> None:
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-            address="test.me",
-        )
-        self.successResultOf(plugin.connect())
+        clock, agent, plugin = plugin_on_fake_agent(self, address="test.me")
         made = make_prepare(clock.seconds(), expires_in=2)
         d = plugin.send_data(made.packet)
         stopped = plugin.disconnect()
@@ -353,15 +361,7 @@ class InFlightTests(SynchronousTestCase):
     """disconnect() waits for packets in flight without touching their results."""
 
     def test_caller_still_sees_its_own_result_after_disconnect(self) -> None:
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-        )
-        self.successResultOf(plugin.connect())
+        clock, agent, plugin = plugin_on_fake_agent(self)
         cancelled = plugin.send_data(make_prepare(clock.seconds()).packet)
         made = make_prepare(clock.seconds())
         answered = plugin.send_data(made.packet)
@@ -377,15 +377,7 @@ class InFlightTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_send_while_disconnecting_is_refused(self) -> None:
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-        )
-        self.successResultOf(plugin.connect())
+        clock, agent, plugin = plugin_on_fake_agent(self)
         first = plugin.send_data(make_prepare(clock.seconds(), expires_in=1).packet)
         stopped = plugin.disconnect()
         self.assertNoResult(stopped)
