@@ -12,10 +12,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import NOT_DONE_YET, Request
-from zope.interface import implementer
 
 from ilphttp.auth import IncomingAuth, OutgoingAuth
 from ilphttp.client import MAX_REPLY_LENGTH, OutgoingClient, reject_for_status
@@ -27,26 +25,27 @@ from ilphttp.packet import (
     serialize,
 )
 from ilphttp.plugin import NotConnectedError, PluginHttp
-
-from .helpers import (
-    CLOCK_START,
-    LOOPBACK_ENDPOINT,
+from tests.support.fakes import (
     Captured,
     CaptureServer,
+    FakeAgent,
+    FakeResponse,
     LogCapture,
-    Made,
     answer,
+    hang,
+)
+from tests.support.packets import (
+    CLOCK_START,
+    Made,
     expect_fulfill,
     expect_reject,
-    free_port,
-    hang,
     ildcp_reply,
     known_fulfillment,
-    listen_port,
     make_prepare,
     reject_bytes,
-    within,
 )
+from tests.support.ports import LOOPBACK_ENDPOINT, free_port, listen_port
+from tests.support.reactor import within
 
 OUT_TOKEN = "outgoing-token"
 SECRET = "an-outgoing-jwt-secret-of-32-bytes!"
@@ -421,69 +420,6 @@ class MultiOutgoingTests(_LoopbackBase):
 # -- a fake IAgent on a Clock: deterministic expiry, cancellation and mapping -----------
 
 
-class _BodyTransport:
-    def __init__(self) -> None:
-        self.stopped = False
-
-    def stopProducing(self) -> None:
-        self.stopped = True
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
-@implementer(IResponse)
-class FakeResponse:
-    version = (b"HTTP", 1, 1)
-    phrase = b"X"
-    request = None
-    previousResponse = None
-
-    def __init__(self, code: int, body: bytes | None, length: Any = None) -> None:
-        self.code = code
-        self.body = body
-        self.length = len(body) if length is None and body is not None else length
-        if self.length is None:
-            self.length = UNKNOWN_LENGTH
-        self.headers = Headers()
-        self.transport = _BodyTransport()
-        self.protocol: Any = None
-
-    def deliverBody(self, protocol: Any) -> None:
-        self.protocol = protocol
-        protocol.makeConnection(self.transport)
-        if self.body is not None and not self.transport.stopped:
-            protocol.dataReceived(self.body)
-            protocol.connectionLost(Failure(_newclient.ResponseDone()))
-
-    def setPreviousResponse(self, response: IResponse) -> None:
-        pass
-
-
-@implementer(IAgent)
-class FakeAgent:
-    def __init__(self) -> None:
-        self.requests: list[tuple[bytes, bytes, Headers, bytes]] = []
-        self.pending: list[Deferred[Any]] = []
-        self.cancelled = 0
-
-    def request(
-        self, method: bytes, uri: bytes, headers: Headers | None = None, bodyProducer: Any = None
-    ) -> Deferred[Any]:
-        assert headers is not None
-        self.requests.append((method, uri, headers, bodyProducer.body))
-
-        def cancel(d: Deferred[Any]) -> None:
-            self.cancelled += 1
-
-        d: Deferred[Any] = Deferred(cancel)
-        self.pending.append(d)
-        return d
-
-
 class FakeAgentTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -648,28 +584,3 @@ class FakeAgentTests(SynchronousTestCase):
         d = self.send(self.client(), made)
         self.agent.pending[-1].callback(FakeResponse(200, made.fulfill(b"ok")))
         self.assertEqual(deserialize(self.successResultOf(d)), Fulfill(made.fulfillment, b"ok"))
-
-
-class PluginWithFakeAgentTests(SynchronousTestCase):
-    """PluginHttp's send path over an injected IAgent and a Clock."""
-
-    def test_expiry_through_the_plugin(self) -> None:
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-            address="test.me",
-        )
-        self.successResultOf(plugin.connect())
-        made = make_prepare(clock.seconds(), expires_in=2)
-        d = plugin.send_data(made.packet)
-        stopped = plugin.disconnect()
-        self.assertNoResult(stopped)  # waits for the packet in flight
-        clock.advance(2.001)
-        expect_reject(self, self.successResultOf(d), ErrorCode.R00_TRANSFER_TIMED_OUT)
-        self.successResultOf(stopped)
-        self.assertEqual(clock.getDelayedCalls(), [])
-        self.assertEqual(agent.cancelled, 1)

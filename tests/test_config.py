@@ -18,8 +18,7 @@ from ilphttp.config import (
 )
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.plugin import PluginHttp
-
-from .certs import CertificateAuthority
+from tests.support.certs import CertificateAuthority
 
 URL = "http://127.0.0.1:9/ilp"
 

@@ -26,8 +26,9 @@ from twisted.web.server import Site
 from ilphttp import h2c
 from ilphttp.http2 import BytesProducer, HTTP2Agent
 from ilphttp.tls import ClientTLSPolicy, server_endpoint
-from tests.certs import CertificateAuthority
-from tests.test_http2 import require_node, run_node_script
+from tests.support.certs import CertificateAuthority
+from tests.support.h2node import run_node_script
+from tests.support.jsinterop import require_node
 
 
 class _Echo(Resource):
@@ -100,7 +101,7 @@ class H2CListenerTests(TestCase):
     @defer.inlineCallbacks
     def test_node_http2_client(self) -> Any:
         """node's http2.connect (prior knowledge) reaches the wrapped Site."""
-        require_node(self)
+        require_node(packages=(), scripts=("h2client.js",))
         body = bytes(range(256)) * 10
         requests = [
             {"method": "GET", "path": "/a?x=1"},

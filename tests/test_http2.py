@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 from treq import content as treq_content
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
-from twisted.internet.error import ConnectionRefusedError, ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.client import (
     Agent,
     ResponseDone,
@@ -41,104 +38,9 @@ from ilphttp.http2 import (
     HTTP2Agent,
 )
 from ilphttp.tls import ClientTLSPolicy, server_endpoint
-from tests.certs import CertificateAuthority
-
-NODE = shutil.which("node")
-INTEROP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop")
-
-
-def require_node(case: TestCase) -> None:
-    """Skip without node, except under CI=true, where that is a failure."""
-    if NODE is None or not os.path.exists(os.path.join(INTEROP, "h2server.js")):
-        if os.environ.get("CI") == "true":
-            case.fail("node and interop/h2server.js are required when CI=true")
-        raise SkipTest("node is not installed")
-
-
-class _NodeProcess(ProcessProtocol):
-    def __init__(self) -> None:
-        self.first_line: defer.Deferred[bytes] = defer.Deferred()
-        self.ended: defer.Deferred[None] = defer.Deferred()
-        self.out = b""
-        self.err = b""
-        self.done = False
-
-    def outReceived(self, data: bytes) -> None:
-        self.out += data
-        if b"\n" in self.out and not self.first_line.called:
-            self.first_line.callback(self.out.split(b"\n", 1)[0])
-
-    def errReceived(self, data: bytes) -> None:
-        self.err += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.done = True
-        if not self.first_line.called:
-            self.first_line.errback(
-                RuntimeError(f"node exited early: {self.err.decode(errors='replace')}")
-            )
-        self.ended.callback(None)
-
-
-class NodeH2Server:
-    """Runs interop/h2server.js; C{start()} gives the port."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options = options or {}
-        self.proto = _NodeProcess()
-        self.transport: Any = None
-
-    @defer.inlineCallbacks
-    def start(self) -> Any:
-        assert NODE is not None
-        self.transport = reactor.spawnProcess(
-            self.proto,
-            NODE,
-            [NODE, os.path.join(INTEROP, "h2server.js"), json.dumps(self.options)],
-            env=os.environ.copy(),
-            path=INTEROP,
-        )
-        timer = reactor.callLater(10, self.proto.first_line.cancel)
-        try:
-            line = yield self.proto.first_line
-        finally:
-            if timer.active():
-                timer.cancel()
-        return json.loads(line)["port"]
-
-    @defer.inlineCallbacks
-    def stop(self) -> Any:
-        if self.transport is None or self.proto.done:
-            return
-        try:
-            self.transport.closeStdin()
-            self.transport.signalProcess("TERM")
-        except ProcessExitedAlready:
-            pass
-        kill = reactor.callLater(5, self._kill)
-        yield self.proto.ended
-        if kill.active():
-            kill.cancel()
-
-    def _kill(self) -> None:
-        try:
-            self.transport.signalProcess("KILL")
-        except ProcessExitedAlready:
-            pass
-
-
-def run_node_script(script: str, options: dict[str, Any]) -> defer.Deferred[Any]:
-    """Run an interop script; fires with (stdout, stderr, exit code)."""
-    from twisted.internet.utils import getProcessOutputAndValue
-
-    assert NODE is not None
-    return getProcessOutputAndValue(
-        NODE,
-        [os.path.join(INTEROP, script), json.dumps(options)],
-        env=os.environ.copy(),
-        path=INTEROP,
-        reactor=reactor,
-    )
+from tests.support.certs import CertificateAuthority
+from tests.support.h2node import NodeH2Server
+from tests.support.jsinterop import require_node
 
 
 def header(response: IResponse, name: str) -> str:
@@ -169,7 +71,7 @@ class _NodeTestBase(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self) -> Any:
-        require_node(self)
+        require_node(packages=(), scripts=("h2server.js",))
         self.server = NodeH2Server(self.server_options)
         self.addCleanup(self.server.stop)
         self.port = yield self.server.start()

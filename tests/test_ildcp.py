@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
-import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -45,25 +43,16 @@ from ilphttp.packet import (
     serialize_fulfill,
 )
 from ilphttp.plugin import fetch_ildcp as fetch
+from tests.support.packets import var_octets
+from tests.support.vectors import load_vector
 
-VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
 UTC = dt.timezone.utc
 ADDRESS_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_~-"
 EXAMPLE = IldcpResponse("example.client", 13, "XAM")
 
 
 def load_examples() -> Any:
-    path = os.path.join(VECTORS, "ilp-protocol-ildcp", "examples.json")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _var(raw: bytes) -> bytes:
-    n = len(raw)
-    if n < 128:
-        return bytes([n]) + raw
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 + len(body)]) + body + raw
+    return load_vector("ilp-protocol-ildcp", "examples.json")
 
 
 def response_with_data(data: bytes, fulfillment: bytes = ILDCP_FULFILLMENT) -> bytes:
@@ -276,28 +265,28 @@ class ResponseTests(SynchronousTestCase):
         ):
             reply = serialize_response(resp)
             self.assertEqual(deserialize_response(reply), resp)
-        data = response_with_data(_var(b"g." + b"a" * 126) + b"\x00" + _var(b""))
+        data = response_with_data(var_octets(b"g." + b"a" * 126) + b"\x00" + var_octets(b""))
         self.assertEqual(deserialize_response(data).client_address, "g." + "a" * 126)
 
     def test_extra_bytes_in_the_data_are_ignored(self) -> None:
-        data = _var(b"g.x") + b"\x02" + _var(b"USD") + b"more"
+        data = var_octets(b"g.x") + b"\x02" + var_octets(b"USD") + b"more"
         self.assertEqual(deserialize_response(response_with_data(data)), ("g.x", 2, "USD"))
 
     def test_malformed_data(self) -> None:
         for data in (
             b"",  # nothing
-            _var(b"g.x"),  # no scale
-            _var(b"g.x") + b"\x02",  # no asset code
-            _var(b"g.x") + b"\x02\x05US",  # asset code cut
+            var_octets(b"g.x"),  # no scale
+            var_octets(b"g.x") + b"\x02",  # no asset code
+            var_octets(b"g.x") + b"\x02\x05US",  # asset code cut
             b"\x05g.x",  # address cut
             b"\x81\x03g.x\x02\x03USD",  # non-canonical long form
             b"\x82\x00\x03g.x\x02\x03USD",  # leading zero
             b"\x80g.x\x02\x03USD",  # indefinite
             b"\x83\x00\x00\x03g.x\x02\x03USD",  # length-of-length 3
             b"\x82\x01",  # prefix cut
-            _var(b"nope") + b"\x02" + _var(b"USD"),  # not an ILP address
-            _var(b"g.\xe9") + b"\x02" + _var(b"USD"),  # address not ASCII
-            _var(b"g.x") + b"\x02" + _var(b"\xff"),  # asset code not UTF-8
+            var_octets(b"nope") + b"\x02" + var_octets(b"USD"),  # not an ILP address
+            var_octets(b"g.\xe9") + b"\x02" + var_octets(b"USD"),  # address not ASCII
+            var_octets(b"g.x") + b"\x02" + var_octets(b"\xff"),  # asset code not UTF-8
         ):
             self.assertRaises(IldcpError, deserialize_response, response_with_data(data))
 

@@ -8,9 +8,6 @@ ilp-connector 23 (interop/connector.js) or ilp-protocol-stream
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import os
 from typing import Any
 
 from twisted.internet import defer
@@ -18,19 +15,14 @@ from twisted.trial import unittest
 
 from ilphttp import ErrorCode, PluginHttp, ildcp
 from ilphttp.packet import (
-    MAX_PREPARE_LENGTH,
     Fulfill,
-    Prepare,
-    Reject,
     deserialize,
     deserialize_prepare,
     serialize,
-    serialize_prepare,
 )
 from ilphttp.plugin import fetch_ildcp
-from tests.jsinterop import (
+from tests.support.jsinterop import (
     JsCommandError,
-    free_port,
     http_account,
     plugin_options,
     require_node,
@@ -39,54 +31,11 @@ from tests.jsinterop import (
     start_stream_client,
     start_stream_server,
 )
+from tests.support.packets import data_prepare, fulfil_from_data, largest_data_prepare, reject_of
+from tests.support.ports import free_port
 
 JWT_SECRET_PY = "python-side-jwt-secret-0123456789abcdef"
 JWT_SECRET_JS = "js-side-jwt-secret-0123456789abcdefghij"
-
-
-def make_prepare(
-    destination: str, amount: int = 10, payload: bytes = b"hello", seconds: float = 20
-) -> tuple[Prepare, bytes, bytes]:
-    """A Prepare whose data starts with its own fulfillment (the convention of
-    peer.js's "fulfill" handler and of :func:`fulfil_from_data`)."""
-    fulfillment = os.urandom(32)
-    prepare = Prepare(
-        amount,
-        _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds),
-        hashlib.sha256(fulfillment).digest(),
-        destination,
-        fulfillment + payload,
-    )
-    return prepare, serialize_prepare(prepare), fulfillment
-
-
-def largest_prepare() -> tuple[bytes, bytes]:
-    """The largest legal Prepare, 33,857 bytes (1,023-byte address, 32,767 bytes
-    of data starting with its fulfillment), and that fulfillment."""
-    fulfillment = os.urandom(32)
-    raw = serialize_prepare(
-        Prepare(
-            1,
-            _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=10),
-            hashlib.sha256(fulfillment).digest(),
-            "test." + "d" * 1018,
-            fulfillment + b"x" * (32767 - 32),
-        )
-    )
-    assert len(raw) == MAX_PREPARE_LENGTH
-    return raw, fulfillment
-
-
-def fulfil_from_data(data: bytes) -> bytes:
-    """A Python data handler: fulfil with the first 32 bytes of the data."""
-    prepare = deserialize_prepare(data)
-    return serialize(Fulfill(prepare.data[:32], prepare.data[32:]))
-
-
-def reject_of(reply: bytes) -> Reject:
-    packet = deserialize(reply)
-    assert isinstance(packet, Reject), packet
-    return packet
 
 
 class InteropCase(unittest.TestCase):
@@ -137,13 +86,13 @@ class BilateralTests(InteropCase):
     @defer.inlineCallbacks
     def _both_directions(self, py: PluginHttp, js: Any) -> Any:
         # Python -> JS
-        prepare, raw, fulfillment = make_prepare("test.js.x", payload=b"to js")
+        prepare, raw, fulfillment = data_prepare("test.js.x", payload=b"to js")
         reply = yield py.send_data(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
         received = yield js.received()
         self.assertEqual(received[-1], raw)
         # JS -> Python
-        prepare, raw, fulfillment = make_prepare("test.py.x", payload=b"to python")
+        prepare, raw, fulfillment = data_prepare("test.py.x", payload=b"to python")
         reply = yield js.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"to python"))
 
@@ -174,7 +123,7 @@ class BilateralTests(InteropCase):
         )
         yield self._both_directions(py, js)
         # No race on our side: many concurrent first-ish sends all authorize.
-        sends = [py.send_data(make_prepare("test.js.y")[1]) for _ in range(20)]
+        sends = [py.send_data(data_prepare("test.js.y")[1]) for _ in range(20)]
         replies = yield defer.gatherResults(sends)
         self.assertTrue(all(isinstance(deserialize(r), Fulfill) for r in replies))
 
@@ -240,7 +189,7 @@ class PythonToJsErrorTests(InteropCase):
             outgoing={"url": js.url, "static_token": "js-in"},
             address="test.py",
         )
-        _, raw, _ = make_prepare("test.js.x", seconds=seconds)
+        _, raw, _ = data_prepare("test.js.x", seconds=seconds)
         reply = yield py.send_data(raw)
         return reject_of(reply)
 
@@ -294,7 +243,7 @@ class PythonToJsErrorTests(InteropCase):
         py_port, js_port = free_port(), free_port()
         js = yield start_peer(self, plugin_options(js_port, py_port, "js-in", "py-in"))
         py = yield self.python_plugin(outgoing={"url": js.url, "static_token": "wrong"})
-        reply = yield py.send_data(make_prepare("test.js.x")[1])
+        reply = yield py.send_data(data_prepare("test.js.x")[1])
         reject = reject_of(reply)
         self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
         self.assertIn("credentials", reject.message)
@@ -306,7 +255,7 @@ class PythonToJsErrorTests(InteropCase):
         py = yield self.python_plugin(
             outgoing={"url": f"http://127.0.0.1:{free_port()}/", "static_token": "x"}
         )
-        reject = reject_of((yield py.send_data(make_prepare("test.js.x")[1])))
+        reject = reject_of((yield py.send_data(data_prepare("test.js.x")[1])))
         self.assertEqual(reject.code, ErrorCode.T01_PEER_UNREACHABLE)
 
     @defer.inlineCallbacks
@@ -316,7 +265,7 @@ class PythonToJsErrorTests(InteropCase):
         py_port, js_port = free_port(), free_port()
         js = yield start_peer(self, plugin_options(js_port, py_port, "js-in", "py-in"))
         py = yield self.python_plugin(outgoing={"url": js.url, "static_token": "js-in"})
-        raw, _ = largest_prepare()
+        raw, _ = largest_data_prepare()
         reject = reject_of((yield py.send_data(raw)))
         self.assertEqual(reject.code, ErrorCode.F00_BAD_REQUEST)
         self.assertIn("413", reject.message)
@@ -338,7 +287,7 @@ class JsToPythonErrorTests(InteropCase):
     def test_wrong_token_is_401(self) -> Any:
         _, js = yield self._js_to_python(fulfil_from_data, js_token="nope")
         with self.assertRaises(JsCommandError) as caught:
-            yield js.send(make_prepare("test.py.x")[1])
+            yield js.send(data_prepare("test.py.x")[1])
         self.assertEqual(caught.exception.message, "failed to fetch. code=401")
 
     @defer.inlineCallbacks
@@ -354,7 +303,7 @@ class JsToPythonErrorTests(InteropCase):
             raise RuntimeError("secret internals")
 
         _, js = yield self._js_to_python(broken, address="test.py")
-        reject = reject_of((yield js.send(make_prepare("test.py.x")[1])))
+        reject = reject_of((yield js.send(data_prepare("test.py.x")[1])))
         self.assertEqual((reject.code, reject.triggered_by), ("T00", "test.py"))
         self.assertNotIn("secret internals", reject.message)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -363,20 +312,20 @@ class JsToPythonErrorTests(InteropCase):
     def test_no_handler_is_502(self) -> Any:
         _, js = yield self._js_to_python(None)
         with self.assertRaises(JsCommandError) as caught:
-            yield js.send(make_prepare("test.py.x")[1])
+            yield js.send(data_prepare("test.py.x")[1])
         self.assertEqual(caught.exception.message, "failed to fetch. code=502")
 
     @defer.inlineCallbacks
     def test_slow_handler_is_r00(self) -> Any:
         _, js = yield self._js_to_python(lambda data: defer.Deferred(), address="test.py")
-        reject = reject_of((yield js.send(make_prepare("test.py.x", seconds=1)[1])))
+        reject = reject_of((yield js.send(data_prepare("test.py.x", seconds=1)[1])))
         self.assertEqual((reject.code, reject.triggered_by), ("R00", "test.py"))
 
     @defer.inlineCallbacks
     def test_largest_legal_prepare_accepted(self) -> Any:
         # 33,857 bytes: over the JS plugin's own limit, under ours.
         _, js = yield self._js_to_python(fulfil_from_data)
-        raw, fulfillment = largest_prepare()
+        raw, fulfillment = largest_data_prepare()
         reply = yield js.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"x" * (32767 - 32)))
 
@@ -385,7 +334,7 @@ class JsToPythonErrorTests(InteropCase):
         plugin, js = yield self._js_to_python(fulfil_from_data)
         yield plugin.disconnect()
         with self.assertRaises(JsCommandError) as caught:
-            yield js.send(make_prepare("test.py.x")[1])
+            yield js.send(data_prepare("test.py.x")[1])
         self.assertIn("ECONNREFUSED", caught.exception.message)
 
 
@@ -413,13 +362,13 @@ class MultiModeTests(InteropCase):
             info = ildcp.deserialize_response((yield kid.send(ildcp.serialize_request())))
             self.assertEqual(info, ildcp.IldcpResponse(f"test.hub.{kid.port}", 9, "XRP"))
         for kid in kids:
-            prepare, raw, fulfillment = make_prepare(f"test.hub.{kid.port}.wallet")
+            prepare, raw, fulfillment = data_prepare(f"test.hub.{kid.port}.wallet")
             reply = yield hub.send_data(raw)
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
             received = yield kid.received()
             self.assertEqual(received, [raw])
         # Outside our prefix: F02 without any request.
-        reject = reject_of((yield hub.send_data(make_prepare("test.other.x")[1])))
+        reject = reject_of((yield hub.send_data(data_prepare("test.other.x")[1])))
         self.assertEqual((reject.code, reject.triggered_by), ("F02", "test.hub"))
 
     @defer.inlineCallbacks
@@ -440,7 +389,7 @@ class MultiModeTests(InteropCase):
         )
         info = yield fetch_ildcp(child.send_data)
         self.assertEqual(info, ildcp.IldcpResponse(f"test.jshub.{child_port}", 6, "EUR"))
-        _, raw, fulfillment = make_prepare(f"test.jshub.{child_port}.x")
+        _, raw, fulfillment = data_prepare(f"test.jshub.{child_port}.x")
         reply = yield parent.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"hello"))
 
@@ -482,7 +431,7 @@ class ConnectorTests(InteropCase):
         info = yield fetch_ildcp(py.send_data)
         self.assertEqual(info.client_address, "test.conn.py")
         # The connector routes test.conn.py.* to us.
-        _, raw, fulfillment = make_prepare("test.conn.py.x")
+        _, raw, fulfillment = data_prepare("test.conn.py.x")
         reply = yield py.send_data(raw)  # to the connector, which sends it back to us
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"hello"))
 

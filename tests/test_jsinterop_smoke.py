@@ -1,15 +1,12 @@
 """The JS interop machinery works: real npm peers talk to each other under trial.
 
-These tests prove tests/jsinterop.py and interop/*.js, not ilphttp: every peer
+These tests prove tests/support/jsinterop.py and interop/*.js, not ilphttp: every peer
 here is the real JavaScript ilp-plugin-http 1.6.1, ilp-connector 23 or
 ilp-protocol-stream.  Packets are built and read with ilphttp.packet.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import os
 from typing import Any
 
 import jwt
@@ -19,15 +16,13 @@ from twisted.trial import unittest
 from ilphttp import ildcp
 from ilphttp.packet import (
     Fulfill,
-    Prepare,
     Reject,
     deserialize,
     deserialize_prepare,
     serialize_prepare,
 )
-from tests.jsinterop import (
+from tests.support.jsinterop import (
     JsCommandError,
-    free_port,
     http_account,
     plugin_options,
     require_node,
@@ -37,22 +32,8 @@ from tests.jsinterop import (
     start_stream_client,
     start_stream_server,
 )
-
-
-def make_prepare(
-    destination: str, amount: int = 10, payload: bytes = b"hello", seconds: int = 30
-) -> tuple[Prepare, bytes, bytes]:
-    """A Prepare that peer.js's "fulfill" handler can fulfill: its data starts
-    with the fulfillment.  Returns (prepare, serialized, fulfillment)."""
-    fulfillment = os.urandom(32)
-    prepare = Prepare(
-        amount=amount,
-        expires_at=_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds),
-        execution_condition=hashlib.sha256(fulfillment).digest(),
-        destination=destination,
-        data=fulfillment + payload,
-    )
-    return prepare, serialize_prepare(prepare), fulfillment
+from tests.support.packets import data_prepare
+from tests.support.ports import free_port
 
 
 class JsPeerPairTests(unittest.TestCase):
@@ -73,7 +54,7 @@ class JsPeerPairTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def _round_trip(self, sender: Any, receiver: Any) -> Any:
-        prepare, raw, fulfillment = make_prepare("test.receiver.x", payload=b"ping")
+        prepare, raw, fulfillment = data_prepare("test.receiver.x", payload=b"ping")
         reply = yield sender.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
         received = yield receiver.received()
@@ -119,7 +100,7 @@ class JsPeerPairTests(unittest.TestCase):
             {"incoming_token": "b-in", "outgoing_token": "a-in"},
         )
         yield b.set_handler("throw", message="boom")
-        _, raw, _ = make_prepare("test.b")
+        _, raw, _ = data_prepare("test.b")
         err = yield self.assertFailure(a.send(raw), JsCommandError)
         self.assertEqual(err.message, "failed to fetch. code=500")
         received = yield b.received()
@@ -131,7 +112,7 @@ class JsPeerPairTests(unittest.TestCase):
             {"incoming_token": "a-in", "outgoing_token": "not-b-in"},
             {"incoming_token": "b-in", "outgoing_token": "a-in"},
         )
-        _, raw, _ = make_prepare("test.b")
+        _, raw, _ = data_prepare("test.b")
         err = yield self.assertFailure(a.send(raw), JsCommandError)
         self.assertEqual(err.message, "failed to fetch. code=401")
         received = yield b.received()
@@ -145,7 +126,7 @@ class JsPeerPairTests(unittest.TestCase):
             {"incoming_token": "a-in", "outgoing_token": "b-in"},
             {"incoming_token": "b-in", "outgoing_token": "a-in"},
         )
-        _, raw, _ = make_prepare("test.b")
+        _, raw, _ = data_prepare("test.b")
         yield b.set_handler("reject", code="F02", message="no route", triggeredBy="test.b")
         reply = yield a.send(raw)
         self.assertEqual(deserialize(reply), Reject("F02", "test.b", "no route", b""))
@@ -156,7 +137,7 @@ class JsPeerPairTests(unittest.TestCase):
         reply = yield a.send(raw)
         self.assertEqual(reply, b"\x00\xffjunk")
         # A Prepare whose data does not hold the fulfillment: F05 from "fulfill".
-        wrong = make_prepare("test.b")[0]._replace(data=b"x" * 40)
+        wrong = data_prepare("test.b")[0]._replace(data=b"x" * 40)
         yield b.set_handler("fulfill")
         reply = yield a.send(serialize_prepare(wrong))
         self.assertEqual(deserialize(reply).code, "F05")  # type: ignore[union-attr]
@@ -178,7 +159,7 @@ class JsPeerPairTests(unittest.TestCase):
             {"incoming_token": "b-in", "outgoing_token": "a-in"},
         )
         yield b.set_handler("hang")
-        _, raw, _ = make_prepare("test.b")
+        _, raw, _ = data_prepare("test.b")
         err = yield self.assertFailure(a.send(raw, js_timeout_ms=300), JsCommandError)
         self.assertEqual(err.message, "timeout: sendData took over 300 ms")
         received = yield b.received()
@@ -200,7 +181,7 @@ class JsPeerPairTests(unittest.TestCase):
             },
         )
         self.assertEqual(a.name, "alice")
-        _, raw, _ = make_prepare("test.cap.x")
+        _, raw, _ = data_prepare("test.cap.x")
         reply = yield a.send(raw)
         self.assertEqual(reply, b"whatever")
         [request] = yield capture.requests()
@@ -251,7 +232,7 @@ class JsConnectorTests(unittest.TestCase):
             ildcp.deserialize_response(reply), ildcp.IldcpResponse("test.conn.alice", 9, "USD")
         )
 
-        prepare, raw, fulfillment = make_prepare("test.conn.bob.x", amount=1234, payload=b"hi")
+        prepare, raw, fulfillment = data_prepare("test.conn.bob.x", amount=1234, payload=b"hi")
         reply = yield alice.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
         [forwarded] = yield bob.received()
@@ -263,7 +244,7 @@ class JsConnectorTests(unittest.TestCase):
         self.assertLess(got.expires_at, prepare.expires_at)  # the connector's hold window
 
         # No route: the connector answers F02 itself.
-        _, raw, _ = make_prepare("test.elsewhere.x")
+        _, raw, _ = data_prepare("test.elsewhere.x")
         reply = yield alice.send(raw)
         rejected = deserialize(reply)
         assert isinstance(rejected, Reject)

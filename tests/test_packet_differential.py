@@ -25,11 +25,10 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import subprocess
 from typing import Any, Callable
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from ilphttp.ildcp import (
     ILDCP_CONDITION,
@@ -59,11 +58,17 @@ from ilphttp.packet import (
     deserialize_reject,
     serialize,
 )
+from tests.support.jsinterop import require_node
+from tests.support.packets import var_octets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTEROP = os.path.join(ROOT, "interop")
 SCRIPT = os.path.join(INTEROP, "packets.js")
-NODE = shutil.which("node")
+#: what require_node must find for these tests
+NODE_NEEDS: dict[str, Any] = {
+    "packages": ("ilp-packet", "ilp-protocol-ildcp"),
+    "scripts": ("packets.js",),
+}
 SEED = int(os.environ.get("ILPHTTP_DIFF_SEED", "20240615"))
 COUNT = 400
 NODE_TIMEOUT = 120  # seconds for one run of packets.js
@@ -92,24 +97,6 @@ TEXT_RANGES = (
     (0x1F300, 0x1FAFF),
     (0x10000, 0x10FFFF),
 )
-
-
-def require_node(case: SynchronousTestCase) -> str:
-    """The node binary; skip without node and the npm packages, fail instead under CI=true."""
-    missing = []
-    if NODE is None:
-        missing.append("node")
-    if not os.path.exists(SCRIPT):
-        missing.append(SCRIPT)
-    for package in ("ilp-packet", "ilp-protocol-ildcp"):
-        if not os.path.isdir(os.path.join(INTEROP, "node_modules", package)):
-            missing.append(f"interop/node_modules/{package} (npm ci --prefix interop)")
-    if missing:
-        if os.environ.get("CI") == "true":
-            case.fail("required for the differential tests when CI=true: " + ", ".join(missing))
-        raise SkipTest("missing: " + ", ".join(missing))
-    assert NODE is not None
-    return NODE
 
 
 def run_packets_js(node: str, args: list[str], stdin: str = "") -> list[dict[str, Any]]:
@@ -324,7 +311,7 @@ class NodeToPythonTests(SynchronousTestCase):
     """What the npm packages serialize, Python reads to the same fields and bytes."""
 
     def setUp(self) -> None:
-        self.lines = node_generated(require_node(self))
+        self.lines = node_generated(require_node(**NODE_NEEDS))
 
     def of_kind(self, *kinds: str) -> list[tuple[int, dict[str, Any]]]:
         return [(i, line) for i, line in enumerate(self.lines) if line["kind"] in kinds]
@@ -410,7 +397,7 @@ class PythonToNodeTests(SynchronousTestCase):
     """What Python serializes, the npm packages read to the same fields and bytes."""
 
     def setUp(self) -> None:
-        self.node = require_node(self)
+        self.node = require_node(**NODE_NEEDS)
 
     def test_packets(self) -> None:
         packets = PacketMaker(SEED).packets(COUNT)
@@ -469,32 +456,28 @@ SAMPLE = Prepare(
 )
 
 
-def _var(raw: bytes) -> bytes:
-    n = len(raw)
-    if n < 128:
-        return bytes([n]) + raw
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 + len(body)]) + body + raw
-
-
 def _prepare_with(
     expiry: bytes = b"20300102030405678",
     destination: bytes = b"g.alice",
     destination_field: bytes | None = None,
 ) -> bytes:
     if destination_field is None:
-        destination_field = _var(destination)
-    content = (5).to_bytes(8, "big") + expiry + bytes(range(32)) + destination_field + _var(b"hi")
-    return b"\x0c" + _var(content)
+        destination_field = var_octets(destination)
+    content = (
+        (5).to_bytes(8, "big") + expiry + bytes(range(32)) + destination_field + var_octets(b"hi")
+    )
+    return b"\x0c" + var_octets(content)
 
 
 def _reject_with(triggered_by: bytes = b"g.x", message: bytes = b"m") -> bytes:
-    return b"\x0e" + _var(b"F02" + _var(triggered_by) + _var(message) + _var(b""))
+    return b"\x0e" + var_octets(
+        b"F02" + var_octets(triggered_by) + var_octets(message) + var_octets(b"")
+    )
 
 
 class NodeDifferencesTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.node = require_node(self)
+        self.node = require_node(**NODE_NEEDS)
 
     def test_sample_is_read_alike(self) -> None:
         # the builders above make what both sides write
@@ -517,8 +500,8 @@ class NodeDifferencesTests(SynchronousTestCase):
             "destination length with a leading zero": _prepare_with(
                 destination_field=b"\x82\x00\x07g.alice"
             ),
-            "condition cut short": b"\x0c" + _var(wire[2:40]),
-            "fulfillment cut short": b"\x0d" + _var(bytes(20)),
+            "condition cut short": b"\x0c" + var_octets(wire[2:40]),
+            "fulfillment cut short": b"\x0d" + var_octets(bytes(20)),
             "reject code cut short": b"\x0e\x02F0",
         }
         names = list(cases)
@@ -540,7 +523,8 @@ class NodeDifferencesTests(SynchronousTestCase):
             "Feb 30": _prepare_with(expiry=b"20300230030405678"),
             "month 13": _prepare_with(expiry=b"20301302030405678"),
             "hour 24": _prepare_with(expiry=b"20300102240405678"),
-            "data over 32767 bytes": b"\x0d" + _var(bytes(32) + _var(bytes(MAX_DATA_LENGTH + 1))),
+            "data over 32767 bytes": b"\x0d"
+            + var_octets(bytes(32) + var_octets(bytes(MAX_DATA_LENGTH + 1))),
             "reject message not UTF-8": _reject_with(message=b"caf\xe9"),
         }
         names = list(cases)
@@ -579,8 +563,8 @@ class NodeDifferencesTests(SynchronousTestCase):
         cases = {
             "wrong fulfillment": wrong_fulfillment,
             "a Reject": serialize(Reject("F00", "g.parent", "no", b"")),
-            "bad client address": serialize(Fulfill(bytes(32), _var(b"nope") + b"\x02\x00")),
-            "no asset scale": serialize(Fulfill(bytes(32), _var(b"g.x"))),
+            "bad client address": serialize(Fulfill(bytes(32), var_octets(b"nope") + b"\x02\x00")),
+            "no asset scale": serialize(Fulfill(bytes(32), var_octets(b"g.x"))),
         }
         names = list(cases)
         results = node_decode(self.node, [("ildcp_response", cases[n]) for n in names])

@@ -19,24 +19,11 @@ from ilphttp.config import OptionError
 from ilphttp.packet import ErrorCode
 from ilphttp.plugin import NotConnectedError, PluginHttp
 from ilphttp.server import make_site
-
-from .helpers import (
-    CLOCK_START,
-    LOOPBACK_ENDPOINT,
-    LogCapture,
-    Pending,
-    RecordingHandler,
-    expect_fulfill,
-    expect_reject,
-    global_reactor,
-    http_agent,
-    listen_port,
-    make_prepare,
-    plugin_url,
-    raw_connect,
-    request,
-    within,
-)
+from tests.support.clients import http_agent, raw_connect, request
+from tests.support.fakes import FakeAgent, FakeResponse, LogCapture, Pending, RecordingHandler
+from tests.support.packets import CLOCK_START, expect_fulfill, expect_reject, make_prepare
+from tests.support.ports import LOOPBACK_ENDPOINT, listen_port, plugin_url
+from tests.support.reactor import global_reactor, within
 
 TOKEN = "plugin-token"
 HEADERS = {b"authorization": b"Bearer " + TOKEN.encode()}
@@ -46,6 +33,23 @@ def listening_plugin(**top: Any) -> PluginHttp:
     incoming = {"endpoint": LOOPBACK_ENDPOINT, "static_token": TOKEN}
     incoming.update(top.pop("incoming", {}))
     return PluginHttp(incoming=incoming, **top)
+
+
+def plugin_on_fake_agent(
+    case: SynchronousTestCase, **top: Any
+) -> tuple[Clock, FakeAgent, PluginHttp]:
+    """A connected PluginHttp sending through a FakeAgent, on a Clock at CLOCK_START."""
+    clock = Clock()
+    clock.advance(CLOCK_START)
+    agent = FakeAgent()
+    plugin = PluginHttp(
+        outgoing={"url": "http://peer.invalid/", "static_token": "t"},
+        reactor=clock,
+        agent=agent,
+        **top,
+    )
+    case.successResultOf(plugin.connect())
+    return clock, agent, plugin
 
 
 class EventTests(SynchronousTestCase):
@@ -210,7 +214,7 @@ class LifecycleTests(TestCase):
 
     @inlineCallbacks
     def test_disconnect_waits_for_outgoing_in_flight(self) -> Any:
-        from .helpers import CaptureServer, hang
+        from tests.support.fakes import CaptureServer, hang
 
         capture = yield CaptureServer(self).start()
         capture.resource.responder = hang
@@ -337,21 +341,27 @@ class LifecycleTests(TestCase):
         self.assertEqual(access, [])
 
 
+class PluginWithFakeAgentTests(SynchronousTestCase):
+    """PluginHttp's send path over an injected IAgent and a Clock."""
+
+    def test_expiry_through_the_plugin(self) -> None:
+        clock, agent, plugin = plugin_on_fake_agent(self, address="test.me")
+        made = make_prepare(clock.seconds(), expires_in=2)
+        d = plugin.send_data(made.packet)
+        stopped = plugin.disconnect()
+        self.assertNoResult(stopped)  # waits for the packet in flight
+        clock.advance(2.001)
+        expect_reject(self, self.successResultOf(d), ErrorCode.R00_TRANSFER_TIMED_OUT)
+        self.successResultOf(stopped)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(agent.cancelled, 1)
+
+
 class InFlightTests(SynchronousTestCase):
     """disconnect() waits for packets in flight without touching their results."""
 
     def test_caller_still_sees_its_own_result_after_disconnect(self) -> None:
-        from .test_client import FakeAgent, FakeResponse
-
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-        )
-        self.successResultOf(plugin.connect())
+        clock, agent, plugin = plugin_on_fake_agent(self)
         cancelled = plugin.send_data(make_prepare(clock.seconds()).packet)
         made = make_prepare(clock.seconds())
         answered = plugin.send_data(made.packet)
@@ -367,17 +377,7 @@ class InFlightTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_send_while_disconnecting_is_refused(self) -> None:
-        from .test_client import FakeAgent
-
-        clock = Clock()
-        clock.advance(CLOCK_START)
-        agent = FakeAgent()
-        plugin = PluginHttp(
-            outgoing={"url": "http://peer.invalid/", "static_token": "t"},
-            reactor=clock,
-            agent=agent,
-        )
-        self.successResultOf(plugin.connect())
+        clock, agent, plugin = plugin_on_fake_agent(self)
         first = plugin.send_data(make_prepare(clock.seconds(), expires_in=1).packet)
         stopped = plugin.disconnect()
         self.assertNoResult(stopped)

@@ -13,9 +13,11 @@ from twisted.trial import unittest
 
 from ilphttp import ErrorCode, OptionError, PluginHttp
 from ilphttp.packet import Fulfill, Reject, deserialize
-from tests.certs import CertificateAuthority
-from tests.jsinterop import free_port, plugin_options, require_node, start_peer
-from tests.test_interop_plugin import fulfil_from_data, largest_prepare, make_prepare
+from tests.support.certs import CertificateAuthority
+from tests.support.h2node import NodeH2Server
+from tests.support.jsinterop import plugin_options, require_node, start_peer
+from tests.support.packets import data_prepare, fulfil_from_data, largest_data_prepare
+from tests.support.ports import free_port
 
 
 def _esc(path: str) -> str:
@@ -53,7 +55,7 @@ class Http2LinkTests(_Case):
     @defer.inlineCallbacks
     def test_h2c_between_two_ilphttp_plugins(self) -> Any:
         sender, receiver = yield self.pair(http2=True)
-        prepares = [make_prepare("test.r.x", payload=b"%d" % i) for i in range(50)]
+        prepares = [data_prepare("test.r.x", payload=b"%d" % i) for i in range(50)]
         replies = yield defer.gatherResults([sender.send_data(raw) for _, raw, _ in prepares])
         for (prepare, _, fulfillment), reply in zip(prepares, replies):
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data[32:]))
@@ -64,7 +66,7 @@ class Http2LinkTests(_Case):
     def test_max_requests_per_session_recycles_sessions(self) -> Any:
         sender, receiver = yield self.pair(http2=True, http2_max_requests_per_session=5)
         for _ in range(12):
-            _, raw, fulfillment = make_prepare("test.r.x")
+            _, raw, fulfillment = data_prepare("test.r.x")
             reply = yield sender.send_data(raw)
             self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
         self.assertEqual(receiver._tracker.connections_total, 3)
@@ -79,7 +81,7 @@ class Http2LinkTests(_Case):
                 "http2": True,
             },
         )
-        reject = deserialize((yield sender.send_data(make_prepare("test.r.x")[1])))
+        reject = deserialize((yield sender.send_data(data_prepare("test.r.x")[1])))
         assert isinstance(reject, Reject)
         self.assertEqual(reject.code, ErrorCode.T01_PEER_UNREACHABLE)
 
@@ -97,7 +99,7 @@ class Http2LinkTests(_Case):
                 "http2": True,
             },
         )
-        reject = deserialize((yield sender.send_data(make_prepare("test.r.x", seconds=1)[1])))
+        reject = deserialize((yield sender.send_data(data_prepare("test.r.x", seconds=1)[1])))
         assert isinstance(reject, Reject)
         self.assertEqual(reject.code, ErrorCode.R00_TRANSFER_TIMED_OUT)
 
@@ -117,15 +119,13 @@ class JsHttp2Tests(_Case):
         options["outgoing"]["http2MaxRequestsPerSession"] = 3
         js = yield start_peer(self, options)
         for _ in range(7):
-            _, raw, fulfillment = make_prepare("test.py.x", payload=b"over h2")
+            _, raw, fulfillment = data_prepare("test.py.x", payload=b"over h2")
             reply = yield js.send(raw)
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"over h2"))
 
     @defer.inlineCallbacks
     def test_from_options_http2_to_js_h2c_server(self) -> Any:
         """ilphttp's outgoing.http2 against node's own http2 server."""
-        from tests.test_http2 import NodeH2Server
-
         server = NodeH2Server()
         port = yield server.start()
         self.addCleanup(server.stop)
@@ -141,7 +141,7 @@ class JsHttp2Tests(_Case):
         yield sender.connect()
         self.addCleanup(sender.disconnect)
         # node's echo server returns the body: a Prepare is not a valid reply.
-        reject = deserialize((yield sender.send_data(make_prepare("test.x.y")[1])))
+        reject = deserialize((yield sender.send_data(data_prepare("test.x.y")[1])))
         assert isinstance(reject, Reject)
         self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
 
@@ -180,7 +180,7 @@ class TlsLinkTests(_Case):
                 {"url": f"https://127.0.0.1:{port}/", "static_token": "r-in"}, **outgoing
             ),
         )
-        _, raw, fulfillment = make_prepare("test.r.x")
+        _, raw, fulfillment = data_prepare("test.r.x")
         reply = deserialize((yield sender.send_data(raw)))
         return reply, fulfillment
 
@@ -243,7 +243,7 @@ class LargestPrepareOverH2Tests(_Case):
     @defer.inlineCallbacks
     def test_largest_prepare_crosses_flow_control(self) -> Any:
         sender, _ = yield self.pair(http2=True)
-        raw, fulfillment = largest_prepare()
+        raw, fulfillment = largest_data_prepare()
         for _ in range(3):
             reply = yield sender.send_data(raw)
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"x" * (32767 - 32)))

@@ -24,29 +24,19 @@ from ilphttp.packet import (
 )
 from ilphttp.plugin import PluginHttp
 from ilphttp.server import make_site
-
-from .helpers import (
+from tests.support.clients import chunked, http_agent, raw_connect, raw_request, request
+from tests.support.fakes import LogCapture, Pending, RecordingHandler
+from tests.support.packets import (
     CLOCK_START,
-    LOOPBACK_ENDPOINT,
-    LogCapture,
-    Pending,
-    RecordingHandler,
-    chunked,
     expect_fulfill,
     expect_reject,
-    global_reactor,
-    http_agent,
     ildcp_reply,
     largest_prepare,
-    listen_port,
     make_prepare,
-    plugin_url,
-    raw_connect,
-    raw_request,
     reject_bytes,
-    request,
-    within,
 )
+from tests.support.ports import LOOPBACK_ENDPOINT, listen_port, plugin_url
+from tests.support.reactor import global_reactor, within
 
 TOKEN = "incoming-token"
 AUTH = {b"authorization": b"Bearer " + TOKEN.encode()}

@@ -21,7 +21,7 @@ from twisted.web.server import Site
 
 from ilphttp import tls
 from ilphttp.http2 import HTTP2Agent
-from tests.certs import CertificateAuthority
+from tests.support.certs import CertificateAuthority
 
 
 class _Identity(Resource):

@@ -22,8 +22,6 @@ CI=true) and pip's usual index (or its configured mirror / cache).
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -43,13 +41,13 @@ from twisted.trial import unittest
 from ilphttp import ildcp
 from ilphttp.packet import (
     Fulfill,
-    Prepare,
     Reject,
     deserialize,
     deserialize_prepare,
-    serialize_prepare,
 )
-from tests.jsinterop import free_port, plugin_options, require_node, start_peer
+from tests.support.jsinterop import plugin_options, require_node, start_peer
+from tests.support.packets import data_prepare
+from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: what a source distribution of the project holds (the rest is tests, docs, interop)
@@ -164,19 +162,6 @@ class TwistdProcess(ProcessProtocol):
     def kill(self) -> None:
         if self.reason is None and self.transport is not None:
             self.transport.signalProcess("KILL")
-
-
-def fulfillable(destination: str, payload: bytes = b"e2e") -> tuple[bytes, bytes]:
-    """A Prepare whose data starts with its fulfillment (peer.js's fulfill mode)."""
-    fulfillment = os.urandom(32)
-    prepare = Prepare(
-        42,
-        _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=20),
-        hashlib.sha256(fulfillment).digest(),
-        destination,
-        fulfillment + payload,
-    )
-    return serialize_prepare(prepare), fulfillment
 
 
 class TwistdEndToEndTests(unittest.TestCase):
@@ -362,7 +347,7 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertEqual((carol_info.asset_code, carol_info.asset_scale), ("XRP", 9))
 
         # child -> child, both ways, through the hub
-        packet, fulfillment = fulfillable(carol_address + ".wallet", b"to carol")
+        _, packet, fulfillment = data_prepare(carol_address + ".wallet", 42, b"to carol", 20)
         reply = yield alice.send(packet)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, deserialize_prepare(packet).data))
         received = yield carol.received()
@@ -373,22 +358,22 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertEqual(forwarded.data, original.data)
         self.assertLess(forwarded.expires_at, original.expires_at)
 
-        packet, fulfillment = fulfillable(alice_address, b"to alice")
+        _, packet, fulfillment = data_prepare(alice_address, 42, b"to alice", 20)
         reply = yield carol.send(packet)
         self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
 
         # child -> parent (the default route), and parent -> child
-        packet, fulfillment = fulfillable("test.parent.elsewhere", b"upstream")
+        _, packet, fulfillment = data_prepare("test.parent.elsewhere", 42, b"upstream", 20)
         reply = yield carol.send(packet)
         self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
         received = yield parent.received()
         self.assertEqual(deserialize_prepare(received[-1]).destination, "test.parent.elsewhere")
-        packet, fulfillment = fulfillable(alice_address + ".x", b"downstream")
+        _, packet, fulfillment = data_prepare(alice_address + ".x", 42, b"downstream", 20)
         reply = yield parent.send(packet)
         self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
 
         # nowhere to go but back: F02 from the hub
-        packet, _ = fulfillable(f"{PARENT_ADDRESS}.nobody")
+        _, packet, _ = data_prepare(f"{PARENT_ADDRESS}.nobody", 42, b"e2e", 20)
         reject = deserialize((yield parent.send(packet)))
         self.assertIsInstance(reject, Reject)
         self.assertEqual((reject.code, reject.triggered_by), ("F02", PARENT_ADDRESS))  # type: ignore[union-attr]

@@ -56,7 +56,7 @@ from ilphttp.workers import (
     read_setup,
     worker_endpoints,
 )
-from tests.certs import CertificateAuthority
+from tests.support.certs import CertificateAuthority
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "workers-test-token-0123456789"

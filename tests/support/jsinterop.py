@@ -15,7 +15,7 @@ JSON object per line, ``{"id": n, "cmd": "...", ...}``, and answers each with
 closing stdin) makes it exit 0.  stderr is free-form diagnostics, kept here
 and quoted in every failure.  Every server binds 127.0.0.1 only.
 
-Usage in a test::
+Usage in a test (``free_port`` is from :mod:`tests.support.ports`)::
 
     @defer.inlineCallbacks
     def test_something(self):
@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable, TypeVar, cast
 
@@ -43,7 +43,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-INTEROP_DIR = Path(__file__).resolve().parent.parent / "interop"
+INTEROP_DIR = Path(__file__).resolve().parents[2] / "interop"
 NODE_MODULES = INTEROP_DIR / "node_modules"
 REQUIRED_PACKAGES = (
     "ilp-plugin-http",
@@ -75,8 +75,9 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def require_node() -> str:
-    """The path of ``node``, with the npm peers installed under ``interop/``.
+def require_node(packages: Iterable[str] = REQUIRED_PACKAGES, scripts: Iterable[str] = ()) -> str:
+    """The path of ``node``, with ``packages`` installed under ``interop/node_modules``
+    and ``scripts`` present in ``interop/``.
 
     Otherwise the calling test is skipped, or fails when ``CI=true``: in CI a
     missing JS peer is a broken environment, not a reason to pass.
@@ -86,24 +87,20 @@ def require_node() -> str:
     if node is None:
         problem = "node is not on PATH"
     else:
-        missing = [p for p in REQUIRED_PACKAGES if not (NODE_MODULES / p / "package.json").exists()]
+        missing = [p for p in packages if not (NODE_MODULES / p / "package.json").exists()]
+        absent = [s for s in scripts if not (INTEROP_DIR / s).exists()]
         if missing:
             problem = "npm packages missing under {}: {} (run `npm ci` in {})".format(
                 NODE_MODULES, ", ".join(missing), INTEROP_DIR
             )
+        elif absent:
+            problem = "scripts missing under {}: {}".format(INTEROP_DIR, ", ".join(absent))
     if problem is None:
         assert node is not None
         return node
     if in_ci():
         raise unittest.FailTest("JS interop environment missing with CI=true: " + problem)
     raise unittest.SkipTest(problem)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- errors --------------------------------------------------------------------
@@ -390,7 +387,7 @@ class JsPeer(JsProcess):
         return self.command("clear")
 
 
-class CaptureServer(JsProcess):
+class JsCaptureServer(JsProcess):
     """A plain node HTTP server that records requests (``peer.js`` capture-server mode)."""
 
     @property
@@ -475,7 +472,7 @@ def start_capture_server(
     status: int = 200,
     body: bytes = b"",
     headers: dict[str, str] | None = None,
-) -> defer.Deferred[CaptureServer]:
+) -> defer.Deferred[JsCaptureServer]:
     """Start a recording HTTP server on 127.0.0.1 (``port`` 0: any free port)."""
     config: dict[str, Any] = {
         "mode": "capture-server",
@@ -485,7 +482,7 @@ def start_capture_server(
     }
     if headers is not None:
         config["headers"] = headers
-    return spawn(testcase, CaptureServer, "peer.js", [json.dumps(config)])
+    return spawn(testcase, JsCaptureServer, "peer.js", [json.dumps(config)])
 
 
 # -- connector.js --------------------------------------------------------------------
