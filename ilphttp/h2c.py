@@ -193,7 +193,7 @@ class H2CProtocol(ProtocolWrapper):
         if guard is None:
             super().write(data)
             return
-        if guard.tripped is not None:
+        if self._abort_call is not None:
             return  # GOAWAY sent: nothing more
         guard.data_sent(data, self._site_factory.clock.seconds())
         super().write(data)
