@@ -32,18 +32,40 @@ HTTP/2, RFC 9113 section 3.1).
 
 On a TLS listener the wrapper leaves ALPN's choice alone, and also accepts
 HTTP/2 prior knowledge inside TLS when ALPN chose nothing.
+
+Every HTTP/2 connection, h2c or TLS ALPN, also gets an
+:class:`ilphttp.h2_guard.H2FrameGuard`: the wrapper feeds it the client's
+bytes and the server's, passes the client's bytes on in the chunks the guard
+cuts (so that Twisted answers each request before it reads a later frame
+that could close its stream), and when a limit is exceeded (Rapid Reset,
+PING, SETTINGS, PRIORITY, CONTINUATION or empty-DATA floods, provoked server
+resets) writes a GOAWAY with ``ENHANCE_YOUR_CALM``, logs one warning and
+closes the connection; a client that does not read is cut off
+:data:`ABORT_TIMEOUT` seconds later.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IProtocolNegotiationFactory
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocol,
+    IProtocolFactory,
+    IProtocolNegotiationFactory,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ilphttp.h2_guard import GuardLimits, H2FrameGuard
+
 __all__ = [
+    "ABORT_TIMEOUT",
     "H2C_PREFACE",
     "H2CProtocol",
     "H2CSiteFactory",
@@ -53,6 +75,12 @@ __all__ = [
 
 #: The HTTP/2 client connection preface (RFC 9113 section 3.4).
 H2C_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: Seconds a connection stopped by the guard may take to flush its GOAWAY
+#: before it is aborted (a client that does not read would keep it open).
+ABORT_TIMEOUT = 15.0
+
+_log = Logger()
 
 
 def check_twisted_support() -> None:
@@ -83,6 +111,18 @@ def check_twisted_support() -> None:
             "_GenericHTTPChannelProtocol.dataReceived no longer switches to "
             "H2Connection on transport.negotiatedProtocol == b'h2'"
         )
+    # The guard's chunking relies on H2Connection handling each
+    # dataReceived's events (and the synchronous answers to them) before it
+    # returns, and on it writing through its transport (our wrapper).
+    try:
+        source = inspect.getsource(_http2.H2Connection.dataReceived)
+    except (OSError, TypeError):  # pragma: no cover - no source available
+        return
+    if "receive_data(data)" not in source or "for event in events" not in source:
+        raise RuntimeError(
+            "twisted.web._http2.H2Connection.dataReceived no longer handles the "
+            "events of one read before returning"
+        )
 
 
 class H2CProtocol(ProtocolWrapper):
@@ -96,9 +136,13 @@ class H2CProtocol(ProtocolWrapper):
 
     def __init__(self, factory: WrappingFactory[Any], wrappedProtocol: IProtocol) -> None:
         super().__init__(factory, wrappedProtocol)
+        self._site_factory = cast("H2CSiteFactory", factory)
         self._decided = False
         self._buffer = b""
         self._h2c = False
+        self._guard: H2FrameGuard | None = None
+        self._closing = False
+        self._abort_call: IDelayedCall | None = None
 
     @property
     def negotiatedProtocol(self) -> bytes | None:
@@ -108,12 +152,15 @@ class H2CProtocol(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         if self._decided:
-            self.wrappedProtocol.dataReceived(data)
+            self._deliver(data)
             return
-        if getattr(self.transport, "negotiatedProtocol", None) is not None:
+        negotiated = getattr(self.transport, "negotiatedProtocol", None)
+        if negotiated is not None:
             # TLS ALPN already decided.
             self._decided = True
-            self.wrappedProtocol.dataReceived(data)
+            if negotiated == b"h2":
+                self._guard = H2FrameGuard(self._site_factory.limits)
+            self._deliver(data)
             return
         self._buffer += data
         prefix = self._buffer[: len(H2C_PREFACE)]
@@ -122,12 +169,79 @@ class H2CProtocol(ProtocolWrapper):
         elif len(self._buffer) >= len(H2C_PREFACE):
             self._decided = True
             self._h2c = True
+            self._guard = H2FrameGuard(self._site_factory.limits)
         else:
             return  # could still be either: wait for more bytes
         data, self._buffer = self._buffer, b""
-        self.wrappedProtocol.dataReceived(data)
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        """Pass the client's bytes on: through the guard on HTTP/2."""
+        guard = self._guard
+        if guard is None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        for chunk in guard.receive_data(data, self._site_factory.clock.seconds()):
+            if self._closing:
+                return  # e.g. a protocol error: the channel sent GOAWAY itself
+            self.wrappedProtocol.dataReceived(chunk)
+        if guard.tripped is not None:
+            self._enhance_your_calm(guard)
+
+    def write(self, data: bytes) -> None:
+        guard = self._guard
+        if guard is None:
+            super().write(data)
+            return
+        if self._abort_call is not None:
+            return  # GOAWAY sent: nothing more
+        guard.data_sent(data, self._site_factory.clock.seconds())
+        super().write(data)
+        if guard.tripped is not None:
+            self._enhance_your_calm(guard)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        if self._guard is None:
+            super().writeSequence(data)
+        else:
+            self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self._closing = True
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        self._closing = True
+        self._abort()
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            cast(ITCPTransport, transport).abortConnection()
+
+    def _enhance_your_calm(self, guard: H2FrameGuard) -> None:
+        """Send GOAWAY ENHANCE_YOUR_CALM (once), log it, close the connection."""
+        transport = self.transport
+        if self._abort_call is not None or transport is None:
+            return
+        trip = guard.tripped
+        assert trip is not None
+        _log.warn(
+            "HTTP/2 client {peer} exceeded the {reason} limit: sent GOAWAY "
+            "ENHANCE_YOUR_CALM (last stream {last_stream_id}) and closed the connection",
+            peer=transport.getPeer(),
+            reason=trip.reason,
+            last_stream_id=trip.last_stream_id,
+        )
+        if guard.frame_aligned:
+            transport.write(guard.goaway())
+        self._closing = True
+        transport.loseConnection()
+        self._abort_call = self._site_factory.clock.callLater(ABORT_TIMEOUT, self._abort)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if not self._decided and self._buffer and self.wrappedProtocol is not None:
             self._decided = True
             data, self._buffer = self._buffer, b""
@@ -145,13 +259,35 @@ class H2CSiteFactory(WrappingFactory):
     Unknown attributes are looked up on the wrapped site (e.g. ``site.resource``).
     On a TLS listener it passes on the site's ALPN protocols (a twisted.web
     ``Site`` offers ``h2`` and ``http/1.1``).
+
+    :param limits: the HTTP/2 guard's limits for every connection; by default
+        those of :mod:`ilphttp.h2_guard`'s module constants.
+    :param clock: the time source for the guard's rates and the abort timer;
+        by default the site's ``reactor``, else the global reactor.
     """
 
     protocol = H2CProtocol
 
-    def __init__(self, site: IProtocolFactory) -> None:
+    def __init__(
+        self,
+        site: IProtocolFactory,
+        *,
+        limits: GuardLimits | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         check_twisted_support()
         super().__init__(site)
+        #: the guard's limits; ``None``: the module constants as they are when
+        #: a connection starts
+        self.limits = limits
+        if clock is None:
+            clock = getattr(site, "reactor", None)  # twisted.web.http.HTTPFactory's
+        if not IReactorTime.providedBy(clock):
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        #: the time source of the guard's rates and of the abort timer
+        self.clock: IReactorTime = clock
 
     def acceptableProtocols(self) -> list[bytes]:
         """
@@ -174,6 +310,11 @@ class H2CSiteFactory(WrappingFactory):
         return getattr(self.wrappedFactory, name)
 
 
-def wrap_site_for_h2c(site: IProtocolFactory) -> H2CSiteFactory:
+def wrap_site_for_h2c(
+    site: IProtocolFactory,
+    *,
+    limits: GuardLimits | None = None,
+    clock: IReactorTime | None = None,
+) -> H2CSiteFactory:
     """Return a factory serving ``site`` over HTTP/1.1 and h2c; see ``H2CSiteFactory``."""
-    return H2CSiteFactory(site)
+    return H2CSiteFactory(site, limits=limits, clock=clock)

@@ -11,22 +11,38 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+import h2.settings
+from hyperframe.frame import WindowUpdateFrame
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import (
+    SSL4ClientEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+)
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 from twisted.web import http
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
-from ilphttp import h2c
+from ilphttp import h2_guard, h2c
 from ilphttp.http2 import BytesProducer, HTTP2Agent
 from ilphttp.tls import ClientTLSPolicy, server_endpoint
 from tests.support.certs import CertificateAuthority
+from tests.support.fakes import LogCapture
 from tests.support.h2node import run_node_script
 from tests.support.jsinterop import require_node
 
@@ -317,3 +333,299 @@ class PeekingTests(TestCase):
         wrapper.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(inner.chunks, [b"PRI"])
         self.assertTrue(inner.lost)
+
+
+# -- the HTTP/2 guard, end to end ------------------------------------------------------
+
+
+def _h2_client() -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    return conn
+
+
+def _get(path: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path)]
+
+
+class _Answers(Resource):
+    """Answers at once, or (``/later``) when the test says so."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered: list[bytes] = []
+        self.waiting: list[Any] = []
+
+    def render(self, request: Any) -> Any:
+        self.rendered.append(request.uri)
+        if request.uri.startswith(b"/later"):
+            self.waiting.append(request)
+            return NOT_DONE_YET
+        return b"ok " + request.uri
+
+    def answer_all(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for request in waiting:
+            if not request._disconnected:
+                request.write(b"ok " + request.uri)
+                request.finish()
+
+
+class GuardedConnectionTests(TestCase):
+    """
+    The guard on a wrapped Site, one connection on an in-memory transport.
+    Twisted's H2Connection sends response bodies from the global reactor, so
+    these tests let it turn a few times.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.resource = _Answers()
+        site = Site(self.resource, reactor=self.clock)
+        self.factory = h2c.wrap_site_for_h2c(site, clock=self.clock)
+        self.wrapper = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
+        self.wrapper.makeConnection(self.transport)
+        self.client = _h2_client()
+        self.logged = LogCapture(self)
+        self.addCleanup(self._close)
+
+    def _close(self) -> Any:
+        if not self.transport.disconnected:
+            self.wrapper.connectionLost(Failure(ConnectionDone()))
+        return deferLater(reactor, 0, lambda: None)
+
+    def send(self, data: bytes) -> None:
+        """One read on the server side."""
+        self.wrapper.dataReceived(data)
+
+    @defer.inlineCallbacks
+    def events(self) -> Any:
+        """Let the server send its queued data; what the client makes of all of it."""
+        quiet, size = 0, -1
+        while quiet < 3:  # one DATA frame per turn of the reactor
+            yield deferLater(reactor, 0, lambda: None)
+            quiet, size = (
+                (quiet + 1, size)
+                if len(self.transport.value()) == size
+                else (0, len(self.transport.value()))
+            )
+        data = self.transport.value()
+        self.transport.clear()
+        return self.client.receive_data(data)
+
+    def answered(self, events: list[Any]) -> dict[int, bytes]:
+        bodies: dict[int, bytes] = {}
+        ended = set()
+        for e in events:
+            if isinstance(e, h2.events.DataReceived):
+                bodies[e.stream_id] = bodies.get(e.stream_id, b"") + e.data
+            elif isinstance(e, h2.events.StreamEnded):
+                ended.add(e.stream_id)
+        return {sid: body for sid, body in bodies.items() if sid in ended}
+
+    def goaway(self, events: list[Any]) -> Any:
+        [terminated] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        return terminated
+
+    def warnings(self) -> list[dict[str, Any]]:
+        return self.logged.at_least(LogLevel.warn)
+
+    @defer.inlineCallbacks
+    def test_reset_between_requests_in_one_read(self) -> Any:
+        """
+        HEADERS(1, END_STREAM) RST_STREAM(1) HEADERS(3, END_STREAM) in one
+        read: stream 3 is answered, the connection stays, nothing is logged.
+        Without the guard, Twisted (26.10 and older) raises
+        StreamIDTooLowError, never answers 3 and logs a traceback.
+        """
+        c = self.client
+        c.send_headers(1, _get(b"/1"), end_stream=True)
+        c.reset_stream(1)
+        c.send_headers(3, _get(b"/3"), end_stream=True)
+        self.send(c.data_to_send())
+        events = yield self.events()
+        self.assertEqual(self.answered(events), {3: b"ok /3"})
+        self.assertEqual(self.resource.rendered, [b"/1", b"/3"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.warnings(), [])
+        self.assertFalse(self.transport.disconnecting)
+        # and the connection goes on
+        c.send_headers(5, _get(b"/5"), end_stream=True)
+        self.send(c.data_to_send())
+        self.assertEqual(self.answered((yield self.events())), {5: b"ok /5"})
+
+    @defer.inlineCallbacks
+    def test_many_resets_between_requests_in_one_read(self) -> Any:
+        """The same, 50 times over, with bodies and late answers mixed in."""
+        c = self.client
+        for i in range(50):
+            sid = 4 * i + 1
+            c.send_headers(sid, _get(b"/x%d" % sid), end_stream=False)
+            c.send_data(sid, b"body", end_stream=True)
+            c.reset_stream(sid)
+            c.send_headers(sid + 2, _get(b"/later%d" % (sid + 2)), end_stream=True)
+        self.send(c.data_to_send())
+        self.resource.answer_all()
+        answered = self.answered((yield self.events()))
+        self.assertEqual(answered, {4 * i + 3: b"ok /later%d" % (4 * i + 3) for i in range(50)})
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @defer.inlineCallbacks
+    def test_stream_closed_by_the_server_behind_a_request(self) -> Any:
+        """
+        A WINDOW_UPDATE overflowing stream 1's window makes hyper-h2 reset it
+        itself, in the same read as the request and the next one.
+        """
+        c = self.client
+        c.send_headers(1, _get(b"/1"), end_stream=True)
+        c.send_headers(3, _get(b"/3"), end_stream=True)
+        data = c.data_to_send()
+        overflow = WindowUpdateFrame(1, window_increment=2**31 - 1).serialize()
+        split = data.index(b"\x01\x05\x00\x00\x00\x03") - 3  # HEADERS(3)'s frame header
+        self.send(data[:split] + overflow + data[split:])
+        events = yield self.events()
+        self.assertEqual(self.answered(events)[3], b"ok /3")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @defer.inlineCallbacks
+    def test_rapid_reset(self) -> Any:
+        """3,000 streams opened and reset: GOAWAY ENHANCE_YOUR_CALM long before."""
+        c = self.client
+        self.send(c.data_to_send())
+        for i in range(3_000):
+            sid = 2 * i + 1
+            c.send_headers(sid, _get(b"/later"), end_stream=True)
+            c.reset_stream(sid)
+            self.send(c.data_to_send())
+            if self.transport.disconnecting:
+                break
+        self.assertTrue(self.transport.disconnecting)
+        self.assertLessEqual(len(self.resource.rendered), h2_guard.CLIENT_RESET_BURST + 1)
+        self.assertGreaterEqual(len(self.resource.rendered), h2_guard.CLIENT_RESET_BURST)
+        goaway = self.goaway((yield self.events()))
+        self.assertEqual(goaway.error_code, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.assertEqual(goaway.last_stream_id, sid)
+        self.assertEqual(goaway.additional_data, b"RST_STREAM rate")
+        [warning] = self.warnings()
+        self.assertEqual(warning["reason"], "RST_STREAM rate")
+        self.assertEqual(self.flushLoggedErrors(), [])
+        # a client that does not read is cut off
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(h2c.ABORT_TIMEOUT)
+        self.assertTrue(self.transport.disconnected)
+
+    @defer.inlineCallbacks
+    def test_honest_client_with_cancels(self) -> Any:
+        """
+        300 requests in flight, 100 of them cancelled together (as HTTP2Agent
+        does when their Prepares expire): the rest are answered, no GOAWAY.
+        """
+        c = self.client
+        self.send(c.data_to_send())
+        events = yield self.events()
+        answered: dict[int, bytes] = {}
+        cancelled: list[int] = []
+        for wave in range(3):  # Twisted allows 100 concurrent streams
+            sids = [2 * (100 * wave + i) + 1 for i in range(100)]
+            for sid in sids:
+                c.send_headers(sid, _get(b"/later%d" % sid), end_stream=True)
+            self.send(c.data_to_send())
+            self.clock.advance(30)
+            gone = sids[:34] if wave < 2 else sids[:32]
+            for sid in gone:
+                c.reset_stream(sid, error_code=h2.errors.ErrorCodes.CANCEL)
+            cancelled += gone
+            self.send(c.data_to_send())
+            self.resource.answer_all()
+            events = yield self.events()
+            answered.update(self.answered(events))
+            self.assertEqual(
+                [e for e in events if isinstance(e, h2.events.ConnectionTerminated)], []
+            )
+        self.assertEqual(len(cancelled), 100)
+        self.assertEqual(sorted(answered), sorted(set(range(1, 600, 2)) - set(cancelled)))
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.warnings(), [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @defer.inlineCallbacks
+    def test_ping_flood(self) -> Any:
+        c = self.client
+        self.send(c.data_to_send())
+        for i in range(1_000):
+            c.ping(b"%08d" % i)
+        self.send(c.data_to_send())
+        self.assertTrue(self.transport.disconnecting)
+        events = yield self.events()
+        acks = [e for e in events if isinstance(e, h2.events.PingAckReceived)]
+        self.assertEqual(len(acks), h2_guard.PING_BURST)
+        self.assertEqual(self.goaway(events).error_code, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.assertEqual(len(self.warnings()), 1)
+
+    @defer.inlineCallbacks
+    def test_provoked_server_resets(self) -> Any:
+        """MadeYouReset: WINDOW_UPDATEs that make the server reset streams."""
+        c = self.client
+        self.send(c.data_to_send())
+        for i in range(500):
+            sid = 2 * i + 1
+            c.send_headers(sid, _get(b"/later"), end_stream=True)
+            data = c.data_to_send() + WindowUpdateFrame(sid, window_increment=2**31 - 1).serialize()
+            self.send(data)
+            if self.transport.disconnecting:
+                break
+        self.assertTrue(self.transport.disconnecting)
+        self.assertLessEqual(len(self.resource.rendered), h2_guard.SERVER_RESET_BURST + 1)
+        self.assertEqual(self.warnings()[0]["reason"], "server RST_STREAM rate")
+        events = yield self.events()
+        self.assertEqual(self.goaway(events).error_code, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def test_http11_is_not_guarded(self) -> None:
+        self.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIsNone(self.wrapper._guard)
+        self.assertIn(b"ok /1", self.transport.value())
+
+
+class GuardOverTLSTests(TestCase):
+    """HTTP/2 chosen by ALPN passes through the wrapper, guard included."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_ping_flood_over_alpn_h2(self) -> Any:
+        ca = CertificateAuthority()
+        directory = self.mktemp()
+        ca.write_cert(directory)
+        paths = ca.issue("s", ip_addresses=["127.0.0.1"]).write(directory, "s")
+        endpoint = server_endpoint(reactor, 0, paths.cert, paths.key, interface="127.0.0.1")
+        port = yield endpoint.listen(h2c.wrap_site_for_h2c(Site(_Answers())))
+        self.addCleanup(port.stopListening)
+        logged = LogCapture(self)
+        client = _RawClient()
+        options = optionsForClientTLS(
+            "127.0.0.1",
+            trustRoot=Certificate.loadPEM(FilePath(ca.write_cert(directory)).getContent()),
+            acceptableProtocols=[b"h2"],
+        )
+        yield connectProtocol(
+            SSL4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port, options), client
+        )
+        conn = _h2_client()
+        conn.send_headers(1, _get(b"/tls"), end_stream=True)
+        for i in range(200):
+            conn.ping(b"%08d" % i)
+        client.transport.write(conn.data_to_send())  # type: ignore[union-attr]
+        yield client.lost
+        self.assertEqual(client.transport.negotiatedProtocol, b"h2")  # type: ignore[union-attr]
+        events = conn.receive_data(client.received)
+        [goaway] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        self.assertEqual(goaway.error_code, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.assertEqual(goaway.last_stream_id, 1)
+        self.assertEqual([w["reason"] for w in logged.at_least(LogLevel.warn)], ["PING rate"])
