@@ -133,7 +133,7 @@ class LayerTests(SynchronousTestCase):
             stack.append(node)
             for target in sorted(graph[node]):
                 if state.get(target) == 1:
-                    cycles.append(stack[stack.index(target) :] + [target])
+                    cycles.append([*stack[stack.index(target) :], target])
                 elif target not in state:
                     visit(target)
             stack.pop()
@@ -171,8 +171,7 @@ class FreshInterpreterTests(SynchronousTestCase):
             ).stdout
             loaded.update(json.loads(output))
         wrong = {
-            name: [top for top in tops if top in FORBIDDEN_IN_CORE]
-            for name, tops in loaded.items()
+            name: [top for top in tops if top in FORBIDDEN_IN_CORE] for name, tops in loaded.items()
         }
         self.assertEqual({k: v for k, v in wrong.items() if v}, {})
         self.assertEqual(sorted(loaded), sorted(CORE))

@@ -87,6 +87,7 @@ class CompatTests(SynchronousTestCase):
         from twisted.web._http2 import H2Connection, H2Stream
 
         connection = H2Connection(MemoryReactorClock())
+        connection.transport = StringTransport()
         # H2Stream's constructor differs between Twisted releases; give what it asks for.
         offered = {
             "streamID": 1,
