@@ -43,9 +43,10 @@ from ilphttp.packet import (
     InvalidPacketError,
     Prepare,
     Reject,
+    Reply,
     condition_from_fulfillment,
     deserialize,
-    serialize_reject,
+    serialize,
 )
 
 if TYPE_CHECKING:
@@ -59,9 +60,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_REPLY_LENGTH",
     "OutgoingClient",
+    "check_reply",
     "make_http11_agent",
     "reject_for_failure",
     "reject_for_status",
+    "reply_of",
 ]
 
 _log = Logger()
@@ -117,31 +120,42 @@ def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
     return None
 
 
-def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> bytes:
-    """``body`` if it is a valid Fulfill of ``prepare`` or a Reject; else a Reject of ours."""
+def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply:
+    """``body`` if it is a valid Fulfill of ``prepare`` or a Reject; else a Reject of ours.
+
+    The one place a peer's reply is parsed.  A Fulfill whose fulfillment does
+    not hash to the Prepare's condition becomes F05 (nothing was paid); a valid
+    one is always passed on, whatever else the peer did.
+    """
     try:
         if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
             raise InvalidPacketError("not a Fulfill or Reject")
         reply = deserialize(body)
-        fulfillment = reply.fulfillment if isinstance(reply, Fulfill) else None
     except InvalidPacketError as exc:
-        return serialize_reject(
+        return reply_of(
             Reject(
                 ErrorCode.T00_INTERNAL_ERROR,
                 triggered_by,
                 f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
             )
         )
-    if fulfillment is not None:
-        if condition_from_fulfillment(fulfillment) != prepare.execution_condition:
-            return serialize_reject(
+    if isinstance(reply, Fulfill):
+        if condition_from_fulfillment(reply.fulfillment) != prepare.execution_condition:
+            return reply_of(
                 Reject(
                     ErrorCode.F05_WRONG_CONDITION,
                     triggered_by,
                     "peer's fulfillment does not match the execution condition",
                 )
             )
-    return body
+        return Reply(reply, body)
+    assert isinstance(reply, Reject)
+    return Reply(reply, body)
+
+
+def reply_of(packet: Fulfill | Reject) -> Reply:
+    """A :class:`~ilphttp.packet.Reply` for a packet we made."""
+    return Reply(packet, serialize(packet))
 
 
 def _is_cancellation(failure: Failure) -> bool:
@@ -279,8 +293,8 @@ class OutgoingClient:
             return headers
         return self._headers
 
-    def send(self, url: bytes, body: bytes, prepare: Prepare, triggered_by: str) -> Deferred[bytes]:
-        """POST ``body`` to ``url``; fire with a serialized Fulfill or Reject.
+    def send(self, url: bytes, body: bytes, prepare: Prepare, triggered_by: str) -> Deferred[Reply]:
+        """POST ``body`` (``prepare``, serialized) to ``url``; fire with the checked :class:`Reply`.
 
         The request is cancelled when ``prepare`` expires (R00).  Cancelling the
         returned Deferred cancels the request.
@@ -289,7 +303,7 @@ class OutgoingClient:
         delay = prepare.expires_at.timestamp() - reactor.seconds()
         if delay <= 0:
             return succeed(
-                serialize_reject(
+                reply_of(
                     Reject(
                         ErrorCode.R00_TRANSFER_TIMED_OUT,
                         triggered_by,
@@ -310,7 +324,7 @@ class OutgoingClient:
         d.addCallback(self._read, prepare, triggered_by)
         d.addErrback(self._failed, state, triggered_by)
 
-        def stop_timer(result: bytes) -> bytes:
+        def stop_timer(result: Reply) -> Reply:
             if timer.active():
                 timer.cancel()
             return result
@@ -322,7 +336,7 @@ class OutgoingClient:
         if status != 200:
             if status in (401, 403):
                 self._log_auth_failure(status)
-            reject = serialize_reject(reject_for_status(status, triggered_by))
+            reject = reply_of(reject_for_status(status, triggered_by))
             # Answer once the body is drained, so the connection is back in
             # the pool (or closed) before the caller sees the result.
             discard = _Discard()
@@ -332,10 +346,10 @@ class OutgoingClient:
         response.deliverBody(collector)
         return collector.finished.addCallback(check_reply, prepare, triggered_by)
 
-    def _failed(self, failure: Failure, state: dict[str, Any], triggered_by: str) -> bytes:
+    def _failed(self, failure: Failure, state: dict[str, Any], triggered_by: str) -> Reply:
         if state["timed_out"]:
             # Whatever the cancelled request failed with, the cause is the expiry.
-            return serialize_reject(
+            return reply_of(
                 Reject(
                     ErrorCode.R00_TRANSFER_TIMED_OUT,
                     triggered_by,
@@ -355,7 +369,7 @@ class OutgoingClient:
                 triggered_by,
                 f"error sending the packet: {failure.value.__class__.__name__}",
             )
-        return serialize_reject(reject)
+        return reply_of(reject)
 
     def _log_auth_failure(self, status: int) -> None:
         now = self._reactor.seconds()

@@ -26,6 +26,7 @@ __all__ = [
     "Packet",
     "Prepare",
     "Reject",
+    "Reply",
     "condition_from_fulfillment",
     "deserialize",
     "deserialize_fulfill",
@@ -146,6 +147,19 @@ class Reject(NamedTuple):
 
 
 Packet = Union[Prepare, Fulfill, Reject]
+
+
+class Reply(NamedTuple):
+    """A Fulfill or Reject with its wire form, read (or written) and checked once.
+
+    What a link hands on inside a node, so that a reply travelling back through
+    several hops is neither parsed nor serialized again.  ``data`` is exactly
+    ``serialize(packet)`` for replies we make, and the peer's bytes as received
+    for replies we read (which may differ only in ways the codec tolerates).
+    """
+
+    packet: Fulfill | Reject
+    data: bytes
 
 
 # -- small pure helpers -----------------------------------------------------

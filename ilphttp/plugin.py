@@ -26,7 +26,7 @@ from twisted.web.client import HTTPConnectionPool
 from ilphttp import ildcp
 from ilphttp._compat import quiet_pool
 from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
-from ilphttp.client import OutgoingClient, make_http11_agent
+from ilphttp.client import OutgoingClient, make_http11_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
 from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.packet import (
@@ -37,11 +37,13 @@ from ilphttp.packet import (
     InvalidPacketError,
     Prepare,
     Reject,
+    Reply,
     deserialize,
     deserialize_prepare,
     is_valid_address,
     is_valid_segment,
     serialize,
+    serialize_prepare,
     serialize_reject,
 )
 from ilphttp.server import ConnectionTracker, IlpResource, NotReady, OverCapacity, make_site
@@ -52,14 +54,17 @@ if TYPE_CHECKING:
     from twisted.web.iweb import IAgent
     from twisted.web.server import Site
 
-__all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "fetch_ildcp"]
+__all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "fetch_ildcp"]
 
 _log = Logger()
 
-HandlerResult = Union[bytes, Fulfill, Reject]
-#: ``handler(prepare_bytes)`` returns a serialized Fulfill/Reject (or the packet
-#: object), or a Deferred of one.
+#: what a handler answers: a serialized Fulfill/Reject, the packet object, or a
+#: :class:`~ilphttp.packet.Reply` (trusted as already checked)
+HandlerResult = Union[bytes, Fulfill, Reject, Reply]
+#: ``handler(prepare_bytes)`` returns a HandlerResult or a Deferred of one (the JS shape).
 DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+#: ``handler(prepare, prepare_bytes)``: the same, given the Prepare already parsed.
+PrepareHandler = Callable[[Prepare, bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
 
 #: Idle keep-alive connections are dropped before the JS plugin's server
 #: (node, ``keepAliveTimeout`` 5 s) would close them under us: a POST is never
@@ -126,6 +131,7 @@ class PluginHttp(Service):
         self._injected_agent = agent
         self._connected = False
         self._data_handler: DataHandler | None = None
+        self._prepare_handler: PrepareHandler | None = None
         self._money_handler: Callable[[str], Any] | None = None
         self._listeners: dict[str, list[Callable[[], object]]] = {}
         self._ildcp: ildcp.IldcpResponse | None = options.ildcp
@@ -325,14 +331,32 @@ class PluginHttp(Service):
     # -- handlers ------------------------------------------------------------------
 
     def register_data_handler(self, handler: DataHandler) -> None:
-        """``handler(prepare_bytes)`` answers incoming Prepares (bytes or Deferred)."""
+        """``handler(prepare_bytes)`` answers incoming Prepares (bytes or Deferred).
+
+        Replaces any handler registered before, of either kind.
+        :raises TypeError: when ``handler`` is not callable.
+        """
         if not callable(handler):
             raise TypeError("data handler must be callable")
-        self._data_handler = handler
+        self._data_handler, self._prepare_handler = handler, None
+
+    def register_prepare_handler(self, handler: PrepareHandler) -> None:
+        """``handler(prepare, prepare_bytes)`` answers incoming Prepares, given them parsed.
+
+        The typed alternative to :meth:`register_data_handler`: the Prepare is
+        parsed once, by the server, and handed on with its bytes (forward them
+        unchanged with :meth:`send_prepare`).  Return a
+        :class:`~ilphttp.Fulfill`/:class:`~ilphttp.Reject`, a
+        :class:`~ilphttp.packet.Reply`, bytes, or a Deferred of one.
+        :raises TypeError: when ``handler`` is not callable.
+        """
+        if not callable(handler):
+            raise TypeError("prepare handler must be callable")
+        self._data_handler, self._prepare_handler = None, handler
 
     def deregister_data_handler(self) -> None:
         """Incoming Prepares get HTTP 502 until a handler is registered again."""
-        self._data_handler = None
+        self._data_handler = self._prepare_handler = None
 
     def register_money_handler(self, handler: Callable[[str], Any]) -> None:
         """Kept for the plugin API; no money moves over HTTP, so it is never called."""
@@ -351,9 +375,20 @@ class PluginHttp(Service):
     def send_data(self, data: bytes) -> Deferred[bytes]:
         """Send a serialized Prepare; fire with the serialized Fulfill or Reject.
 
-        Peer failures become Rejects (see docs/errors.rst).  Raises
-        :class:`NotConnectedError` when not connected, ``InvalidPacketError``
-        when ``data`` is not a Prepare, and ``RuntimeError`` without outgoing.
+        Peer failures become Rejects (see docs/errors.rst), never errbacks.
+        :raises NotConnectedError: when not connected.
+        :raises InvalidPacketError: when ``data`` is not a Prepare.
+        :raises RuntimeError: when the plugin has no outgoing side.
+        """
+        prepare = deserialize_prepare(data)
+        return self.send_prepare(prepare, data).addCallback(_reply_data)
+
+    def send_prepare(self, prepare: Prepare, data: bytes | None = None) -> Deferred[Reply]:
+        """Send ``prepare``; fire with its checked :class:`~ilphttp.packet.Reply`.
+
+        ``data`` is ``prepare``'s wire form when the caller has it (a Prepare
+        forwarded unchanged), so it is neither parsed nor serialized again.
+        Errors as for :meth:`send_data`.
         """
         client = self._client
         if not self._connected:
@@ -361,7 +396,8 @@ class PluginHttp(Service):
             raise NotConnectedError("plugin is not connected")
         if client is None:
             raise RuntimeError("this plugin has no outgoing configuration")
-        prepare = deserialize_prepare(data)
+        if data is None:
+            data = serialize_prepare(prepare)
         out = self.options.outgoing
         assert out is not None
         if self.options.multi:
@@ -376,7 +412,7 @@ class PluginHttp(Service):
         client: OutgoingClient,
         data: bytes,
         prepare: Prepare,
-    ) -> Deferred[bytes]:
+    ) -> Deferred[Reply]:
         out = self.options.outgoing
         assert out is not None
         ours = info.client_address
@@ -384,7 +420,7 @@ class PluginHttp(Service):
         segment = destination[len(ours) + 1 :].split(".", 1)[0]
         if not destination.startswith(ours + ".") or not is_valid_segment(segment):
             return succeed(
-                serialize_reject(
+                reply_of(
                     Reject(
                         ErrorCode.F02_UNREACHABLE,
                         self.address or ours,
@@ -411,8 +447,7 @@ class PluginHttp(Service):
     def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
         if self._ildcp is not None:
             return succeed(self._ildcp)
-        handler = self._data_handler
-        if handler is None:
+        if self._data_handler is None and self._prepare_handler is None:
             return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
         d: Deferred[ildcp.IldcpResponse] = Deferred()
         if self._ildcp_waiting is not None:
@@ -434,10 +469,14 @@ class PluginHttp(Service):
         return d
 
     def _handle(self, data: bytes) -> Deferred[bytes]:
-        handler = self._data_handler
-        if handler is None:
+        """Our own handler, for our own IL-DCP request (multi mode without ``ildcp``)."""
+        if self._prepare_handler is not None:
+            d = maybeDeferred(self._prepare_handler, deserialize_prepare(data), data)
+        elif self._data_handler is not None:
+            d = maybeDeferred(self._data_handler, data)
+        else:
             return fail(ildcp.IldcpError("data handler was deregistered"))
-        return maybeDeferred(handler, data).addCallback(_as_bytes)
+        return d.addCallback(_as_bytes)
 
     def _serve_ildcp(self, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
         name = "" if peer_name is None else peer_name.decode("latin-1")
@@ -468,8 +507,8 @@ class PluginHttp(Service):
             raise NotReady("server is closed")
         if self.options.multi and ildcp.is_ildcp_request(prepare):
             return self._serve_ildcp(prepare, peer_name)
-        handler = self._data_handler
-        if handler is None:
+        prepare_handler, data_handler = self._prepare_handler, self._data_handler
+        if prepare_handler is None and data_handler is None:
             raise NotReady("no handler registered.")
         reactor = self._reactor
         delay = prepare.expires_at.timestamp() - reactor.seconds()
@@ -477,7 +516,11 @@ class PluginHttp(Service):
             return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
         if self._handling >= self._max_in_flight:
             raise OverCapacity("over capacity")
-        d = maybeDeferred(handler, body)
+        if prepare_handler is not None:
+            d = maybeDeferred(prepare_handler, prepare, body)
+        else:
+            assert data_handler is not None
+            d = maybeDeferred(data_handler, body)
         if d.called:
             # A synchronous handler: no timer, no bookkeeping.
             return d.addCallbacks(self._check_handler_result, self._handler_failed)
@@ -498,7 +541,11 @@ class PluginHttp(Service):
         return serialize_reject(Reject(code, self.address or "", message))
 
     def _check_handler_result(self, result: Any) -> bytes:
+        if isinstance(result, Reply):
+            return result.data  # checked where it was read or made
         try:
+            if isinstance(result, (Fulfill, Reject)):
+                return serialize(result)  # checks the fields as it writes them
             reply = _as_bytes(result)
             if reply[0] == TYPE_FULFILL or reply[0] == TYPE_REJECT:
                 deserialize(reply)
@@ -544,9 +591,15 @@ def _settled(d: Deferred[Any]) -> Deferred[None]:
     return done
 
 
+def _reply_data(reply: Reply) -> bytes:
+    return reply.data
+
+
 def _as_bytes(result: Any) -> bytes:
     if isinstance(result, bytes):
         return result
+    if isinstance(result, Reply):
+        return result.data
     if isinstance(result, (Fulfill, Reject)):
         return serialize(result)
     if isinstance(result, (bytearray, memoryview)):

@@ -13,7 +13,7 @@ rates; the amount is forwarded as is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -22,15 +22,8 @@ from twisted.python.failure import Failure
 
 from ilphttp import ildcp
 from ilphttp.errors import NotConnectedError, RoutingError
-from ilphttp.packet import (
-    ErrorCode,
-    InvalidPacketError,
-    Reject,
-    deserialize_prepare,
-    serialize_prepare,
-    serialize_reject,
-)
-from ilphttp.plugin import fetch_ildcp
+from ilphttp.packet import ErrorCode, Prepare, Reject, Reply
+from ilphttp.plugin import PrepareHandler, fetch_ildcp
 from ilphttp.routing import AnswerIldcp, Forward, RouterConfig, RoutingTable
 
 if TYPE_CHECKING:
@@ -82,7 +75,7 @@ class Router(Service):
         if self._upstream is None:
             self._set_table(config.table())
         for name, plugin in self.plugins.items():
-            plugin.register_data_handler(self.handler_for(name))
+            plugin.register_prepare_handler(self.handler_for(name))
 
     # -- life cycle ------------------------------------------------------------
 
@@ -192,39 +185,38 @@ class Router(Service):
 
     # -- packets -------------------------------------------------------------------
 
-    def handler_for(self, source: str) -> Callable[[bytes], Any]:
-        """The data handler for account ``source``'s plugin."""
+    def handler_for(self, source: str) -> PrepareHandler:
+        """The prepare handler for account ``source``'s plugin.
 
-        def handle(data: bytes) -> bytes | Deferred[bytes]:
+        The Prepare arrives parsed; it is forwarded with its own bytes unless
+        the routing decision changed its expiry, and the reply comes back as
+        the :class:`~ilphttp.packet.Reply` the next hop checked.
+        """
+
+        def handle(prepare: Prepare, data: bytes) -> Any:
             table = self.table
             if table is None:
-                return self.when_ready().addCallback(self._route, source, data)
-            return self._route(table, source, data)
+                return self.when_ready().addCallback(self._route, source, prepare, data)
+            return self._route(table, source, prepare, data)
 
         return handle
 
-    def _route(self, table: RoutingTable, source: str, data: bytes) -> bytes | Deferred[bytes]:
-        try:
-            prepare = deserialize_prepare(data)
-        except InvalidPacketError as exc:
-            return serialize_reject(
-                Reject(ErrorCode.F01_INVALID_PACKET, table.address, str(exc)[:200])
-            )
+    def _route(
+        self, table: RoutingTable, source: str, prepare: Prepare, data: bytes
+    ) -> Reject | Reply | bytes | Deferred[Reply]:
         decision = table.decide(source, prepare, self._reactor.seconds())
         if isinstance(decision, Forward):
-            out = data
-            if decision.prepare is not prepare:
-                out = serialize_prepare(decision.prepare)
+            forwarded = decision.prepare
             try:
-                return self.plugins[decision.account].send_data(out)
+                return self.plugins[decision.account].send_prepare(
+                    forwarded, data if forwarded is prepare else None
+                )
             except NotConnectedError:
-                return serialize_reject(
-                    Reject(
-                        ErrorCode.T01_PEER_UNREACHABLE,
-                        table.address,
-                        f"account {decision.account} is not connected",
-                    )
+                return Reject(
+                    ErrorCode.T01_PEER_UNREACHABLE,
+                    table.address,
+                    f"account {decision.account} is not connected",
                 )
         if isinstance(decision, AnswerIldcp):
             return ildcp.serve(prepare, decision.response)
-        return serialize_reject(table.reject(decision))
+        return table.reject(decision)

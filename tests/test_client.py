@@ -21,6 +21,7 @@ from ilphttp.packet import (
     ErrorCode,
     Fulfill,
     InvalidPacketError,
+    Reply,
     deserialize,
     serialize,
 )
@@ -432,7 +433,13 @@ class FakeAgentTests(SynchronousTestCase):
         return OutgoingClient(self.clock, self.agent, auth, kw.get("name"), kw.get("dest", False))
 
     def send(self, client: OutgoingClient, made: Made) -> Deferred[bytes]:
-        return client.send(b"http://peer.invalid/", made.packet, made.prepare, "test.me")
+        d = client.send(b"http://peer.invalid/", made.packet, made.prepare, "test.me")
+        return d.addCallback(self.wire_form)
+
+    def wire_form(self, reply: Reply) -> bytes:
+        """The reply's bytes, checked to be what its parsed packet says."""
+        self.assertEqual(deserialize(reply.data), reply.packet)
+        return reply.data
 
     def test_cancelled_at_the_prepares_expiry(self) -> None:
         made = make_prepare(self.clock.seconds(), expires_in=5)

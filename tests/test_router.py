@@ -13,10 +13,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from ilphttp import ildcp
 from ilphttp.packet import (
     ErrorCode,
+    Fulfill,
     Prepare,
     Reject,
+    Reply,
     deserialize_prepare,
     deserialize_reject,
+    serialize,
     serialize_prepare,
     serialize_reject,
 )
@@ -235,25 +238,53 @@ class RoutingTableTests(SynchronousTestCase):
 
 
 class FakePlugin:
-    """Records what the router sends; answers with what the test queued."""
+    """Records what the router sends; answers with what the test queued.
+
+    Speaks the plugin's internal seam: the router registers a prepare handler
+    and forwards with ``send_prepare`` (the Prepare parsed, with its bytes when
+    unchanged); :meth:`handler` plays the plugin's side for a serialized Prepare.
+    """
 
     def __init__(self) -> None:
-        self.handler: Any = None
+        self.prepare_handler: Any = None
         self.sent: list[bytes] = []
+        #: True where the router passed the incoming bytes on unchanged
+        self.forwarded_as_received: list[bool] = []
         self.replies: list[Deferred[bytes]] = []
         self.address: str | None = None
         self.connected = True
 
-    def register_data_handler(self, handler: Any) -> None:
-        self.handler = handler
+    def register_prepare_handler(self, handler: Any) -> None:
+        self.prepare_handler = handler
+
+    def handler(self, data: bytes) -> Any:
+        """What the plugin answers for ``data``: bytes, or a Deferred of bytes."""
+        result = self.prepare_handler(deserialize_prepare(data), data)
+        if isinstance(result, Deferred):
+            return result.addCallback(as_bytes)
+        return as_bytes(result)
 
     def send_data(self, data: bytes) -> Deferred[bytes]:
+        """The JS-shaped API, which the router uses only to ask its parent over IL-DCP."""
+        return self.send_prepare(deserialize_prepare(data), data)
+
+    def send_prepare(self, prepare: Prepare, data: bytes | None = None) -> Deferred[bytes]:
         if not self.connected:
             raise NotConnectedError("plugin is not connected")
-        self.sent.append(data)
+        self.forwarded_as_received.append(data is not None)
+        self.sent.append(serialize_prepare(prepare) if data is None else data)
         d: Deferred[bytes] = Deferred()
         self.replies.append(d)
         return d
+
+
+def as_bytes(result: Any) -> bytes:
+    if isinstance(result, Reply):
+        return result.data
+    if isinstance(result, (Fulfill, Reject)):
+        return serialize(result)
+    assert isinstance(result, bytes), result
+    return result
 
 
 def fulfill_bytes() -> bytes:
@@ -282,10 +313,21 @@ class RouterTests(SynchronousTestCase):
         forwarded = deserialize_prepare(sent)
         self.assertEqual(forwarded.destination, "test.hub.b.x")
         self.assertAlmostEqual(forwarded.expires_at.timestamp(), NOW + 9.0, places=3)
+        self.assertEqual(plugins["b"].forwarded_as_received, [False])  # expiry changed
         answer = serialize_reject(Reject("F99", "test.hub.b.x", "from b"))
         plugins["b"].replies[0].callback(answer)
         self.assertEqual(self.successResultOf(reply), answer)
         self.assertEqual([plugins[n].address for n in ("up", "a", "b")], ["test.hub"] * 3)
+
+    def test_unchanged_prepare_is_forwarded_as_received(self) -> None:
+        """No window and no hold limit in reach: the incoming bytes go out as they came."""
+        _, plugins, _ = self.make(
+            address="test.hub", asset_code="XRP", asset_scale=9, min_message_window=0.0
+        )
+        packet = serialize_prepare(prepare("test.hub.b.x", 10.0))
+        plugins["a"].handler(packet)
+        self.assertEqual(plugins["b"].sent, [packet])
+        self.assertEqual(plugins["b"].forwarded_as_received, [True])
 
     def test_each_account_has_its_own_closure(self) -> None:
         """The same packet is routed differently depending on where it came from."""
@@ -303,11 +345,6 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(
             ildcp.deserialize_response(reply), ildcp.IldcpResponse("test.hub.b", 9, "XRP")
         )
-
-    def test_invalid_packet(self) -> None:
-        _, plugins, _ = self.make(address="test.hub", asset_code="XRP", asset_scale=9)
-        reply = plugins["a"].handler(b"\x0c\x05junk")
-        self.assertEqual(deserialize_reject(reply).code, "F01")
 
     def test_not_connected(self) -> None:
         _, plugins, _ = self.make(address="test.hub", asset_code="XRP", asset_scale=9)

@@ -371,11 +371,12 @@ class MakeServiceTests(OptionsCase):
         assert router.table is not None
         self.assertEqual(router.table.address, "test.hub")
         # each plugin has the router's handler for its own account
+        request, parsed = ildcp.serialize_request(), ildcp.request_prepare()
         up = service.plugins["up"]
-        reply = up._data_handler(ildcp.serialize_request())  # type: ignore[misc]
-        self.assertEqual(deserialize_reject(reply).code, "F02")  # not answered to a parent
+        reply = up._prepare_handler(parsed, request)  # type: ignore[misc]
+        self.assertEqual(reply.code, "F02")  # not answered to a parent
         bob = service.plugins["bob"]
-        reply = bob._data_handler(ildcp.serialize_request())  # type: ignore[misc]
+        reply = bob._prepare_handler(parsed, request)  # type: ignore[misc]
         self.assertEqual(ildcp.deserialize_response(reply).client_address, "test.hub.bob")
 
     def test_stop(self) -> None:
