@@ -506,12 +506,12 @@ class ClientSession(H2Session):
         elif isinstance(event, h2.events.StreamEnded):
             if stream is not None:
                 stream.remote_closed = True
-                self._finish_if_done(stream)
                 if stream.responded:
                     self._events.append(ResponseComplete(stream.stream_id))
                 else:
                     error = H2ProtocolError("stream ended without a response")
                     self._events.append(StreamFailed(stream.stream_id, error))
+                self._finish_if_done(stream)
         elif isinstance(event, h2.events.StreamReset):
             if stream is not None:
                 self._on_reset(stream, error_code(event.error_code))
@@ -548,14 +548,13 @@ class ClientSession(H2Session):
         self._events.append(ResponseReceived(stream.stream_id, status, regular))
 
     def _on_reset(self, stream: _StreamState, code: int) -> None:
-        was_closed = stream.remote_closed
+        # After a complete response a reset ("stop sending") fails nothing.
+        if not stream.remote_closed:
+            # RFC 9113 8.7: a refused stream was not processed; safe to retry.
+            retry = code == ErrorCodes.REFUSED_STREAM and not stream.responded
+            self._events.append(StreamFailed(stream.stream_id, H2StreamReset(code), retry))
         stream.remote_closed = stream.local_closed = True
         self._finish_if_done(stream)
-        if was_closed:
-            return  # a complete response, then "stop sending": nothing to fail
-        # RFC 9113 8.7: a refused stream was not processed; safe to retry.
-        retry = code == ErrorCodes.REFUSED_STREAM and not stream.responded
-        self._events.append(StreamFailed(stream.stream_id, H2StreamReset(code), retry))
 
     def _on_goaway(self, event: Any) -> None:
         code = error_code(event.error_code)
