@@ -55,6 +55,14 @@ request is sent (that makes retries possible; ILP packets are at most a few
 tens of kilobytes). :class:`BytesProducer` skips the producer machinery for
 ``bytes`` bodies: ``HTTPClient(agent, data_to_body_producer=BytesProducer)``.
 
+How it is built: the HTTP/2 session logic (stream bookkeeping, flow control,
+concurrency limits, GOAWAY, resets, timers as deadlines) is a sans-IO core in
+:mod:`ilphttp.http2_session` (on :mod:`ilphttp.http2_connection` and
+:mod:`ilphttp.http2_events`), which imports no Twisted. The Twisted edges are
+internal: ``_h2_protocol`` (bytes between the transport and the core, events to
+Deferreds), ``_h2_response`` (the request and ``IResponse`` objects),
+``_h2_pool`` (the per-origin queue and sessions) and this module's agent.
+
 Failures use Twisted's usual exceptions: connection-level errors
 (``ConnectError`` and subclasses, ``TimeoutError``) as they are;
 :class:`~twisted.web.client.ResponseNeverReceived` when the connection or
@@ -350,7 +358,9 @@ class HTTP2Agent:
     def stats(self) -> dict[str, dict[str, Any]]:
         """
         A snapshot per origin (``"https://host:port"``): ``active``,
-        ``retiring``, ``connecting``, ``queued``, ``open_streams``, ``http1``.
+        ``retiring``, ``connecting``, ``queued``, ``open_streams``, ``http1``,
+        ``buffered`` (response body bytes received but not yet delivered to a
+        body protocol, e.g. while it is paused).
         """
         out = {}
         for (scheme, host, port), pool in self._pools.items():
