@@ -350,8 +350,7 @@ class NodeH2CTests(_NodeTestBase):
         body = Slow()
         response.deliverBody(body)
         yield deferLater(reactor, 0.3, lambda: None)
-        stream = next(iter(agent._pools.values())).active[0].streams
-        buffered = sum(len(d) for s in stream.values() for d, _ in s.response._buffer)
+        buffered = agent.stats()[f"http://127.0.0.1:{self.port}"]["buffered"]
         self.assertLessEqual(body.received + buffered, 65535)
         self.assertFalse(done.called)
         body.transport.resumeProducing()  # type: ignore[union-attr]
@@ -691,21 +690,3 @@ class TwistedTLSServerTests(TestCase):
         self.assertEqual((info["proto"], info["uri"]), ("HTTP/1.1", "/h1"))
         # Twisted's Agent keeps no connection (non-persistent default pool).
         yield deferLater(reactor, 0.05, lambda: None)
-
-
-class H2InternalsTests(TestCase):
-    """Fail loudly if h2 changes what the agent relies on."""
-
-    def test_goaway_tolerant_state_machine_available(self) -> None:
-        """Without it, graceful GOAWAYs would fail streams the peer still answers."""
-        import h2.connection
-
-        from ilphttp.http2 import _goaway_tolerant_state_machine
-
-        machine = _goaway_tolerant_state_machine()
-        self.assertIsNotNone(machine)
-        machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
-        machine.process_input(h2.connection.ConnectionInputs.RECV_GOAWAY)
-        self.assertEqual(machine.state, h2.connection.ConnectionState.CLIENT_OPEN)
-        conn = h2.connection.H2Connection()
-        self.assertIsInstance(conn.state_machine, type(machine).__mro__[1])
