@@ -65,7 +65,7 @@ from ilphttp import validate
 from ilphttp._compat import ssl_context_factory
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.nodeconfig import MAX_WORKERS, NodeConfig
-from ilphttp.tls import _split_endpoint, server_endpoint_from_string
+from ilphttp.tls import split_endpoint, server_endpoint_from_string
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
@@ -146,7 +146,7 @@ class Listener:
 
 def parse_listener(account: str, index: int, description: str) -> Listener:
     """A :class:`Listener` from an endpoint string; ConfigError if workers cannot share it."""
-    args, kwargs = _split_endpoint(description)
+    args, kwargs = split_endpoint(description)
     kind = args[0].strip().lower() if args else ""
     where = f"account {account}: listener {description!r}"
     if kind not in _KINDS:
