@@ -44,6 +44,7 @@ from ilphttp.packet import (
 from ilphttp.plugin import PluginHttp
 from ilphttp.tap import Options, make_service, makeService
 from ilphttp.testing import make_prepare
+from ilphttp.worker_setup import SETUP_LENGTH, frame_setup
 from ilphttp.workers import (
     FIRST_LISTEN_FD,
     Listener,
@@ -336,7 +337,7 @@ class SetupTests(SynchronousTestCase):
         r, w = os.pipe()
         self.addCleanup(os.close, r)
         with os.fdopen(w, "wb") as f:
-            f.write(workers._frame(setup))
+            f.write(frame_setup(setup))
         again = read_setup(r)
         self.assertEqual(again, setup)
         incoming = again.node.accounts[0].options.incoming
@@ -353,7 +354,7 @@ class SetupTests(SynchronousTestCase):
         self.addCleanup(os.close, r)
         payload = pickle.dumps({"not": "a setup"})
         with os.fdopen(w, "wb") as f:
-            f.write(workers._LENGTH.pack(len(payload)) + payload)
+            f.write(SETUP_LENGTH.pack(len(payload)) + payload)
         self.assertRaises(TypeError, read_setup, r)
 
 
