@@ -124,6 +124,16 @@ def node_config(endpoint: str = "tcp:0:interface=127.0.0.1", **top: Any) -> dict
     )
 
 
+def hold_a_port(case: SynchronousTestCase) -> int:
+    """A port on 127.0.0.1 that something listens on until ``case`` ends."""
+    holder = socket.socket()
+    case.addCleanup(holder.close)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port: int = holder.getsockname()[1]
+    return port
+
+
 def node(endpoint: str = "tcp:0:interface=127.0.0.1") -> NodeConfig:
     return parse_node(node_config(endpoint), ".", {})
 
@@ -323,11 +333,7 @@ class SocketTests(SynchronousTestCase):
             pass  # it listens
 
     def test_port_in_use(self) -> None:
-        holder = socket.socket()
-        self.addCleanup(holder.close)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        port = holder.getsockname()[1]
+        port = hold_a_port(self)
         for reuse in (False, True):
             with self.assertRaises(CannotListenError) as caught:
                 open_sockets(self.listener(port), 2, reuse_port=reuse)
@@ -726,11 +732,7 @@ class SupervisionTests(SynchronousTestCase):
 
 class SupervisorStartTests(SynchronousTestCase):
     def test_port_in_use_stops_start_up_with_one_line(self) -> None:
-        holder = socket.socket()
-        self.addCleanup(holder.close)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        port = holder.getsockname()[1]
+        port = hold_a_port(self)
         data = node_config()
         data["accounts"]["b"] = {
             "relation": "peer",
@@ -1043,11 +1045,7 @@ class TwistdWorkersTests(TestCase):
 
     @defer.inlineCallbacks
     def test_port_in_use_is_one_line(self) -> Any:
-        holder = socket.socket()
-        self.addCleanup(holder.close)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        port = holder.getsockname()[1]
+        port = hold_a_port(self)
         process, _ = yield self.start(
             "--config",
             self.config(port),
