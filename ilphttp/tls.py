@@ -59,6 +59,7 @@ __all__ = [
     "server_endpoint",
     "server_endpoint_from_string",
     "server_tls_options",
+    "split_endpoint",
 ]
 
 #: ALPN protocols a client offers for HTTP/2 with fallback: h2 first, then HTTP/1.1.
@@ -268,11 +269,17 @@ def server_endpoint(
     return SSL4ServerEndpoint(reactor, port, options, backlog=backlog, interface=interface)
 
 
-def _split_endpoint(description: str) -> tuple[list[str], dict[str, str]]:
+def split_endpoint(description: str) -> tuple[list[str], dict[str, str]]:
     """
     Split an endpoint description the way Twisted does: ``:`` separates
     fields, the first unescaped ``=`` of a field makes it a keyword, and a
     backslash escapes the next character.
+
+    ``split_endpoint(r"ssl:8443:privateKey=C\\:\\\\k.pem")`` is
+    ``(["ssl", "8443"], {"privateKey": "C:\\\\k.pem"})``.
+
+    :returns: the positional fields (the endpoint type first) and the
+        keyword fields, unescaped.
     """
     fields: list[list[tuple[str, bool]]] = [[]]
     i = 0
@@ -328,7 +335,7 @@ def server_endpoint_from_string(reactor: Any, description: str) -> IStreamServer
     endpoint types (``tcp:``, ``unix:``, ``systemd:``, ...) are passed to
     ``serverFromString`` unchanged.
     """
-    args, kwargs = _split_endpoint(description)
+    args, kwargs = split_endpoint(description)
     if not args or args[0].strip().lower() != "ssl":
         return serverFromString(reactor, description)
     positional = args[1:]

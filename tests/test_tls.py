@@ -263,7 +263,7 @@ class EndpointStringTests(_TLSBase):
 
 class PureTests(SynchronousTestCase):
     def test_split_endpoint(self) -> None:
-        args, kwargs = tls._split_endpoint(r"ssl:8443:privateKey=C\:\\k.pem:a\=b=c\:d:alpn=h2")
+        args, kwargs = tls.split_endpoint(r"ssl:8443:privateKey=C\:\\k.pem:a\=b=c\:d:alpn=h2")
         self.assertEqual(args, ["ssl", "8443"])
         self.assertEqual(kwargs, {"privateKey": "C:\\k.pem", "a=b": "c:d", "alpn": "h2"})
 

@@ -11,25 +11,35 @@ Everything is on 127.0.0.1 and bounded in time.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
 import json
 import os
 import pickle
 import re
 import signal
 import socket
+import subprocess
 import sys
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.error import CannotListenError, ProcessDone, ProcessTerminated
+from twisted.internet.error import (
+    CannotListenError,
+    ProcessDone,
+    ProcessExitedAlready,
+    ProcessTerminated,
+)
+from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, eventFromJSON, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ilphttp import workers
+from ilphttp import worker_process, worker_supervisor, workers
 from ilphttp.config import OptionError
 from ilphttp.node import HandlerContext, NodeService
 from ilphttp.nodeconfig import ConfigError, NodeConfig, parse_node
@@ -44,6 +54,7 @@ from ilphttp.packet import (
 from ilphttp.plugin import PluginHttp
 from ilphttp.tap import Options, make_service, makeService
 from ilphttp.testing import make_prepare
+from ilphttp.worker_setup import SETUP_LENGTH, frame_setup
 from ilphttp.workers import (
     FIRST_LISTEN_FD,
     Listener,
@@ -64,6 +75,13 @@ TOKEN = "workers-test-token-0123456789"
 PREIMAGE = bytes([7]) * 32
 CONDITION = hashlib.sha256(PREIMAGE).digest()
 TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with this checkout first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 # -- handler factories the workers import (--handler tests.test_workers:...) -----------
@@ -104,6 +122,16 @@ def node_config(endpoint: str = "tcp:0:interface=127.0.0.1", **top: Any) -> dict
         },
         **top,
     )
+
+
+def hold_a_port(case: SynchronousTestCase) -> int:
+    """A port on 127.0.0.1 that something listens on until ``case`` ends."""
+    holder = socket.socket()
+    case.addCleanup(holder.close)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port: int = holder.getsockname()[1]
+    return port
 
 
 def node(endpoint: str = "tcp:0:interface=127.0.0.1") -> NodeConfig:
@@ -305,11 +333,7 @@ class SocketTests(SynchronousTestCase):
             pass  # it listens
 
     def test_port_in_use(self) -> None:
-        holder = socket.socket()
-        self.addCleanup(holder.close)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        port = holder.getsockname()[1]
+        port = hold_a_port(self)
         for reuse in (False, True):
             with self.assertRaises(CannotListenError) as caught:
                 open_sockets(self.listener(port), 2, reuse_port=reuse)
@@ -336,7 +360,7 @@ class SetupTests(SynchronousTestCase):
         r, w = os.pipe()
         self.addCleanup(os.close, r)
         with os.fdopen(w, "wb") as f:
-            f.write(workers._frame(setup))
+            f.write(frame_setup(setup))
         again = read_setup(r)
         self.assertEqual(again, setup)
         incoming = again.node.accounts[0].options.incoming
@@ -353,8 +377,46 @@ class SetupTests(SynchronousTestCase):
         self.addCleanup(os.close, r)
         payload = pickle.dumps({"not": "a setup"})
         with os.fdopen(w, "wb") as f:
-            f.write(workers._LENGTH.pack(len(payload)) + payload)
+            f.write(SETUP_LENGTH.pack(len(payload)) + payload)
         self.assertRaises(TypeError, read_setup, r)
+
+    def test_the_setup_module_imports_no_twisted(self) -> None:
+        """Not at the top, not lazily in a function, not through what it imports."""
+        import ilphttp.worker_setup as pure
+
+        assert pure.__file__ is not None
+        with open(pure.__file__, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        imported = [
+            alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names
+        ]
+        imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        self.assertEqual([m for m in imported if m.split(".")[0] in ("twisted", "zope")], [])
+        code = (
+            "import sys, ilphttp.worker_setup;"
+            " print(sorted(m for m in sys.modules if m.split('.')[0] in ('twisted', 'zope')))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=child_env(), capture_output=True, timeout=60
+        )
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, b"[]"), done.stderr)
+
+    def boot(self, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        """A real worker process (as the parent starts it) fed ``stdin``."""
+        argv = [sys.executable, "-c", worker_supervisor.BOOT, "ilphttp-worker", "1"]
+        return subprocess.run(argv, input=stdin, env=child_env(), capture_output=True, timeout=60)
+
+    def test_a_worker_refuses_a_bad_setup(self) -> None:
+        payload = pickle.dumps({"not": "a setup"})
+        for stdin, error in (
+            (SETUP_LENGTH.pack(len(payload)) + payload, b"TypeError: expected a WorkerSetup"),
+            (SETUP_LENGTH.pack(100) + b"short", b"EOFError: the parent closed the pipe"),
+            (b"", b"EOFError"),
+        ):
+            done = self.boot(stdin)
+            self.assertEqual(done.returncode, 1, done.stderr)
+            self.assertIn(error, done.stderr)
+            self.assertEqual(done.stdout, b"", "nothing logged, never ready")
 
 
 # -- listening on an adopted socket, in this process -------------------------------------
@@ -573,7 +635,7 @@ class SupervisionTests(SynchronousTestCase):
         self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_logs_are_forwarded_with_the_worker(self) -> None:
-        from twisted.logger import LogLevel, eventAsJSON, formatEvent
+        from twisted.logger import eventAsJSON
 
         event = {
             "log_format": "hello {who}",
@@ -591,6 +653,172 @@ class SupervisionTests(SynchronousTestCase):
         self.assertEqual(forwarded["log_system"], "worker 2: ilphttp.tap#warn")
         self.assertEqual(forwarded["log_level"], LogLevel.warn)
         self.assertEqual(forwarded["log_time"], 1.5)
+
+    def captured(self) -> list[dict[str, Any]]:
+        """The parent's own log events from now on."""
+        events: list[dict[str, Any]] = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
+
+    def test_plain_lines_are_logged_with_the_worker(self) -> None:
+        logged = self.captured()
+        proto = self.proto(0)
+        proto.childDataReceived(1, b"hello\n\x1e{not json\n   \n")
+        proto.childDataReceived(2, b"Traceback (most\r\n")
+        proto.childDataReceived(2, b"a last line without its newline")
+        self.assertEqual(self.events, [], "no JSON event among them")
+        self.end(0, ProcessTerminated(exitCode=1))
+        lines = [
+            (e["log_system"], e["log_level"], formatEvent(e))
+            for e in logged
+            if e.get("log_system", "").startswith("worker 1: fd")
+        ]
+        self.assertEqual(
+            lines,
+            [
+                ("worker 1: fd 1", LogLevel.info, "hello"),
+                ("worker 1: fd 1", LogLevel.info, "\x1e{not json"),
+                ("worker 1: fd 2", LogLevel.warn, "Traceback (most"),
+                ("worker 1: fd 2", LogLevel.warn, "a last line without its newline"),
+            ],
+        )
+
+    def test_a_restarted_worker_is_ready_once(self) -> None:
+        self.ready(0)
+        self.ready(1)
+        self.end(0, ProcessTerminated(signal=signal.SIGKILL))
+        self.reactor.advance(workers.RESTART_DELAY)
+        logged = self.captured()
+        new = self.proto(2)
+        new.childDataReceived(workers.CONTROL_FD, b"not ready\n")
+        self.assertFalse(new.ready)
+        self.ready(2)
+        self.ready(2)
+        said = [formatEvent(e) for e in logged]
+        self.assertEqual(said, ["worker 1 (pid 1002) is ready"])
+        self.assertEqual(sorted(self.service.pids), [1001, 1002])
+
+    def test_a_process_already_gone_is_not_signalled(self) -> None:
+        def gone(name: str) -> None:
+            raise ProcessExitedAlready()
+
+        self.ready(0)
+        self.ready(1)
+        self.proto(0).transport.signalProcess = gone
+        d = self.service.stopService()
+        self.assertEqual(self.proto(1).transport.signals, ["TERM"])
+        self.end(0, ProcessDone(0))
+        self.end(1, ProcessDone(0))
+        self.successResultOf(d)
+
+    def test_how_a_worker_ended(self) -> None:
+        for reason, said in (
+            (ProcessDone(0), "exit status 0"),
+            (ProcessTerminated(exitCode=3), "exit status 3"),
+            (ProcessTerminated(signal=signal.SIGTERM), "killed by SIGTERM"),
+            (ProcessTerminated(signal=250), "killed by signal 250"),
+        ):
+            self.assertEqual(worker_supervisor.describe_end(Failure(reason)), said)
+
+    def test_restart_delays_double_up_to_the_cap(self) -> None:
+        slot = worker_supervisor._Slot(1)
+        young = [slot.next_delay(0.1) for _ in range(9)]
+        self.assertEqual(young, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0])
+        self.assertEqual(slot.next_delay(workers.STABLE_AFTER), workers.RESTART_DELAY)
+        self.assertEqual(slot.next_delay(workers.STABLE_AFTER - 0.1), 1.0)
+
+
+class SupervisorStartTests(SynchronousTestCase):
+    def test_port_in_use_stops_start_up_with_one_line(self) -> None:
+        port = hold_a_port(self)
+        data = node_config()
+        data["accounts"]["b"] = {
+            "relation": "peer",
+            "options": {
+                "incoming": {"endpoint": f"tcp:{port}:interface=127.0.0.1", "staticToken": TOKEN}
+            },
+        }
+        service = WorkersService(parse_node(data, ".", {}), None, 2, reactor=FakeReactor())
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        self.assertIn(
+            f"ilphttp: cannot start b: Couldn't listen on 127.0.0.1:{port}", str(caught.exception)
+        )
+        self.assertEqual(service.ports, {}, "account a's sockets are closed again")
+
+    def test_by_default_a_worker_that_cannot_start_stops_the_reactor(self) -> None:
+        fake = FakeReactor()
+        service = WorkersService(node(), None, 1, reactor=fake, publisher=lambda event: None)
+        service.startService()
+        self.addCleanup(service._close)
+        fake.spawned[0][0].processEnded(Failure(ProcessTerminated(exitCode=1)))
+        self.assertEqual(fake.stopped, 1)
+        fake.running = False
+        service.stopService()
+        self.assertEqual(fake.stopped, 1, "not twice")
+
+
+# -- the worker's side, in this process ---------------------------------------------------
+
+
+class WorkerSideTests(SynchronousTestCase):
+    def test_log_events_become_json_lines(self) -> None:
+        out = io.StringIO()
+        lines = worker_process._JSONLines(out)
+        lines({"log_format": "hi {who}", "who": "you", "log_level": LogLevel.info})
+        lines(
+            {
+                "log_format": "odd {x}",
+                "x": object(),
+                "log_namespace": "n",
+                "log_level": LogLevel.warn,
+            }
+        )
+        records = out.getvalue().split("\n")
+        self.assertEqual(records[-1], "")
+        events = [eventFromJSON(r[1:]) for r in records[:-1] if r.startswith("\x1e")]
+        self.assertEqual(len(events), 2)
+        self.assertEqual(formatEvent(events[0]), "hi you")
+        self.assertTrue(formatEvent(events[1]).startswith("odd <object object at"))
+        self.assertEqual((events[1]["log_namespace"], events[1]["log_level"]), ("n", LogLevel.warn))
+
+    def test_the_parent_watch_sees_the_pipe_close(self) -> None:
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        os.set_blocking(r, False)
+        gone: list[bool] = []
+        watch = worker_process._ParentWatch(r, lambda: gone.append(True))
+        self.assertEqual((watch.fileno(), watch.logPrefix()), (r, "parent-watch"))
+        self.assertIsNone(watch.doRead(), "nothing to read yet")
+        os.write(w, b"anything")
+        self.assertIsNone(watch.doRead())
+        os.close(w)
+        self.assertIs(watch.doRead(), CONNECTION_DONE)
+        self.assertEqual(gone, [])
+        watch.connectionLost(Failure(CONNECTION_DONE))
+        self.assertEqual(gone, [True])
+
+    def test_a_worker_whose_node_cannot_be_built_ends_at_once(self) -> None:
+        logged: list[dict[str, Any]] = []
+        observer = logged.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for handler in (
+            "no_such_module_for_ilphttp:factory",
+            "tests.test_workers:make_failing_handler",
+        ):
+            setup = WorkerSetup(1, node(), handler, ())
+            self.assertEqual(worker_process.run_worker(setup, reactor=Clock()), 1)
+        said = [formatEvent(e) for e in logged]
+        self.assertIn(
+            "ilphttp: --handler no_such_module_for_ilphttp:factory: --handler: cannot import"
+            " no_such_module_for_ilphttp: No module named 'no_such_module_for_ilphttp'",
+            said,
+        )
+        self.assertIn("the node could not be built", said)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 # -- real processes ---------------------------------------------------------------------
@@ -683,9 +911,7 @@ class TwistdWorkersTests(TestCase):
     def start(self, *argv: str, ready: bool = True) -> Any:
         process = Twistd()
         args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "ilphttp", *argv]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-        reactor.spawnProcess(process, sys.executable, args, env=env, path=self.workdir)
+        reactor.spawnProcess(process, sys.executable, args, env=child_env(), path=self.workdir)
         self.addCleanup(process.kill)
         if not ready:
             return process, []
@@ -819,11 +1045,7 @@ class TwistdWorkersTests(TestCase):
 
     @defer.inlineCallbacks
     def test_port_in_use_is_one_line(self) -> Any:
-        holder = socket.socket()
-        self.addCleanup(holder.close)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        port = holder.getsockname()[1]
+        port = hold_a_port(self)
         process, _ = yield self.start(
             "--config",
             self.config(port),

@@ -1,0 +1,131 @@
+"""What the parent of ``--workers N`` tells each worker: plain data, no Twisted.
+
+The parent (:mod:`ilphttp.worker_supervisor`) pickles one
+:class:`WorkerSetup` per worker and writes it, length-prefixed, to the
+worker's stdin; the worker (:mod:`ilphttp.worker_process`) reads it back with
+:func:`read_setup` before it starts its reactor.  The setup holds the parsed
+node configuration, secrets included, so it never goes through argv or the
+environment.
+
+Nothing here imports Twisted: the wire format, the descriptor numbers both
+sides agree on, and :func:`parse_workers` can be used and tested without a
+reactor.  Turning endpoint strings into :class:`Listener` values needs the
+TLS endpoint parser and lives in :mod:`ilphttp.worker_sockets`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ilphttp import validate
+from ilphttp.nodeconfig import MAX_WORKERS, NodeConfig
+
+__all__ = [
+    "CONTROL_FD",
+    "FIRST_LISTEN_FD",
+    "MAX_WORKERS",
+    "SETUP_LENGTH",
+    "Listener",
+    "WorkerSetup",
+    "frame_setup",
+    "parse_workers",
+    "read_setup",
+]
+
+#: in a worker: the parent reads "ready" on this descriptor...
+CONTROL_FD = 3
+#: ...and the listening sockets start at this one
+FIRST_LISTEN_FD = 4
+#: the length prefix of a pickled :class:`WorkerSetup`: 8 bytes, big-endian
+SETUP_LENGTH = struct.Struct(">Q")
+
+
+def parse_workers(value: Any, where: str = "--workers") -> int:
+    """The number of worker processes: an integer from 1 to :data:`MAX_WORKERS`.
+
+    :param value: the option's text (``--workers 3``) or a config file's value.
+    :param where: names the option in the error.
+    :raises OptionError: naming ``where``.
+    """
+    if isinstance(value, str):
+        return validate.integer_text(where, value, 1, MAX_WORKERS)
+    return validate.integer(where, value, 1, MAX_WORKERS)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening endpoint of one account, as the parent opens it."""
+
+    account: str
+    #: 0: the account's incoming endpoint; 1, 2, ...: its extra ``--listen``
+    index: int
+    description: str
+    #: ``tcp``, ``tcp6`` or ``ssl``
+    kind: str
+    #: the TCP port; 0 lets the parent's first bind pick one
+    port: int
+    #: the address to bind, ``""`` for every IPv4 (or, for ``tcp6``, IPv6) address
+    interface: str
+    #: the listen queue's length, in connections
+    backlog: int
+
+    @property
+    def family(self) -> int:
+        """``AF_INET6`` for ``tcp6`` or an IPv6 interface, else ``AF_INET``."""
+        if self.kind == "tcp6" or ":" in self.interface:
+            return socket.AF_INET6
+        return socket.AF_INET
+
+    @property
+    def bind_address(self) -> tuple[str, int]:
+        """(host, port) for ``socket.bind``."""
+        host = self.interface or ("::" if self.family == socket.AF_INET6 else "")
+        return host, self.port
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker needs, pickled to its stdin (secrets stay out of argv)."""
+
+    #: the worker's number, from 1
+    worker: int
+    node: NodeConfig
+    #: ``--handler pkg.module:callable``, or None for the router
+    handler: str | None
+    #: each listener and the descriptor its socket has in the worker
+    listeners: tuple[tuple[Listener, int], ...]
+
+
+def frame_setup(setup: WorkerSetup) -> bytes:
+    """``setup`` pickled, after its length (:data:`SETUP_LENGTH`), for the worker's stdin."""
+    payload = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
+    return SETUP_LENGTH.pack(len(payload)) + payload
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError("the parent closed the pipe")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_setup(fd: int = 0) -> WorkerSetup:
+    """The setup the parent wrote to ``fd`` with :func:`frame_setup` (blocking).
+
+    :raises EOFError: if the pipe closes before the whole setup came.
+    :raises TypeError: if what came is not a :class:`WorkerSetup`.
+    """
+    (length,) = SETUP_LENGTH.unpack(_read_exactly(fd, SETUP_LENGTH.size))
+    setup = pickle.loads(_read_exactly(fd, length))
+    if not isinstance(setup, WorkerSetup):
+        raise TypeError(f"expected a WorkerSetup, got {type(setup).__name__}")
+    return setup
