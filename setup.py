@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
     packages=["ilphttp", "twisted.plugins"],
     package_data={"ilphttp": ["py.typed"], "twisted.plugins": ["ilphttp_plugin.py"]},
