@@ -7,6 +7,7 @@ The public API: :class:`PluginHttp` (the link), the packet codec in
 
 from __future__ import annotations
 
+from ilphttp._version import __version__
 from ilphttp.config import OptionError
 from ilphttp.packet import (
     ErrorCode,
@@ -18,8 +19,6 @@ from ilphttp.packet import (
     serialize,
 )
 from ilphttp.plugin import NotConnectedError, PluginHttp
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ErrorCode",
