@@ -25,6 +25,11 @@ setup(
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.9",
+    # An explicit root mapping makes `pip install -e .` write a plain .pth
+    # pointing at the checkout (setuptools' "static pth" editable strategy),
+    # so Twisted's plugin loader finds twisted/plugins/ilphttp_plugin.py on
+    # sys.path; the default finder-based editable install hides it from twistd.
+    package_dir={"": "."},
     # twisted.plugins is Twisted's package: we ship one module into it and no
     # __init__.py (there is none in the source tree), which would shadow Twisted's.
     packages=["ilphttp", "twisted.plugins"],
