@@ -227,6 +227,23 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertIn("ilphttp", result.stdout)
         self.assertIn("An Interledger (ILPv4) over HTTP node", result.stdout)
 
+    def test_installs_the_plugin_module_and_no_package_init(self) -> None:
+        """The wheel puts one module into Twisted's twisted/plugins and no
+        __init__.py in twisted/ or twisted/plugins/, which would shadow Twisted's."""
+        result = self.run_sync(
+            self.bin("python"),
+            "-c",
+            "from importlib.metadata import files;"
+            " print('\\n'.join(str(f) for f in files('ilphttp') or ()))",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        shipped = {
+            name
+            for name in result.stdout.splitlines()
+            if name.startswith("twisted/") and "__pycache__" not in name
+        }
+        self.assertEqual(shipped, {"twisted/plugins/ilphttp_plugin.py"})
+
     def test_bad_options_are_one_line(self) -> None:
         result = self.run_sync(
             self.bin("twistd"),
