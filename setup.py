@@ -1,17 +1,44 @@
+import re
+from pathlib import Path
+
 from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_version() -> str:
+    """The version from ilphttp/_version.py, read as text: importing ilphttp
+    would need its dependencies before they are installed."""
+    text = (HERE / "ilphttp" / "_version.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("no __version__ in ilphttp/_version.py")
+    return match.group(1)
+
 
 setup(
     name="ilphttp",
-    version="0.1.0",
+    version=read_version(),
     description="Interledger (ILPv4) packets over HTTP, on Twisted: a superset of ilp-plugin-http",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
+    # An explicit root mapping makes `pip install -e .` write a plain .pth
+    # pointing at the checkout (setuptools' "static pth" editable strategy),
+    # so Twisted's plugin loader finds twisted/plugins/ilphttp_plugin.py on
+    # sys.path; the default finder-based editable install hides it from twistd.
+    package_dir={"": "."},
+    # twisted.plugins is Twisted's package: we ship one module into it and no
+    # __init__.py (there is none in the source tree), which would shadow Twisted's.
     packages=["ilphttp", "twisted.plugins"],
     package_data={"ilphttp": ["py.typed"], "twisted.plugins": ["ilphttp_plugin.py"]},
     install_requires=[
-        "twisted[tls,http2]>=22.10",
+        # 25.5: the oldest Twisted that passes the suite (tox -e lowest); before
+        # it twisted.web's HTTP/2 ignored Site(parsePOSTFormSubmission=False).
+        # Also the newest that PyPy 3.9 can install (bench/pypy-constraints.txt).
+        "twisted[tls,http2]>=25.5",
         "treq>=22.1",
         "pyjwt>=2.4",
         "service-identity>=21.1",

@@ -78,6 +78,11 @@ class IncomingAuth:
             del self._verified[token]
             return False
         try:
+            # RFC 7515 §4.1.11: a token whose "crit" header names extensions
+            # we do not understand MUST be refused, and we understand none.
+            # PyJWT checks "crit" itself only from 2.12, so check it here.
+            if "crit" in jwt.get_unverified_header(token):
+                return False
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", _KEY_WARNING)
                 claims = jwt.decode(

@@ -137,6 +137,18 @@ class IncomingJwtTests(SynchronousTestCase):
         token = sign({"exp": exp})
         self.assertFalse(self.auth.verify(b"Bearer " + token[:-2]))
 
+    def test_crit_header_refused(self) -> None:
+        """RFC 7515 §4.1.11: we understand no extension, so any "crit" is refused,
+        even on a well-signed token (PyJWT < 2.12 would accept it)."""
+        exp = int(NOW) + 30
+        for crit in (["x-ext"], ["exp"], []):
+            headers = {"crit": crit, "x-ext": True}
+            token = jwt.encode({"exp": exp}, SECRET, algorithm="HS256", headers=headers)
+            self.assertFalse(self.auth.verify(b"Bearer " + token.encode("ascii")), crit)
+        # the same token without "crit" passes: the header alone made the difference
+        plain = jwt.encode({"exp": exp}, SECRET, algorithm="HS256", headers={"x-ext": True})
+        self.assertTrue(self.auth.verify(b"Bearer " + plain.encode("ascii")))
+
     def test_static_accepted_in_jwt_mode_when_both_configured(self) -> None:
         auth = IncomingAuth("static-one", SECRET, self.now)
         self.assertTrue(auth.verify(b"Bearer static-one"))

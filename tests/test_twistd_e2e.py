@@ -1,9 +1,9 @@
 """End to end: the installed package, ``twistd -n ilphttp``, real JS peers around it.
 
 The package is installed NON-editable into a fresh virtualenv (``python -m
-venv`` + ``pip install``; twistd cannot see a plugin of this flat layout
-after an editable install), once per test run, with its dependencies pinned
-to the versions the test run itself uses.  Then ``twistd -n ilphttp
+venv`` + ``pip install``), once per test run, with its dependencies pinned
+to the versions the test run itself uses; :class:`EditableInstallTests`
+checks ``pip install -e`` in a second one.  Then ``twistd -n ilphttp
 --config hub.json`` runs as a subprocess with three accounts:
 
 - ``up``: the parent, a real JS ``ilp-plugin-http`` (interop/peer.js) that
@@ -51,7 +51,7 @@ from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: what a source distribution of the project holds (the rest is tests, docs, interop)
-_PACKAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "ilphttp", "twisted")
+_PACKAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE", "ilphttp", "twisted")
 INSTALL_TIMEOUT = 900
 
 TOKENS = {
@@ -64,11 +64,18 @@ TOKENS = {
 }
 PARENT_ADDRESS = "test.parent.hub"
 
-_venv: dict[str, Any] = {}
+#: the fresh virtualenvs, by mode ("install", "editable"): their path or why they failed
+_venvs: dict[str, dict[str, Any]] = {}
 
 
-def installed_venv() -> str:
-    """A fresh virtualenv with the package installed from a copy of the source; once."""
+def installed_venv(editable: bool = False) -> str:
+    """A fresh virtualenv with the package installed from a copy of the source; once.
+
+    ``editable``: ``pip install -e`` (the copy stays the package's home).
+    Under ``coverage`` (``tox -e coverage``), coverage is installed too: its
+    ``.pth`` then measures the venv's processes, whose data lands beside ours.
+    """
+    _venv = _venvs.setdefault("editable" if editable else "install", {})
     if "path" in _venv:
         return str(_venv["path"])
     if "error" in _venv:
@@ -89,9 +96,12 @@ def installed_venv() -> str:
     constraints = os.path.join(base, "constraints.txt")
     with open(constraints, "w", encoding="utf-8") as f:
         f.write("\n".join(_installed_versions()) + "\n")
+    install = ["-e", source] if editable else [source]
+    if _measuring_coverage():
+        install.append("coverage")
     steps = [
         [sys.executable, "-m", "venv", venv],
-        [python, "-m", "pip", "install", "-q", "-c", constraints, source],
+        [python, "-m", "pip", "install", "-q", "-c", constraints, *install],
     ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for step in steps:
@@ -106,6 +116,11 @@ def installed_venv() -> str:
             raise unittest.FailTest(_venv["error"])
     _venv["path"] = venv
     return venv
+
+
+def _measuring_coverage() -> bool:
+    """Whether coverage asks subprocesses to measure themselves (``[run] patch``)."""
+    return any(v in os.environ for v in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"))
 
 
 def _installed_versions() -> list[str]:
@@ -196,6 +211,23 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("ilphttp", result.stdout)
         self.assertIn("An Interledger (ILPv4) over HTTP node", result.stdout)
+
+    def test_installs_the_plugin_module_and_no_package_init(self) -> None:
+        """The wheel puts one module into Twisted's twisted/plugins and no
+        __init__.py in twisted/ or twisted/plugins/, which would shadow Twisted's."""
+        result = self.run_sync(
+            self.bin("python"),
+            "-c",
+            "from importlib.metadata import files;"
+            " print('\\n'.join(str(f) for f in files('ilphttp') or ()))",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        shipped = {
+            name
+            for name in result.stdout.splitlines()
+            if name.startswith("twisted/") and "__pycache__" not in name
+        }
+        self.assertEqual(shipped, {"twisted/plugins/ilphttp_plugin.py"})
 
     def test_bad_options_are_one_line(self) -> None:
         result = self.run_sync(
@@ -404,6 +436,53 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertNotIn("Unhandled", log)
         for token in TOKENS.values():
             self.assertNotIn(token, log, "a secret was logged")
+
+
+class EditableInstallTests(unittest.TestCase):
+    """``pip install -e .``: twistd finds the plugin and ilphttp is the checkout.
+
+    setup.py maps the root explicitly (``package_dir={"": "."}``), so
+    setuptools writes a plain ``.pth`` with the checkout's path instead of an
+    import hook; Twisted's plugin loader only scans ``sys.path`` directories.
+    """
+
+    timeout = INSTALL_TIMEOUT + 60
+
+    def setUp(self) -> None:
+        self.venv = installed_venv(editable=True)
+        self.source = os.path.join(os.path.dirname(self.venv), "src")
+
+    def run_in_venv(self, program: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        # run beside the copy, not in it: the current directory must not be on sys.path
+        return subprocess.run(
+            [os.path.join(self.venv, "bin", program), *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=os.path.dirname(self.venv),
+        )
+
+    def test_twistd_lists_the_plugin(self) -> None:
+        result = self.run_in_venv("twistd", "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("An Interledger (ILPv4) over HTTP node", result.stdout)
+
+    def test_imports_resolve_to_the_checkout(self) -> None:
+        result = self.run_in_venv(
+            "python",
+            "-c",
+            "import ilphttp, twisted, twisted.plugins.ilphttp_plugin as p;"
+            " print(ilphttp.__file__); print(p.__file__); print(twisted.__file__)",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        package, plugin, twisted_init = map(os.path.realpath, result.stdout.splitlines())
+        source = os.path.realpath(self.source)
+        self.assertEqual(package, os.path.join(source, "ilphttp", "__init__.py"))
+        self.assertEqual(plugin, os.path.join(source, "twisted", "plugins", "ilphttp_plugin.py"))
+        # the checkout's twisted/ (no __init__.py) must not shadow Twisted itself
+        self.assertIn("site-packages", twisted_init)
 
 
 class _Collect(ProcessProtocol):
