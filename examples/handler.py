@@ -12,17 +12,20 @@ test.x --amount 1`` (with ILPHTTP_OUTGOING_TOKEN=change-me).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from twisted.logger import Logger
 
 from ilphttp.packet import ErrorCode, Reject, deserialize_prepare, serialize_reject
 
+if TYPE_CHECKING:
+    from ilphttp.node import HandlerContext
+
 log = Logger()
 
 
-def make_handler(context: Any) -> Callable[[bytes], bytes]:
-    """Called once per account with an ``ilphttp.tap.HandlerContext``."""
+def make_handler(context: HandlerContext) -> Callable[[bytes], bytes]:
+    """Called once per account with an :class:`ilphttp.node.HandlerContext`."""
     account = context.account
     address = context.plugin.address or ""
 
