@@ -30,7 +30,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from zope.interface import implementer
 
-from ilphttp._compat import standard_endpoint_factory, wrapped_reasons
+from ilphttp._compat import quiet_pool, standard_endpoint_factory, wrapped_reasons
 from ilphttp.auth import OutgoingAuth
 
 # One body producer for both agents: HTTP2Agent takes its bytes without copying.
@@ -59,8 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_REPLY_LENGTH",
+    "POOL_IDLE_TIMEOUT",
+    "POOL_SIZE",
     "OutgoingClient",
     "check_reply",
+    "make_agent",
     "make_http11_agent",
     "reject_for_failure",
     "reject_for_status",
@@ -391,3 +394,35 @@ class _Discard(_BodyReader):
     def connectionLost(self, reason: Failure = _DONE) -> None:
         if not self._gave_up:
             self.finished.callback(b"")
+
+
+#: Idle keep-alive connections are dropped before the JS plugin's server
+#: (node, ``keepAliveTimeout`` 5 s) would close them under us: a POST is never
+#: retried, so a connection closed by the peer mid-send would cost a packet.
+POOL_IDLE_TIMEOUT = 4
+#: persistent connections per peer; one is used per request in flight
+POOL_SIZE = 256
+
+
+def make_agent(reactor: Any, out: Any, tls_policy: Any) -> tuple[IAgent, HTTPConnectionPool | None]:
+    """The agent for a plugin's outgoing options: ``(agent, its pool or None)``.
+
+    HTTP/2 (``out.http2``) gets an :class:`ilphttp.http2.HTTP2Agent`; HTTP/1.1
+    a keep-alive pool of :data:`POOL_SIZE` connections per peer, idle ones
+    dropped after :data:`POOL_IDLE_TIMEOUT` seconds, never retried (a POST is
+    not idempotent).
+    """
+    if out.http2:
+        from ilphttp.http2 import HTTP2Agent
+
+        agent: IAgent = HTTP2Agent(
+            reactor,
+            max_requests_per_session=out.http2_max_requests_per_session,
+            tls_policy=tls_policy,
+        )
+        return agent, None
+    pool = quiet_pool(HTTPConnectionPool(reactor, persistent=True))
+    pool.maxPersistentPerHost = POOL_SIZE
+    pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
+    pool.retryAutomatically = False
+    return make_http11_agent(reactor, pool, tls_policy), pool

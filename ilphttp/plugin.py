@@ -8,7 +8,7 @@ side become ILP Rejects with documented codes; only misuse raises.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -24,25 +24,29 @@ from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 
 from ilphttp import ildcp
-from ilphttp._compat import quiet_pool
 from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
-from ilphttp.client import OutgoingClient, make_http11_agent, reply_of
+from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
 from ilphttp.errors import NotConnectedError, OptionError
+from ilphttp.handlers import (
+    DataHandler,
+    PrepareHandler,
+    SharedFetch,
+    as_bytes,
+    fetch_ildcp,
+    reply_bytes,
+    reply_data,
+    settled,
+)
 from ilphttp.packet import (
-    TYPE_FULFILL,
-    TYPE_REJECT,
     ErrorCode,
-    Fulfill,
     InvalidPacketError,
     Prepare,
     Reject,
     Reply,
-    deserialize,
     deserialize_prepare,
     is_valid_address,
     is_valid_segment,
-    serialize,
     serialize_prepare,
     serialize_reject,
 )
@@ -57,21 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "fetch_ildcp"]
 
 _log = Logger()
-
-#: what a handler answers: a serialized Fulfill/Reject, the packet object, or a
-#: :class:`~ilphttp.packet.Reply` (trusted as already checked)
-HandlerResult = Union[bytes, Fulfill, Reject, Reply]
-#: ``handler(prepare_bytes)`` returns a HandlerResult or a Deferred of one (the JS shape).
-DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
-#: ``handler(prepare, prepare_bytes)``: the same, given the Prepare already parsed.
-PrepareHandler = Callable[[Prepare, bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
-
-#: Idle keep-alive connections are dropped before the JS plugin's server
-#: (node, ``keepAliveTimeout`` 5 s) would close them under us: a POST is never
-#: retried, so a connection closed by the peer mid-send would cost a packet.
-POOL_IDLE_TIMEOUT = 4
-#: persistent connections per peer; one is used per request in flight
-POOL_SIZE = 256
 
 
 def _default_reactor() -> Any:
@@ -134,8 +123,8 @@ class PluginHttp(Service):
         self._prepare_handler: PrepareHandler | None = None
         self._money_handler: Callable[[str], Any] | None = None
         self._listeners: dict[str, list[Callable[[], object]]] = {}
-        self._ildcp: ildcp.IldcpResponse | None = options.ildcp
-        self._ildcp_waiting: list[Deferred[ildcp.IldcpResponse]] | None = None
+        #: our IL-DCP info: configured, or fetched once through our own handler
+        self._ildcp: SharedFetch[ildcp.IldcpResponse] = SharedFetch(options.ildcp)
         self.address: str | None = options.address
         self.port: IListeningPort | None = None
         self._pool: HTTPConnectionPool | None = None
@@ -275,21 +264,8 @@ class PluginHttp(Service):
     def _make_agent(self) -> Any:
         out = self.options.outgoing
         assert out is not None
-        tls_policy = self._tls_policy
-        if out.http2:
-            from ilphttp.http2 import HTTP2Agent
-
-            return HTTP2Agent(
-                self._reactor,
-                max_requests_per_session=out.http2_max_requests_per_session,
-                tls_policy=tls_policy,
-            )
-        pool = HTTPConnectionPool(self._reactor, persistent=True)
-        pool.maxPersistentPerHost = POOL_SIZE
-        pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
-        pool.retryAutomatically = False
-        self._pool = quiet_pool(pool)
-        return make_http11_agent(self._reactor, pool, tls_policy)
+        agent, self._pool = make_agent(self._reactor, out, self._tls_policy)
+        return agent
 
     def disconnect(self) -> Deferred[None]:
         """Stop taking packets, let those in flight finish, close every connection."""
@@ -303,7 +279,7 @@ class PluginHttp(Service):
             self.port = None
         # Observe the packets in flight without adding to their callback chains
         # anything that could change what their callers get.
-        in_flight = [_settled(d) for d in self._in_flight]
+        in_flight = [settled(d) for d in self._in_flight]
 
         def close_connections(_: object) -> Deferred[Any]:
             closing: list[Deferred[Any]] = []
@@ -381,7 +357,7 @@ class PluginHttp(Service):
         :raises RuntimeError: when the plugin has no outgoing side.
         """
         prepare = deserialize_prepare(data)
-        return self.send_prepare(prepare, data).addCallback(_reply_data)
+        return self.send_prepare(prepare, data).addCallback(reply_data)
 
     def send_prepare(self, prepare: Prepare, data: bytes | None = None) -> Deferred[Reply]:
         """Send ``prepare``; fire with its checked :class:`~ilphttp.packet.Reply`.
@@ -445,28 +421,17 @@ class PluginHttp(Service):
     # -- IL-DCP ----------------------------------------------------------------------
 
     def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        if self._ildcp is not None:
-            return succeed(self._ildcp)
-        if self._data_handler is None and self._prepare_handler is None:
+        if self._ildcp.value is None and self._data_handler is self._prepare_handler is None:
             return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
-        d: Deferred[ildcp.IldcpResponse] = Deferred()
-        if self._ildcp_waiting is not None:
-            # One fetch at a time; everyone waiting shares its answer.
-            self._ildcp_waiting.append(d)
-            return d
-        self._ildcp_waiting = [d]
+        return self._ildcp.get(self._fetch_own_ildcp)
 
-        def fetched(result: ildcp.IldcpResponse | Failure) -> None:
-            waiting, self._ildcp_waiting = self._ildcp_waiting or [], None
-            if isinstance(result, ildcp.IldcpResponse):
-                self._ildcp = result
-                if self.address is None:
-                    self.address = result.client_address
-            for w in waiting:
-                w.callback(result)
+    def _fetch_own_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
+        def learned(info: ildcp.IldcpResponse) -> ildcp.IldcpResponse:
+            if self.address is None:
+                self.address = info.client_address
+            return info
 
-        fetch_ildcp(self._handle).addBoth(fetched)
-        return d
+        return fetch_ildcp(self._handle).addCallback(learned)
 
     def _handle(self, data: bytes) -> Deferred[bytes]:
         """Our own handler, for our own IL-DCP request (multi mode without ``ildcp``)."""
@@ -476,7 +441,7 @@ class PluginHttp(Service):
             d = maybeDeferred(self._data_handler, data)
         else:
             return fail(ildcp.IldcpError("data handler was deregistered"))
-        return d.addCallback(_as_bytes)
+        return d.addCallback(as_bytes)
 
     def _serve_ildcp(self, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
         name = "" if peer_name is None else peer_name.decode("latin-1")
@@ -541,16 +506,8 @@ class PluginHttp(Service):
         return serialize_reject(Reject(code, self.address or "", message))
 
     def _check_handler_result(self, result: Any) -> bytes:
-        if isinstance(result, Reply):
-            return result.data  # checked where it was read or made
         try:
-            if isinstance(result, (Fulfill, Reject)):
-                return serialize(result)  # checks the fields as it writes them
-            reply = _as_bytes(result)
-            if reply[0] == TYPE_FULFILL or reply[0] == TYPE_REJECT:
-                deserialize(reply)
-                return reply
-            raise InvalidPacketError(f"packet type {reply[0]}")
+            return reply_bytes(result)
         except (InvalidPacketError, TypeError, IndexError, ValueError) as exc:
             _log.error(
                 "data handler returned an invalid reply ({reason}); answering T00",
@@ -565,46 +522,6 @@ class PluginHttp(Service):
             )
         _log.failure("data handler failed; answering T00", failure)
         return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
-
-
-def fetch_ildcp(send_data: Callable[[bytes], Any]) -> Deferred[ildcp.IldcpResponse]:
-    """Ask the parent behind ``send_data`` for our address and asset (IL-DCP, RFC 31).
-
-    ``send_data(prepare_bytes)`` returns the reply bytes or a Deferred of them
-    (:meth:`PluginHttp.send_data` does).  Fires with an
-    :class:`~ilphttp.ildcp.IldcpResponse`, or fails with
-    :class:`~ilphttp.ildcp.IldcpError` when the parent rejects or answers garbage.
-    """
-    reply: Deferred[bytes] = maybeDeferred(send_data, ildcp.serialize_request())
-    return reply.addCallback(ildcp.deserialize_response)
-
-
-def _settled(d: Deferred[Any]) -> Deferred[None]:
-    """Fires with None once ``d`` has a result; ``d``'s result is passed on untouched."""
-    done: Deferred[None] = Deferred()
-
-    def passthrough(result: Any) -> Any:
-        done.callback(None)
-        return result
-
-    d.addBoth(passthrough)
-    return done
-
-
-def _reply_data(reply: Reply) -> bytes:
-    return reply.data
-
-
-def _as_bytes(result: Any) -> bytes:
-    if isinstance(result, bytes):
-        return result
-    if isinstance(result, Reply):
-        return result.data
-    if isinstance(result, (Fulfill, Reject)):
-        return serialize(result)
-    if isinstance(result, (bytearray, memoryview)):
-        return bytes(result)
-    raise TypeError(f"expected bytes, got {type(result).__name__}")
 
 
 def _warn_short_secret(side: str, secret: str | None) -> None:

@@ -1,0 +1,141 @@
+"""What a link's data handlers are, and how their answers are checked (Twisted edge).
+
+A handler answers an incoming Prepare with a Fulfill or Reject: as bytes (the
+JS plugin's shape), as a packet object, as a :class:`~ilphttp.packet.Reply`
+already checked, or as a Deferred of any of these.  :func:`reply_bytes` turns
+that answer into the bytes to send back, checking it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, TypeVar, Union
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from ilphttp import ildcp
+from ilphttp.packet import (
+    TYPE_FULFILL,
+    TYPE_REJECT,
+    Fulfill,
+    InvalidPacketError,
+    Prepare,
+    Reject,
+    Reply,
+    deserialize,
+    serialize,
+)
+
+__all__ = [
+    "DataHandler",
+    "HandlerResult",
+    "PrepareHandler",
+    "SharedFetch",
+    "as_bytes",
+    "fetch_ildcp",
+    "reply_bytes",
+    "reply_data",
+    "settled",
+]
+
+#: what a handler answers: a serialized Fulfill/Reject, the packet object, or a
+#: :class:`~ilphttp.packet.Reply` (trusted as already checked)
+HandlerResult = Union[bytes, Fulfill, Reject, Reply]
+#: ``handler(prepare_bytes)`` returns a HandlerResult or a Deferred of one (the JS shape).
+DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+#: ``handler(prepare, prepare_bytes)``: the same, given the Prepare already parsed.
+PrepareHandler = Callable[[Prepare, bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+
+
+def reply_bytes(result: Any) -> bytes:
+    """The wire form of a handler's answer, checked once.
+
+    A :class:`~ilphttp.packet.Reply` was checked where it was read or made;
+    a packet object is checked as it is serialized; bytes are parsed.
+    :raises InvalidPacketError, TypeError, ValueError: when the answer is not
+        a valid Fulfill or Reject.
+    """
+    if isinstance(result, Reply):
+        return result.data
+    if isinstance(result, (Fulfill, Reject)):
+        return serialize(result)
+    reply = as_bytes(result)
+    if not reply or reply[0] not in (TYPE_FULFILL, TYPE_REJECT):
+        raise InvalidPacketError(f"packet type {reply[:1].hex() or 'missing'}")
+    deserialize(reply)
+    return reply
+
+
+def fetch_ildcp(send_data: Callable[[bytes], Any]) -> Deferred[ildcp.IldcpResponse]:
+    """Ask the parent behind ``send_data`` for our address and asset (IL-DCP, RFC 31).
+
+    ``send_data(prepare_bytes)`` returns the reply bytes or a Deferred of them
+    (:meth:`PluginHttp.send_data` does).  Fires with an
+    :class:`~ilphttp.ildcp.IldcpResponse`, or fails with
+    :class:`~ilphttp.ildcp.IldcpError` when the parent rejects or answers garbage.
+    """
+    reply: Deferred[bytes] = maybeDeferred(send_data, ildcp.serialize_request())
+    return reply.addCallback(ildcp.deserialize_response)
+
+
+def settled(d: Deferred[Any]) -> Deferred[None]:
+    """Fires with None once ``d`` has a result; ``d``'s result is passed on untouched."""
+    done: Deferred[None] = Deferred()
+
+    def passthrough(result: Any) -> Any:
+        done.callback(None)
+        return result
+
+    d.addBoth(passthrough)
+    return done
+
+
+def reply_data(reply: Reply) -> bytes:
+    return reply.data
+
+
+def as_bytes(result: Any) -> bytes:
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, Reply):
+        return result.data
+    if isinstance(result, (Fulfill, Reject)):
+        return serialize(result)
+    if isinstance(result, (bytearray, memoryview)):
+        return bytes(result)
+    raise TypeError(f"expected bytes, got {type(result).__name__}")
+
+
+_T = TypeVar("_T")
+
+
+class SharedFetch(Generic[_T]):
+    """A value fetched at most once at a time: concurrent askers share one fetch.
+
+    A successful result is kept for good (:attr:`value`); a failure reaches
+    everyone waiting for that fetch, and the next ask fetches again.
+    """
+
+    def __init__(self, value: _T | None = None) -> None:
+        self.value = value
+        self._waiting: list[Deferred[_T]] | None = None
+
+    def get(self, fetch: Callable[[], Deferred[_T]]) -> Deferred[_T]:
+        """The value, from :attr:`value` or from ``fetch()`` (called only when none is running)."""
+        if self.value is not None:
+            return succeed(self.value)
+        d: Deferred[_T] = Deferred()
+        if self._waiting is not None:
+            self._waiting.append(d)
+            return d
+        self._waiting = [d]
+
+        def fetched(result: _T | Failure) -> None:
+            waiting, self._waiting = self._waiting or [], None
+            if not isinstance(result, Failure):
+                self.value = result
+            for w in waiting:
+                w.callback(result)
+
+        fetch().addBoth(fetched)
+        return d
