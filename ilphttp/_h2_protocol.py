@@ -26,9 +26,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
 from ilphttp._h2_response import H2Response, PendingRequest, RequestInfo
-from ilphttp.http2_session import (
+from ilphttp.http2_events import (
     CapacityChanged,
-    ClientSession,
     CloseConnection,
     ConnectionFailed,
     DataReceived,
@@ -42,6 +41,7 @@ from ilphttp.http2_session import (
     Timer,
     request_headers,
 )
+from ilphttp.http2_session import ClientSession
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall

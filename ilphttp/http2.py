@@ -95,14 +95,14 @@ from zope.interface import implementer
 from ilphttp._h2_pool import OriginKey, OriginPool
 from ilphttp._h2_protocol import H2ClientProtocol
 from ilphttp._h2_response import PendingRequest
-from ilphttp.http2_session import (
-    DEFAULT_CONNECTION_WINDOW,
-    ClientSession,
+from ilphttp.http2_connection import DEFAULT_CONNECTION_WINDOW
+from ilphttp.http2_events import (
     ErrorCodes,
     H2ConnectionTerminated,
     H2ProtocolError,
     H2StreamReset,
 )
+from ilphttp.http2_session import ClientSession
 
 __all__ = [
     "BytesProducer",

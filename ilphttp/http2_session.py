@@ -55,12 +55,9 @@ from ilphttp.http2_connection import (
     DEFAULT_WINDOW,
     H2Session,
     StreamState,
-    goaway_tolerant_state_machine,
 )
 from ilphttp.http2_events import (
     CapacityChanged,
-    CloseConnection,
-    ConnectionFailed,
     DataReceived,
     ErrorCodes,
     Event,
@@ -74,31 +71,9 @@ from ilphttp.http2_events import (
     StreamFailed,
     Timer,
     error_code,
-    request_headers,
 )
 
-__all__ = [
-    "DEFAULT_CONNECTION_WINDOW",
-    "CapacityChanged",
-    "ClientSession",
-    "CloseConnection",
-    "ConnectionFailed",
-    "DataReceived",
-    "ErrorCodes",
-    "Event",
-    "H2ConnectionTerminated",
-    "H2ProtocolError",
-    "H2Session",
-    "H2StreamReset",
-    "ResponseComplete",
-    "ResponseReceived",
-    "SessionReady",
-    "SessionRetired",
-    "StreamFailed",
-    "Timer",
-    "goaway_tolerant_state_machine",
-    "request_headers",
-]
+__all__ = ["ClientSession"]
 
 _HTTP1_REPLY = b"HTTP/1."
 

@@ -25,9 +25,9 @@ from hyperframe.frame import (
 from twisted.trial.unittest import SynchronousTestCase
 
 import ilphttp.http2_session
-from ilphttp.http2_session import (
+from ilphttp.http2_connection import goaway_tolerant_state_machine
+from ilphttp.http2_events import (
     CapacityChanged,
-    ClientSession,
     CloseConnection,
     ConnectionFailed,
     DataReceived,
@@ -41,9 +41,9 @@ from ilphttp.http2_session import (
     SessionReady,
     SessionRetired,
     StreamFailed,
-    goaway_tolerant_state_machine,
     request_headers,
 )
+from ilphttp.http2_session import ClientSession
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/")]
