@@ -82,7 +82,10 @@ def milliseconds(where: str, value: Any) -> float:
 def http_url(where: str, value: Any) -> str:
     """An absolute ``http://`` or ``https://`` URL."""
     url = string(where, value)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
+        raise OptionError(f"{where} is not a valid URL ({exc}): {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
     return url

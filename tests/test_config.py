@@ -323,6 +323,7 @@ class InvalidOptionTests(SynchronousTestCase):
             ({}, {"url": 5, "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "ftp://h/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "not a url", "static_token": "t"}, "outgoing.url"),
+            ({}, {"url": "http://[::1/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": URL, "static_token": 1}, "outgoing.static_token"),
             ({}, {"url": URL, "jwt_secret": ""}, "outgoing.jwt_secret"),
             ({}, {"url": URL, "jwt_secret": "s", "jwt_expiry": 0}, "outgoing.jwt_expiry"),
