@@ -346,8 +346,24 @@ function runPeer (impl) {
   return ctx
 }
 
+// What a client command returns: the request it made, then the reply that
+// implementation would pass upstream, and which rule produced it.
+function clientResult (request) {
+  const result = { request, response: null }
+  result.done = function done (reply, stage, extra) {
+    delete result.done
+    return Object.assign(result, extra || {}, {
+      reply: reply.toString('hex'),
+      replyInfo: describeReply(reply),
+      stage
+    })
+  }
+  return result
+}
+
 module.exports = {
   runPeer,
+  clientResult,
   MODES,
   makeHandler,
   makeRecorder,

@@ -218,14 +218,8 @@ async function send (msg, ctx) {
     'Accept-Encoding': 'gzip',
     'User-Agent': 'okhttp/' + OKHTTP_VERSION
   }
-  const result = { request: { url: out.url, headers }, response: null }
-  function done (reply, stage, extra) {
-    return Object.assign(result, extra || {}, {
-      reply: reply.toString('hex'),
-      replyInfo: common.describeReply(reply),
-      stage
-    })
-  }
+  const result = common.clientResult({ url: out.url, headers })
+  const done = result.done
   // DefaultLinkFilterChain: R02 if no time left; get(timeout.getSeconds(), SECONDS).
   const left = prepare.expiresAt.getTime() - Date.now()
   if (left <= 0) {

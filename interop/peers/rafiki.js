@@ -100,14 +100,8 @@ async function send (msg, ctx) {
     'Content-Length': String(raw.length),
     'Accept-Encoding': 'gzip, compress, deflate, br'
   }
-  const result = { request: { url: endpoint, headers }, response: null }
-  function done (reply, stage, extra) {
-    return Object.assign(result, extra || {}, {
-      reply: reply.toString('hex'),
-      replyInfo: common.describeReply(reply),
-      stage
-    })
-  }
+  const result = common.clientResult({ url: endpoint, headers })
+  const done = result.done
   // errorToIlpReject(serverAddress, err) for ILP errors; T00 otherwise.
   const internal = () => common.reject('T00', address, 'unexpected internal error')
 

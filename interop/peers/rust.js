@@ -132,14 +132,8 @@ async function send (msg, ctx) {
     host: u.host,
     'content-length': String(raw.length)
   }
-  const result = { request: { url, headers }, response: null }
-  function done (reply, stage, extra) {
-    return Object.assign(result, extra || {}, {
-      reply: reply.toString('hex'),
-      replyInfo: common.describeReply(reply),
-      stage
-    })
-  }
+  const result = common.clientResult({ url, headers })
+  const done = result.done
   const left = prepare.expiresAt.getTime() - Date.now()
   if (left <= 0) return done(common.reject('R00', address, ''), 'expired-before-send')
   let timer
