@@ -15,6 +15,7 @@ from typing import Any
 from ilphttp import validate
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
+from ilphttp.multi import ChildUrlTemplate
 
 __all__ = [
     "DEFAULT_JWT_EXPIRY",
@@ -251,6 +252,11 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
         raise OptionError("at least one of incoming and outgoing must be configured")
     if outgoing is not None:
         validate.http_url("outgoing.url", outgoing.url)
+        if multi:
+            try:
+                ChildUrlTemplate(outgoing.url, delimiter)
+            except ValueError as exc:
+                raise OptionError(f"outgoing.url: {exc}") from None
     ildcp = None
     if opts.get("ildcp") is not None:
         try:

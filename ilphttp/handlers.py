@@ -8,15 +8,17 @@ that answer into the bytes to send back, checking it once.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, Union
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
 from ilphttp.packet import (
     TYPE_FULFILL,
     TYPE_REJECT,
+    ErrorCode,
     Fulfill,
     InvalidPacketError,
     Prepare,
@@ -26,10 +28,14 @@ from ilphttp.packet import (
     serialize,
 )
 
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
 __all__ = [
     "DataHandler",
     "HandlerResult",
     "PrepareHandler",
+    "RegisteredHandler",
     "SharedFetch",
     "as_bytes",
     "fetch_ildcp",
@@ -45,6 +51,9 @@ HandlerResult = Union[bytes, Fulfill, Reject, Reply]
 DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
 #: ``handler(prepare, prepare_bytes)``: the same, given the Prepare already parsed.
 PrepareHandler = Callable[[Prepare, bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+
+
+_log = Logger()
 
 
 def reply_bytes(result: Any) -> bytes:
@@ -139,3 +148,72 @@ class SharedFetch(Generic[_T]):
 
         fetch().addBoth(fetched)
         return d
+
+
+class RegisteredHandler:
+    """The handler a link puts incoming Prepares to, and how it is asked.
+
+    One of a JS-shaped data handler (bytes in) or a prepare handler (the
+    Prepare parsed, with its bytes) is registered at a time.  An asynchronous
+    answer is cancelled at the Prepare's expiry (R00); a failure or an invalid
+    answer becomes T00 and is logged, never passed to the peer.
+
+    :param reactor: for the expiry timers.
+    :param reject: ``reject(code, message)`` -> a serialized Reject of ours.
+    """
+
+    def __init__(self, reactor: IReactorTime, reject: Callable[[str, str], bytes]) -> None:
+        self._reactor = reactor
+        self._reject = reject
+        self.data_handler: DataHandler | None = None
+        self.prepare_handler: PrepareHandler | None = None
+        #: asynchronous answers not in yet (what ``incoming.max_in_flight`` bounds)
+        self.pending = 0
+
+    @property
+    def registered(self) -> bool:
+        """True when a handler of either kind is registered."""
+        return self.data_handler is not None or self.prepare_handler is not None
+
+    def call(self, prepare: Prepare, data: bytes) -> Deferred[Any]:
+        """The registered handler's answer to ``prepare`` (its bytes: ``data``), unchecked."""
+        if self.prepare_handler is not None:
+            return maybeDeferred(self.prepare_handler, prepare, data)
+        if self.data_handler is not None:
+            return maybeDeferred(self.data_handler, data)
+        raise ildcp.IldcpError("no data handler is registered")
+
+    def answer(self, prepare: Prepare, data: bytes, delay: float) -> Deferred[bytes]:
+        """The checked answer, as bytes, given ``delay`` seconds until ``prepare`` expires."""
+        d = self.call(prepare, data)
+        if d.called:
+            # A synchronous handler: no timer, no bookkeeping.
+            return d.addCallbacks(self._checked, self._failed)
+        timer = self._reactor.callLater(delay, d.cancel)
+        self.pending += 1
+
+        def stop_timer(result: Any) -> Any:
+            self.pending -= 1
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(stop_timer).addCallbacks(self._checked, self._failed)
+
+    def _checked(self, result: Any) -> bytes:
+        try:
+            return reply_bytes(result)
+        except (InvalidPacketError, TypeError, IndexError, ValueError) as exc:
+            _log.error(
+                "data handler returned an invalid reply ({reason}); answering T00",
+                reason=str(exc) or exc.__class__.__name__,
+            )
+            return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+    def _failed(self, failure: Failure) -> bytes:
+        if failure.check(CancelledError):
+            return self._reject(
+                ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired"
+            )
+        _log.failure("data handler failed; answering T00", failure)
+        return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
     DeferredList,
     fail,
@@ -31,21 +30,20 @@ from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.handlers import (
     DataHandler,
     PrepareHandler,
+    RegisteredHandler,
     SharedFetch,
     as_bytes,
     fetch_ildcp,
-    reply_bytes,
     reply_data,
     settled,
 )
+from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_address, child_name
 from ilphttp.packet import (
     ErrorCode,
-    InvalidPacketError,
     Prepare,
     Reject,
     Reply,
     deserialize_prepare,
-    is_valid_address,
     is_valid_segment,
     serialize_prepare,
     serialize_reject,
@@ -119,8 +117,7 @@ class PluginHttp(Service):
         self._reactor: IReactorTime = reactor if reactor is not None else _default_reactor()
         self._injected_agent = agent
         self._connected = False
-        self._data_handler: DataHandler | None = None
-        self._prepare_handler: PrepareHandler | None = None
+        self._handler = RegisteredHandler(self._reactor, self._reject)
         self._money_handler: Callable[[str], Any] | None = None
         self._listeners: dict[str, list[Callable[[], object]]] = {}
         #: our IL-DCP info: configured, or fetched once through our own handler
@@ -131,8 +128,6 @@ class PluginHttp(Service):
         self._agent: Any = None
         self._client: OutgoingClient | None = None
         self._in_flight: set[Deferred[Any]] = set()
-        #: incoming Prepares whose (asynchronous) handler has not answered
-        self._handling = 0
         self._max_in_flight = options.incoming.max_in_flight if options.incoming is not None else 0
         now = self._reactor.seconds
         self.resource: IlpResource | None = None
@@ -144,6 +139,10 @@ class PluginHttp(Service):
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.site = make_site(self.resource)
             _warn_short_secret("incoming", inc.jwt_secret)
+        #: where a multi account's children are reached
+        self._child_urls: ChildUrlTemplate | None = None
+        if out is not None and options.multi:
+            self._child_urls = ChildUrlTemplate(out.url, options.multi_delimiter)
         if out is not None:
             self._outgoing_auth = OutgoingAuth(
                 out.static_token, out.jwt_secret, out.jwt_expiry, out.bearer, now
@@ -314,7 +313,7 @@ class PluginHttp(Service):
         """
         if not callable(handler):
             raise TypeError("data handler must be callable")
-        self._data_handler, self._prepare_handler = handler, None
+        self._handler.data_handler, self._handler.prepare_handler = handler, None
 
     def register_prepare_handler(self, handler: PrepareHandler) -> None:
         """``handler(prepare, prepare_bytes)`` answers incoming Prepares, given them parsed.
@@ -328,11 +327,11 @@ class PluginHttp(Service):
         """
         if not callable(handler):
             raise TypeError("prepare handler must be callable")
-        self._data_handler, self._prepare_handler = None, handler
+        self._handler.data_handler, self._handler.prepare_handler = None, handler
 
     def deregister_data_handler(self) -> None:
         """Incoming Prepares get HTTP 502 until a handler is registered again."""
-        self._data_handler = self._prepare_handler = None
+        self._handler.data_handler = self._handler.prepare_handler = None
 
     def register_money_handler(self, handler: Callable[[str], Any]) -> None:
         """Kept for the plugin API; no money moves over HTTP, so it is never called."""
@@ -389,23 +388,19 @@ class PluginHttp(Service):
         data: bytes,
         prepare: Prepare,
     ) -> Deferred[Reply]:
-        out = self.options.outgoing
-        assert out is not None
         ours = info.client_address
-        destination = prepare.destination
-        segment = destination[len(ours) + 1 :].split(".", 1)[0]
-        if not destination.startswith(ours + ".") or not is_valid_segment(segment):
-            return succeed(
-                reply_of(
-                    Reject(
-                        ErrorCode.F02_UNREACHABLE,
-                        self.address or ours,
-                        f"destination {destination[:200]} is not a child of {ours}",
-                    )
-                )
-            )
-        url = out.url.replace(self.options.multi_delimiter, segment, 1)
-        return client.send(url.encode("ascii"), data, prepare, self.address or ours)
+        triggered_by = self.address or ours
+        name = child_name(ours, prepare.destination)
+        try:
+            if name is None:
+                raise ChildNameError(f"{prepare.destination[:200]} is not a child of {ours}")
+            assert self._child_urls is not None
+            url = self._child_urls.url_for(name)
+        except ChildNameError as exc:
+            reason = f"account {self.name}: {exc}" if self.name else str(exc)
+            _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)
+            return succeed(reply_of(Reject(ErrorCode.F02_UNREACHABLE, triggered_by, reason)))
+        return client.send(url.encode("ascii"), data, prepare, triggered_by)
 
     def _track(self, d: Deferred[Any]) -> Deferred[Any]:
         if d.called:
@@ -421,7 +416,7 @@ class PluginHttp(Service):
     # -- IL-DCP ----------------------------------------------------------------------
 
     def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        if self._ildcp.value is None and self._data_handler is self._prepare_handler is None:
+        if self._ildcp.value is None and not self._handler.registered:
             return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
         return self._ildcp.get(self._fetch_own_ildcp)
 
@@ -435,25 +430,27 @@ class PluginHttp(Service):
 
     def _handle(self, data: bytes) -> Deferred[bytes]:
         """Our own handler, for our own IL-DCP request (multi mode without ``ildcp``)."""
-        if self._prepare_handler is not None:
-            d = maybeDeferred(self._prepare_handler, deserialize_prepare(data), data)
-        elif self._data_handler is not None:
-            d = maybeDeferred(self._data_handler, data)
-        else:
-            return fail(ildcp.IldcpError("data handler was deregistered"))
+        try:
+            d = self._handler.call(deserialize_prepare(data), data)
+        except ildcp.IldcpError as exc:
+            return fail(exc)
         return d.addCallback(as_bytes)
 
     def _serve_ildcp(self, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
         name = "" if peer_name is None else peer_name.decode("latin-1")
-        if not is_valid_segment(name):
-            return succeed(
-                self._reject(ErrorCode.F00_BAD_REQUEST, "ILP-Peer-Name is not a valid segment")
-            )
+        try:
+            if self._child_urls is not None:
+                self._child_urls.url_for(name)  # a child we could never reach gets no address
+            elif not is_valid_segment(name):
+                raise ChildNameError("ILP-Peer-Name is not a valid segment")
+        except ChildNameError as exc:
+            return succeed(self._reject(ErrorCode.F00_BAD_REQUEST, str(exc)))
 
         def answer(info: ildcp.IldcpResponse) -> bytes:
-            child = f"{info.client_address}.{name}"
-            if not is_valid_address(child):
-                return self._reject(ErrorCode.F00_BAD_REQUEST, "child address is too long")
+            try:
+                child = child_address(info.client_address, name)
+            except ChildNameError as exc:
+                return self._reject(ErrorCode.F00_BAD_REQUEST, str(exc))
             return ildcp.serve(prepare, info._replace(client_address=child))
 
         def failed(failure: Failure) -> bytes:
@@ -472,56 +469,17 @@ class PluginHttp(Service):
             raise NotReady("server is closed")
         if self.options.multi and ildcp.is_ildcp_request(prepare):
             return self._serve_ildcp(prepare, peer_name)
-        prepare_handler, data_handler = self._prepare_handler, self._data_handler
-        if prepare_handler is None and data_handler is None:
+        if not self._handler.registered:
             raise NotReady("no handler registered.")
-        reactor = self._reactor
-        delay = prepare.expires_at.timestamp() - reactor.seconds()
+        delay = prepare.expires_at.timestamp() - self._reactor.seconds()
         if delay <= 0:
             return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
-        if self._handling >= self._max_in_flight:
+        if self._handler.pending >= self._max_in_flight:
             raise OverCapacity("over capacity")
-        if prepare_handler is not None:
-            d = maybeDeferred(prepare_handler, prepare, body)
-        else:
-            assert data_handler is not None
-            d = maybeDeferred(data_handler, body)
-        if d.called:
-            # A synchronous handler: no timer, no bookkeeping.
-            return d.addCallbacks(self._check_handler_result, self._handler_failed)
-        timer = reactor.callLater(delay, d.cancel)
-        self._handling += 1
-
-        def stop_timer(result: Any) -> Any:
-            self._handling -= 1
-            if timer.active():
-                timer.cancel()
-            return result
-
-        d.addBoth(stop_timer)
-        d.addCallbacks(self._check_handler_result, self._handler_failed)
-        return self._track(d)
+        return self._track(self._handler.answer(prepare, body, delay))
 
     def _reject(self, code: str, message: str) -> bytes:
         return serialize_reject(Reject(code, self.address or "", message))
-
-    def _check_handler_result(self, result: Any) -> bytes:
-        try:
-            return reply_bytes(result)
-        except (InvalidPacketError, TypeError, IndexError, ValueError) as exc:
-            _log.error(
-                "data handler returned an invalid reply ({reason}); answering T00",
-                reason=str(exc) or exc.__class__.__name__,
-            )
-            return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
-
-    def _handler_failed(self, failure: Failure) -> bytes:
-        if failure.check(CancelledError):
-            return self._reject(
-                ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired"
-            )
-        _log.failure("data handler failed; answering T00", failure)
-        return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
 
 
 def _warn_short_secret(side: str, secret: str | None) -> None:

@@ -25,6 +25,7 @@ CORE = {
     "ilphttp.config",
     "ilphttp.errors",
     "ilphttp.ildcp",
+    "ilphttp.multi",
     "ilphttp.nodeconfig",
     "ilphttp.packet",
     "ilphttp.routing",

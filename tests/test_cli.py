@@ -162,7 +162,7 @@ class PingTests(TestCase):
         self.server = PluginHttp(
             incoming={"endpoint": "tcp:0:interface=127.0.0.1", "static_token": TOKEN},
             multi=True,
-            outgoing={"url": "http://127.0.0.1:%/", "static_token": "unused"},
+            outgoing={"url": "http://127.0.0.1:1/%/", "static_token": "unused"},
             ildcp={"client_address": "test.hub", "asset_scale": 9, "asset_code": "XRP"},
         )
         self.server.register_data_handler(self.handler)

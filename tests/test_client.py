@@ -394,6 +394,31 @@ class MultiOutgoingTests(_LoopbackBase):
             self.assertEqual(reject.triggered_by, "test.hub")
         self.assertEqual(self.capture.requests, [])
 
+    def test_child_that_cannot_fill_the_port_is_f02_without_a_request(self) -> None:
+        """A name in the port's place must be a port: no request, no T00, no critical log."""
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        agent = FakeAgent()
+        plugin = PluginHttp(
+            outgoing={"url": "http://127.0.0.1:%/", "static_token": "t"},
+            multi=True,
+            ildcp=self.HUB,
+            reactor=clock,
+            agent=agent,
+        )
+        self.successResultOf(plugin.connect())
+        for name in ("alice", "4_5769", "65536", "0"):
+            made = make_prepare(clock.seconds(), destination=f"test.hub.{name}.x")
+            reply = self.successResultOf(plugin.send_data(made.packet))
+            reject = expect_reject(self, reply, ErrorCode.F02_UNREACHABLE)
+            self.assertIn("must be a number from 1 to 65535", reject.message)
+            self.assertNotIn("127.0.0.1", reject.message)
+        self.assertEqual(agent.requests, [])
+        made = make_prepare(clock.seconds(), destination="test.hub.7790.x")
+        plugin.send_data(made.packet)
+        self.assertEqual([r[1] for r in agent.requests], [b"http://127.0.0.1:7790/"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     @inlineCallbacks
     def test_ildcp_fetched_once_through_the_handler_for_sending(self) -> Any:
         plugin = yield self.sender({"url": self.capture.url("/%/")}, multi=True)

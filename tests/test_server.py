@@ -481,6 +481,22 @@ class MultiIldcpTests(_Base):
         self.assertEqual(self.handler.calls, [])
 
     @inlineCallbacks
+    def test_name_that_cannot_be_reached_gets_no_address(self) -> Any:
+        """With the template ``http://127.0.0.1:%/`` a child's name is its port."""
+        yield self.start(
+            multi=True,
+            ildcp=self.HUB,
+            address="test.hub",
+            outgoing={"url": "http://127.0.0.1:%/", "static_token": "t"},
+        )
+        result = yield self.ildcp_post(b"alice")
+        reject = expect_reject(self, result.body, ErrorCode.F00_BAD_REQUEST)
+        self.assertIn("fills the port", reject.message)
+        result = yield self.ildcp_post(b"7790")
+        self.assertEqual(ildcp.deserialize_response(result.body).client_address, "test.hub.7790")
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
     def test_child_address_too_long_is_f00(self) -> Any:
         long_hub = "test." + "h" * 1000
         yield self.start(multi=True, ildcp={**self.HUB, "client_address": long_hub})

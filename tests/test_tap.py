@@ -373,10 +373,10 @@ class MakeServiceTests(OptionsCase):
         # each plugin has the router's handler for its own account
         request, parsed = ildcp.serialize_request(), ildcp.request_prepare()
         up = service.plugins["up"]
-        reply = up._prepare_handler(parsed, request)  # type: ignore[misc]
+        reply = up._handler.prepare_handler(parsed, request)  # type: ignore[misc]
         self.assertEqual(reply.code, "F02")  # not answered to a parent
         bob = service.plugins["bob"]
-        reply = bob._prepare_handler(parsed, request)  # type: ignore[misc]
+        reply = bob._handler.prepare_handler(parsed, request)  # type: ignore[misc]
         self.assertEqual(ildcp.deserialize_response(reply).client_address, "test.hub.bob")
 
     def test_stop(self) -> None:
@@ -429,7 +429,7 @@ class MakeServiceTests(OptionsCase):
             self.assertEqual(dict(context.plugins), service.plugins)
             self.assertIs(context.node, options["node"])
         packet, _ = make_prepare(destination="test.x")
-        reply = service.plugins["kids"]._data_handler(packet)  # type: ignore[misc]
+        reply = service.plugins["kids"]._handler.data_handler(packet)  # type: ignore[misc]
         self.assertEqual(deserialize_reject(reply).message, "handled by kids")
 
     def test_handler_factory_returns_garbage(self) -> None:
@@ -459,7 +459,7 @@ class ExampleHandlerTests(OptionsCase):
         )
         service = make_service(options, reactor=MemoryReactorClock())
         packet, _ = make_prepare(amount=3, destination="test.x")
-        reply = service.plugins["link"]._data_handler(packet)  # type: ignore[misc]
+        reply = service.plugins["link"]._handler.data_handler(packet)  # type: ignore[misc]
         rejected = deserialize_reject(reply)
         self.assertEqual((rejected.code, rejected.message), ("F99", "seen by link"))
 
