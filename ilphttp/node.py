@@ -33,11 +33,13 @@ from twisted.logger import Logger
 
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
-from ilphttp.nodeconfig import NodeConfig
+from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
 from ilphttp.router import Router
+from ilphttp.shared import SharedListener
 
 __all__ = [
+    "SHARED_LISTEN",
     "HandlerContext",
     "HandlerFactory",
     "NodeService",
@@ -139,10 +141,13 @@ class NodeService(MultiService):
             )
         elif self.router is not None:
             _log.info("our address comes from the parent over IL-DCP")
+        shared = self.node.shared_accounts()
         for spec in self.node.accounts:
             plugin = self.plugins.get(spec.name)
             listening = "send-only"
-            if plugin is not None and plugin.port is not None:
+            if spec in shared:
+                listening = f"on the node's listeners ({', '.join(self.node.listen)})"
+            elif plugin is not None and plugin.port is not None:
                 host = plugin.port.getHost()
                 listening = f"listening on port {getattr(host, 'port', host)}"
             if spec.extra_listen:
@@ -177,7 +182,8 @@ def make_node(
         :class:`HandlerContext`).
     :param reactor: the reactor (tests pass a Clock or MemoryReactor).
     :param listeners: account -> endpoints (its incoming one, then its extra
-        ``--listen`` ones), replacing the accounts' endpoint strings; a worker
+        ``--listen`` ones), replacing the accounts' endpoint strings, and
+        :data:`~ilphttp.nodeconfig.SHARED_LISTEN` -> the node-level listeners' endpoints; a worker
         of :mod:`ilphttp.workers` passes its adopted sockets so.
     :raises OptionError: when the handler factory returns something that is
         not callable.
@@ -202,6 +208,18 @@ def make_node(
                 listener = strports.service(description, plugin.site, reactor=reactor)
             listener.setName(f"{spec.name}-listen-{i + 1}")
             listener.setServiceParent(service)
+    resources = {}
+    for spec in config.shared_accounts():
+        resource = service.plugins[spec.name].resource
+        assert resource is not None
+        resources[spec.name] = resource
+    shared_endpoints = None if listeners is None else listeners.get(SHARED_LISTEN)
+    for i, description in enumerate(config.listen):
+        shared = SharedListener(
+            shared_endpoints[i] if shared_endpoints else description, resources, reactor
+        )
+        shared.setName(f"listen-{i + 1}")
+        shared.setServiceParent(service)
     if handler_factory is None:
         router = Router(config.routing, service.plugins, reactor)
         router.setName("router")

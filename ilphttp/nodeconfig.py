@@ -52,6 +52,7 @@ from ilphttp.secrets import resolve_secret
 
 __all__ = [
     "MAX_WORKERS",
+    "SHARED_LISTEN",
     "AccountSpec",
     "ConfigError",
     "NodeConfig",
@@ -60,6 +61,10 @@ __all__ = [
     "single_link",
 ]
 
+
+#: the account key under which the node-level listeners (``listen``) go where
+#: listeners are keyed by account (no account has an empty name)
+SHARED_LISTEN = ""
 
 #: the most worker processes a node may have (``workers``, ``--workers``)
 MAX_WORKERS = 256
@@ -99,6 +104,7 @@ _KNOWN_TOP = {
     "minMessageWindow",
     "maxHoldTime",
     "workers",
+    "listen",
 }
 _IGNORED_ACCOUNT = {
     "balance",
@@ -160,6 +166,18 @@ class NodeConfig:
     ignored: tuple[str, ...] = ()
     #: worker processes sharing the listening ports (``twistd ilphttp --workers``)
     workers: int = 1
+    #: node-level listeners serving every account without a port of its own
+    #: (:mod:`ilphttp.shared`), as Twisted endpoint strings
+    listen: tuple[str, ...] = ()
+
+    def shared_accounts(self) -> tuple[AccountSpec, ...]:
+        """The accounts the node-level listeners serve: incoming, but no port of their own."""
+        return tuple(
+            spec
+            for spec in self.accounts
+            if spec.options.incoming is not None
+            and spec.options.incoming.listen_description is None
+        )
 
 
 # -- reading files ------------------------------------------------------------------
@@ -247,9 +265,15 @@ def _routes(value: Any) -> dict[str, str]:
 
 
 def parse_node(
-    data: Mapping[str, Any], base_dir: str = ".", environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    base_dir: str = ".",
+    environ: Mapping[str, str] | None = None,
+    listen_flags: tuple[str, ...] = (),
 ) -> NodeConfig:
     """A :class:`NodeConfig` from the file's object (see the module docstring).
+
+    ``listen_flags`` are node-level listeners given on the command line
+    (``twistd ilphttp --config FILE --listen ...``), after the file's ``listen``.
 
     :raises OptionError: naming the setting, as the file writes it.
     """
@@ -275,6 +299,8 @@ def parse_node(
         where = f"accounts.{name}"
         if not isinstance(account, Mapping):
             raise ConfigError(f"{where} must be an object")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("accounts: an account's name must be a non-empty string")
         validate.check_keys(where, account, _KNOWN_ACCOUNT, _IGNORED_ACCOUNT, ignored)
         relation = account.get("relation")
         if relation not in RELATIONS:
@@ -334,9 +360,54 @@ def parse_node(
         routing=routing,
         ignored=tuple(ignored),
         workers=1 if workers is None else validate.integer("workers", workers, 1, MAX_WORKERS),
+        listen=_listen(data.get("listen")) + listen_flags,
     )
     _check_routing(node)
+    check_shared_listen(node, "--listen/--port with --config" if listen_flags else "listen")
     return node
+
+
+def _listen(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError("listen must be an endpoint string or a list of them")
+    return tuple(validate.string(f"listen[{i}]", v) for i, v in enumerate(value))
+
+
+def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:
+    """The node-level listeners and the accounts they serve fit together.
+
+    :raises OptionError: when accounts would be unreachable, a listener would
+        serve nobody, or two accounts share a credential (a request could not
+        tell them apart).
+    """
+    shared = node.shared_accounts()
+    if shared and not node.listen:
+        raise ConfigError(
+            f"accounts.{shared[0].name}.options.incoming has no port or endpoint of its own,"
+            ' and the node has no listen (e.g. "listen": ["tcp:8000:interface=127.0.0.1"])'
+        )
+    if node.listen and not shared:
+        raise ConfigError(
+            f"{where}: every account has a port of its own; give an account incoming"
+            " options without port or endpoint to serve it on the node's listeners"
+        )
+    owners: dict[tuple[str, str], str] = {}
+    for spec in shared:
+        incoming = spec.options.incoming
+        assert incoming is not None
+        for kind, secret in (("token", incoming.static_token), ("JWT secret", incoming.jwt_secret)):
+            if secret is None:
+                continue
+            other = owners.setdefault((kind, secret), spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"accounts.{other} and accounts.{spec.name} have the same incoming {kind}:"
+                    " on a shared listener a request could not tell them apart"
+                )
 
 
 def _node_asset(

@@ -35,6 +35,7 @@ __all__ = [
     "NotReady",
     "OverCapacity",
     "PacketReceiver",
+    "error_body",
     "make_site",
 ]
 
@@ -64,7 +65,8 @@ class PacketReceiver(Protocol):
         """
 
 
-def _error(request: Request, code: int, message: str) -> bytes:
+def error_body(request: Request, code: int, message: str) -> bytes:
+    """Set ``code`` and a plain-text ``message`` on ``request``; the body to return."""
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     return message.encode("utf-8")
@@ -94,14 +96,22 @@ class IlpResource(Resource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"OK"
         if not self._auth.verify(request.getHeader(b"authorization")):
-            return _error(request, http.UNAUTHORIZED, "invalid authorization")
+            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
+        return self.render_authorized(request)
+
+    def authorizes(self, header: bytes | None) -> bool:
+        """True when the Authorization value ``header`` is one of this account's credentials."""
+        return self._auth.verify(header)
+
+    def render_authorized(self, request: Request) -> bytes | int:
+        """Answer ``request``, whose credential was checked already (a shared listener did)."""
         if self._client_identity is not None and not self._identity_matches(request):
-            return _error(request, http.FORBIDDEN, "client certificate does not match")
+            return error_body(request, http.FORBIDDEN, "client certificate does not match")
         content_type = request.getHeader(b"content-type")
         if content_type is not None:
             media_type = content_type.split(b";", 1)[0].strip().lower()
             if media_type not in _ACCEPTED_TYPES:
-                return _error(
+                return error_body(
                     request,
                     http.UNSUPPORTED_MEDIA_TYPE,
                     "content-type must be application/octet-stream or application/ilp+octet-stream",
@@ -110,7 +120,7 @@ class IlpResource(Resource):
         body = request.content.read(MAX_PREPARE_LENGTH + 1)
         if len(body) > MAX_PREPARE_LENGTH:
             # Only reached when mounted in a Site without IlpRequest.
-            return _error(
+            return error_body(
                 request,
                 http.REQUEST_ENTITY_TOO_LARGE,
                 f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH} bytes",
@@ -118,16 +128,16 @@ class IlpResource(Resource):
         try:
             prepare = deserialize_prepare(body)
         except InvalidPacketError as exc:
-            return _error(request, http.BAD_REQUEST, f"invalid ILP Prepare: {exc}")
+            return error_body(request, http.BAD_REQUEST, f"invalid ILP Prepare: {exc}")
         try:
             reply = self._receiver.receive_prepare(
                 body, prepare, request.getHeader(b"ilp-peer-name")
             )
         except NotReady as exc:
-            return _error(request, http.BAD_GATEWAY, str(exc))
+            return error_body(request, http.BAD_GATEWAY, str(exc))
         except OverCapacity as exc:
             request.setHeader(b"retry-after", b"1")
-            return _error(request, http.SERVICE_UNAVAILABLE, str(exc))
+            return error_body(request, http.SERVICE_UNAVAILABLE, str(exc))
         if reply.called:
             # The common fast path: a synchronous handler already answered.
             result = reply.result

@@ -170,11 +170,6 @@ class Options(usage.Options):
     # -- --config ------------------------------------------------------------------
 
     def _from_file(self, path: str) -> NodeConfig:
-        if self["listen"]:
-            raise OptionError(
-                "--listen/--port cannot be combined with --config: give each account"
-                " its incoming.port or incoming.endpoint in the file"
-            )
         for name in _LINK_PARAMETERS + _LINK_FLAGS:
             if self[name]:
                 raise OptionError(
@@ -183,7 +178,13 @@ class Options(usage.Options):
                 )
         data = load_file(path)
         try:
-            return parse_node(data, os.path.dirname(os.path.abspath(path)), self.environ)
+            # With --config, --listen/--port are the node's shared listeners.
+            return parse_node(
+                data,
+                os.path.dirname(os.path.abspath(path)),
+                self.environ,
+                listen_flags=tuple(self["listen"]),
+            )
         except OptionError as exc:
             raise OptionError(f"{path}: {exc}") from None
 

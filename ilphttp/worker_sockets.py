@@ -17,7 +17,7 @@ import sys
 from twisted.internet.error import CannotListenError
 
 from ilphttp.errors import ConfigError
-from ilphttp.nodeconfig import NodeConfig
+from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
 from ilphttp.tls import server_endpoint_from_string, split_endpoint
 from ilphttp.worker_setup import Listener
 
@@ -38,7 +38,7 @@ def parse_listener(account: str, index: int, description: str) -> Listener:
     """
     args, kwargs = split_endpoint(description)
     kind = args[0].strip().lower() if args else ""
-    where = f"account {account}: listener {description!r}"
+    where = f"account {account}: listener {description!r}" if account else f"listen {description!r}"
     if kind not in _KINDS:
         raise ConfigError(
             f"{where}: several worker processes can share tcp:, tcp6: and ssl: listeners"
@@ -72,7 +72,10 @@ def listeners_of(node: NodeConfig) -> list[Listener]:
 
     :raises ConfigError: if one cannot be shared (see :func:`parse_listener`).
     """
-    listeners = []
+    listeners = [
+        parse_listener(SHARED_LISTEN, index, description)
+        for index, description in enumerate(node.listen)
+    ]
     for spec in node.accounts:
         incoming = spec.options.incoming
         main = None if incoming is None else incoming.listen_description

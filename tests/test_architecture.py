@@ -48,6 +48,7 @@ LINK = {
     "ilphttp.http2",
     "ilphttp.plugin",
     "ilphttp.server",
+    "ilphttp.shared",
     "ilphttp.testing",
     "ilphttp.tls",
 }

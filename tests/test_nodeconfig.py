@@ -299,3 +299,46 @@ staticToken = "o"
         )
         for account in node.accounts:
             self.assertIn("interface=127.0.0.1", account.options.incoming.endpoint)
+
+    def shared(self, **top: Any) -> dict[str, Any]:
+        """Two accounts without ports of their own, and one listener for both."""
+        config = json.loads(json.dumps(HUB_CONFIG))
+        del config["accounts"]["kids"]["options"]["incoming"]["endpoint"]
+        config["accounts"]["bob"]["options"]["incoming"] = {"staticToken": "bob-in"}
+        config["listen"] = "tcp:0:interface=127.0.0.1"
+        config.update(top)
+        return config
+
+    def test_listen_serves_the_accounts_without_ports(self) -> None:
+        node = self.parse_config(self.shared())["node"]
+        self.assertEqual(node.listen, ("tcp:0:interface=127.0.0.1",))
+        self.assertEqual([a.name for a in node.shared_accounts()], ["kids", "bob"])
+        node = self.parse_config(self.shared(listen=["tcp:1", "tcp:2"]))["node"]
+        self.assertEqual(node.listen, ("tcp:1", "tcp:2"))
+
+    def test_listen_flags_with_config(self) -> None:
+        options = self.parse(
+            ["--config", self.write(self.shared()), "--port", "7000", "--listen", "tcp:7001"],
+            {"KIDS_OUT": "kids-out"},
+        )
+        self.assertEqual(
+            options["node"].listen, ("tcp:0:interface=127.0.0.1", "tcp:7000", "tcp:7001")
+        )
+
+    def test_listen_errors(self) -> None:
+        no_listen = self.shared()
+        del no_listen["listen"]
+        same_token = self.shared()
+        kids_in = same_token["accounts"]["kids"]["options"]["incoming"]
+        same_token["accounts"]["bob"]["options"]["incoming"] = dict(kids_in)
+        cases = [
+            (no_listen, "accounts.kids.options.incoming has no port or endpoint of its own"),
+            ({**HUB_CONFIG, "listen": "tcp:1"}, "listen: every account has a port of its own"),
+            (self.shared(listen=[]), "listen must be an endpoint string or a list of them"),
+            (self.shared(listen=[""]), "listen[0] must not be empty"),
+            (self.shared(listen=7000), "listen must be an endpoint string or a list of them"),
+            (same_token, "accounts.kids and accounts.bob have the same incoming token"),
+            ({**HUB_CONFIG, "accounts": {"": {}}}, "an account's name must be a non-empty string"),
+        ]
+        for config, words in cases:
+            self.assertIn(words, self.config_error(config))

@@ -42,7 +42,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from ilphttp import worker_process, worker_supervisor, workers
 from ilphttp.config import OptionError
 from ilphttp.node import HandlerContext, NodeService
-from ilphttp.nodeconfig import ConfigError, NodeConfig, parse_node
+from ilphttp.nodeconfig import SHARED_LISTEN, ConfigError, NodeConfig, parse_node
 from ilphttp.packet import (
     Fulfill,
     Reject,
@@ -300,6 +300,24 @@ class ListenerTests(SynchronousTestCase):
             [(lst.account, lst.index, lst.description) for lst in found],
             [("a", 0, "tcp:0:interface=127.0.0.1"), ("b", 0, "tcp:0")],
         )
+
+    def test_node_listeners_come_first_under_the_shared_key(self) -> None:
+        data = node_config()
+        data["accounts"]["b"] = {"relation": "peer", "options": {"incoming": {"staticToken": "b"}}}
+        data["listen"] = ["tcp:0:interface=127.0.0.1", "tcp:0"]
+        found = listeners_of(parse_node(data, ".", {}))
+        self.assertEqual(
+            [(lst.account, lst.index, lst.description) for lst in found],
+            [
+                (SHARED_LISTEN, 0, "tcp:0:interface=127.0.0.1"),
+                (SHARED_LISTEN, 1, "tcp:0"),
+                ("a", 0, "tcp:0:interface=127.0.0.1"),
+            ],
+        )
+        message = self.assertRaises(
+            ConfigError, listeners_of, parse_node({**data, "listen": "unix:/tmp/x"}, ".", {})
+        )
+        self.assertIn("listen 'unix:/tmp/x'", str(message))
 
 
 class SocketTests(SynchronousTestCase):

@@ -1,0 +1,134 @@
+"""One listener for many accounts, as rafiki, the Java connector and interledger-rs serve.
+
+A node-level listener (``"listen"`` in the node file, ``--listen`` with
+``--config``) serves every account that has no port of its own.  The account
+of a request is found
+
+- by its path, ``/accounts/{account}/ilp`` (the Java connector's and
+  interledger-rs's route), and then its credential must be that account's; or
+- by its credential alone on any other path (rafiki's rule,
+  ``middleware/auth.ts``): every account's credentials are checked, each in
+  constant time, and exactly one account must accept it.
+
+Anything else is 401, with no hint of which accounts exist.  From there on
+the account's own :class:`~ilphttp.server.IlpResource` answers, exactly as on
+its own port (content type, size limit, ``ILP-Peer-Name`` for multi accounts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from ilphttp.errors import OptionError
+from ilphttp.server import ConnectionTracker, IlpResource, error_body, make_site
+from ilphttp.tls import server_endpoint_from_string
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+
+__all__ = ["AccountsResource", "SharedListener", "account_in_path"]
+
+_PATH = re.compile(rb"/accounts/([^/]+)/ilp/?\Z")
+
+
+def account_in_path(path: bytes) -> str | None:
+    """The account named by ``/accounts/{account}/ilp``, or None for any other path."""
+    match = _PATH.match(path)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class AccountsResource(Resource):
+    """The resource of a shared listener: picks the account, then lets it answer.
+
+    :param accounts: account name -> that account's resource.
+    """
+
+    isLeaf = True
+
+    def __init__(self, accounts: Mapping[str, IlpResource]) -> None:
+        super().__init__()
+        self._accounts = dict(accounts)
+
+    def render(self, request: Request) -> bytes | int:
+        if request.method == b"GET":
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"OK"
+        header = request.getHeader(b"authorization")
+        assert request.path is not None
+        name = account_in_path(request.path)
+        if name is not None:
+            named = self._accounts.get(name)
+            chosen = [named] if named is not None and named.authorizes(header) else []
+        else:
+            # Every account is asked, so the time taken does not tell which matched.
+            chosen = [r for r in self._accounts.values() if r.authorizes(header)]
+        if len(chosen) != 1:
+            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
+        return chosen[0].render_authorized(request)
+
+
+class SharedListener(Service):
+    """A node-level listener: one endpoint serving many accounts through :class:`AccountsResource`.
+
+    HTTP/1.1 and HTTP/2 (h2c, or ALPN on ``ssl:``) as on an account's own
+    port.  A listen failure raises from :meth:`startService` (the node stops
+    with one line naming this service); stopping closes the port and every
+    open connection.
+
+    :param endpoint: where to listen: an endpoint string (``tcp:8000:...``,
+        ``ssl:...`` with ilphttp's TLS options) or an ``IStreamServerEndpoint``
+        (a worker's adopted socket).
+    :param accounts: account name -> that account's resource.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | IStreamServerEndpoint,
+        accounts: Mapping[str, IlpResource],
+        reactor: Any = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._reactor = reactor
+        self.tracker = ConnectionTracker(make_site(AccountsResource(accounts)))
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        endpoint = self._endpoint
+        if isinstance(endpoint, str):
+            if self._reactor is None:
+                from twisted.internet import reactor
+
+                self._reactor = reactor
+            try:
+                endpoint = server_endpoint_from_string(self._reactor, endpoint)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise OptionError(f"listen {self._endpoint!r} is invalid: {exc}") from None
+        failures: list[Failure] = []
+        endpoint.listen(self.tracker).addCallbacks(self._listening, failures.append)
+        if failures:
+            self.running = 0
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        port, self.port = self.port, None
+        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        return stopped.addCallback(lambda _: self.tracker.close_all())
