@@ -59,10 +59,7 @@ if TYPE_CHECKING:
     from twisted.web.iweb import IAgent, IResponse
 
 __all__ = [
-    "CONTENT_TYPES",
-    "ILP_OCTET_STREAM",
     "MAX_REPLY_LENGTH",
-    "OCTET_STREAM",
     "POOL_IDLE_TIMEOUT",
     "POOL_SIZE",
     "OutgoingClient",

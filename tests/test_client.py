@@ -8,8 +8,8 @@ from typing import Any
 
 from twisted.internet import error as net_error
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -109,7 +109,7 @@ class HeaderTests(_LoopbackBase):
     @inlineCallbacks
     def test_content_type_option(self) -> Any:
         """Either spelling of the option picks the Content-Type; Accept stays octet-stream."""
-        cases = [
+        cases: list[tuple[dict[str, Any], bytes]] = [
             ({"content_type": "application/ilp+octet-stream"}, b"application/ilp+octet-stream"),
             ({"content_type": "application/octet-stream"}, b"application/octet-stream"),
             ({"content_type": None}, b"application/octet-stream"),
@@ -139,7 +139,9 @@ class HeaderTests(_LoopbackBase):
     def test_content_type_option_refuses_other_types(self) -> None:
         for value in ("text/plain", "application/octet-stream; x=1", "", 1, b"x"):
             with self.assertRaises(OptionError) as caught:
-                PluginHttp(outgoing={"url": "http://peer/", "static_token": "t", "content_type": value})
+                PluginHttp(
+                    outgoing={"url": "http://peer/", "static_token": "t", "content_type": value}
+                )
             self.assertIn("outgoing.content_type", str(caught.exception))
         with self.assertRaises(OptionError) as caught:
             PluginHttp.from_options(
