@@ -10,16 +10,25 @@ behind ``docs/peering/*.rst``.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from ilphttp import ErrorCode, PluginHttp
+from ilphttp.config import PluginOptions
+from ilphttp.nodeconfig import load_file, parse_node
 from ilphttp.packet import Fulfill, Reject, deserialize, serialize
+from tests.support.jsinterop import plugin_options, require_node, start_peer
 from tests.support.packets import data_prepare, fulfil_from_data
 from tests.support.peers import EmulatedPeer, require_peers, start_emulated_peer
-from tests.support.ports import LOOPBACK_ENDPOINT, plugin_url
+from tests.support.ports import LOOPBACK_ENDPOINT, free_port, plugin_url
+
+#: the node configs that docs/peering/*.rst include
+DOCUMENTED = Path(__file__).resolve().parents[1] / "docs" / "peering" / "configs"
 
 #: the token each peer expects from us, and the one we expect from it
 TO_PEER = "token-we-send"
@@ -61,6 +70,25 @@ LINKS = [
 ]
 
 
+def documented_options(name: str, peer_base: str) -> PluginOptions:
+    """The one account of ``docs/peering/configs/<name>.json``, as ``twistd
+    ilphttp --config`` reads it, its tokens from the environment variables the
+    page names; listening on a free loopback port and sending to ``peer_base``
+    (``http://127.0.0.1:<port>``) with the documented path."""
+    upper = name.upper()
+    environ = {f"{upper}_TO_US_TOKEN": FROM_PEER, f"US_TO_{upper}_TOKEN": TO_PEER}
+    node = parse_node(load_file(str(DOCUMENTED / f"{name}.json")), str(DOCUMENTED), environ)
+    [account] = node.accounts
+    options = account.options
+    assert options.incoming is not None and options.outgoing is not None
+    url = peer_base + urlsplit(options.outgoing.url).path
+    return dataclasses.replace(
+        options,
+        incoming=dataclasses.replace(options.incoming, endpoint=LOOPBACK_ENDPOINT, port=None),
+        outgoing=dataclasses.replace(options.outgoing, url=url),
+    )
+
+
 class _Case(unittest.TestCase):
     timeout = 60
 
@@ -78,16 +106,21 @@ class _Case(unittest.TestCase):
 
     @defer.inlineCallbacks
     def link(self, impl: str, strict: bool = False, **outgoing: Any) -> Any:
-        """An emulated peer and a PluginHttp peered with it, static tokens both ways."""
+        """An emulated peer and a PluginHttp peered with it, static tokens both
+        ways: the documented node config, or these ``outgoing`` options."""
         peer: EmulatedPeer = yield start_emulated_peer(
             self, impl, peer_config(impl, "ilphttp", strict)
         )
-        plugin = yield self.plugin(
-            incoming={"endpoint": LOOPBACK_ENDPOINT, "static_token": FROM_PEER},
-            outgoing=dict(
-                {"url": peer.url(peer_path(impl, "ilphttp")), "static_token": TO_PEER}, **outgoing
-            ),
-        )
+        if outgoing:
+            plugin = yield self.plugin(
+                incoming={"endpoint": LOOPBACK_ENDPOINT, "static_token": FROM_PEER},
+                outgoing=dict(
+                    {"url": peer.url(peer_path(impl, "ilphttp")), "static_token": TO_PEER},
+                    **outgoing,
+                ),
+            )
+        else:
+            plugin = yield self.plugin(options=documented_options(impl, peer.url("")))
         return peer, plugin
 
 
@@ -242,3 +275,34 @@ class IncomingTests(_Case):
             reply = deserialize(sent.reply)
             assert isinstance(reply, Reject), impl
             self.assertEqual((reply.code, reply.triggered_by), (code, peer.address), impl)
+
+
+class JsPluginTests(_Case):
+    """The documented config toward the real JS ``ilp-plugin-http`` 1.6.1, both
+    directions (ilp-connector runs the same plugin; see test_interop_plugin)."""
+
+    def setUp(self) -> None:
+        require_node()
+
+    @defer.inlineCallbacks
+    def test_documented_config_both_directions(self) -> Any:
+        js_port = free_port()
+        plugin = yield self.plugin(options=documented_options("js", f"http://127.0.0.1:{js_port}"))
+        js = yield start_peer(
+            self,
+            plugin_options(
+                js_port, plugin_url(plugin), incoming_token=TO_PEER, outgoing_token=FROM_PEER
+            ),
+        )
+        prepare, raw, fulfillment = data_prepare("test.js.x")
+        reply = yield plugin.send_data(raw)
+        self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
+        [request] = yield js.requests()
+        headers = request["headers"]
+        self.assertEqual(headers["authorization"], f"Bearer {TO_PEER}")
+        self.assertEqual(headers["content-type"], OCTET_STREAM)
+        self.assertEqual(headers["accept"], OCTET_STREAM)
+        self.assertEqual(headers["ilp-peer-name"], "ours")
+        _, raw, fulfillment = data_prepare("test.ours.x", payload=b"from js")
+        reply = yield js.send(raw)
+        self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"from js"))
