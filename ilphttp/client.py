@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from ilphttp._compat import quiet_pool, standard_endpoint_factory, wrapped_reasons
 from ilphttp.auth import OutgoingAuth
+from ilphttp.config import CONTENT_TYPES, OCTET_STREAM
 
 # One body producer for both agents: HTTP2Agent takes its bytes without copying.
 from ilphttp.http2 import BytesProducer
@@ -74,7 +75,6 @@ _log = Logger()
 
 #: the largest reply body read from a peer; a Reject can be at most ~42 KB
 MAX_REPLY_LENGTH = 65536
-_CONTENT_TYPE = b"application/ilp+octet-stream"
 _DONE = Failure(net_error.ConnectionDone())
 _NETWORK_ERRORS = (
     net_error.ConnectError,
@@ -259,7 +259,17 @@ def make_http11_agent(
 
 
 class OutgoingClient:
-    """Sends serialized Prepares to one peer over an ``IAgent``."""
+    """Sends serialized Prepares to one peer over an ``IAgent``.
+
+    Every request carries ``Content-Type: <content_type>`` (one of
+    :data:`CONTENT_TYPES`; default :data:`OCTET_STREAM`), ``Accept:
+    application/octet-stream`` (both RFC 35 MUSTs), ``Authorization`` from
+    ``auth``, ``ILP-Peer-Name`` when ``peer_name`` is given and
+    ``ILP-Destination`` when ``send_ilp_destination`` is true.  The agent adds
+    ``Content-Length`` (interledger-rs answers 411 without one).
+
+    :raises ValueError: ``content_type`` is not in :data:`CONTENT_TYPES`.
+    """
 
     def __init__(
         self,
@@ -268,12 +278,18 @@ class OutgoingClient:
         auth: OutgoingAuth,
         peer_name: str | None,
         send_ilp_destination: bool,
+        content_type: str = OCTET_STREAM,
     ) -> None:
+        if content_type not in CONTENT_TYPES:
+            raise ValueError(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
         self._reactor = reactor
         self._agent = agent
         self._auth = auth
         self._send_destination = send_ilp_destination
-        self._base: list[tuple[bytes, bytes]] = [(b"content-type", _CONTENT_TYPE)]
+        self._base: list[tuple[bytes, bytes]] = [
+            (b"content-type", content_type.encode("ascii")),
+            (b"accept", OCTET_STREAM.encode("ascii")),
+        ]
         if peer_name is not None:
             self._base.append((b"ilp-peer-name", peer_name.encode("utf-8")))
         self._auth_value = b""

@@ -18,7 +18,10 @@ from ilphttp.ildcp import IldcpResponse, as_response
 from ilphttp.multi import ChildUrlTemplate
 
 __all__ = [
+    "CONTENT_TYPES",
     "DEFAULT_JWT_EXPIRY",
+    "ILP_OCTET_STREAM",
+    "OCTET_STREAM",
     "IncomingOptions",
     "OptionError",
     "OutgoingOptions",
@@ -29,6 +32,14 @@ __all__ = [
 
 #: seconds; the JS plugin's 30,000 ms
 DEFAULT_JWT_EXPIRY = 30.0
+#: RFC 35: a request's ``Content-Type`` and ``Accept`` MUST be this; rafiki
+#: refuses any other content type (``middleware/ilp-packet.ts``, HTTP 400)
+OCTET_STREAM = "application/octet-stream"
+#: what the JS plugin 1.6.1 sends; ilphttp, the JS plugin and the Java
+#: connector accept it, rafiki does not
+ILP_OCTET_STREAM = "application/ilp+octet-stream"
+#: the values of ``outgoing.content_type`` (JS: ``contentType``)
+CONTENT_TYPES = (OCTET_STREAM, ILP_OCTET_STREAM)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,9 @@ class OutgoingOptions:
     #: client certificate (PEM, key included or in ``client_key_file``) for mutual TLS
     client_cert_file: str | None = None
     client_key_file: str | None = None
+    #: the ``Content-Type`` of the Prepares sent, one of :data:`CONTENT_TYPES`;
+    #: ``Accept`` is always :data:`OCTET_STREAM`
+    content_type: str = OCTET_STREAM
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,7 @@ _OUTGOING = {
     "ca_file",
     "client_cert_file",
     "client_key_file",
+    "content_type",
 }
 _TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
 
@@ -227,7 +242,16 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
             where("client_cert_file"), opt("client_cert_file")
         ),
         client_key_file=validate.optional_string(where("client_key_file"), opt("client_key_file")),
+        content_type=_content_type(where("content_type"), opt("content_type")),
     )
+
+
+def _content_type(where: str, value: Any) -> str:
+    if value is None:
+        return OCTET_STREAM
+    if value not in CONTENT_TYPES:
+        raise OptionError(f"{where} must be {OCTET_STREAM!r} or {ILP_OCTET_STREAM!r}")
+    return str(value)
 
 
 def _name(where: str, value: Any) -> str:

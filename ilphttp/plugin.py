@@ -255,7 +255,12 @@ class PluginHttp(Service):
                 name = None if port is None else str(port)
             self._agent = self._injected_agent or self._make_agent()
             self._client = OutgoingClient(
-                self._reactor, self._agent, self._outgoing_auth, name, out.send_ilp_destination
+                self._reactor,
+                self._agent,
+                self._outgoing_auth,
+                name,
+                out.send_ilp_destination,
+                out.content_type,
             )
         self._connected = True
         self._emit("connect")

@@ -7,16 +7,20 @@ import time
 from typing import Any
 
 from twisted.internet import error as net_error
+from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient
 from twisted.web.iweb import UNKNOWN_LENGTH
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ilphttp.auth import IncomingAuth, OutgoingAuth
 from ilphttp.client import MAX_REPLY_LENGTH, OutgoingClient, reject_for_status
+from ilphttp.errors import OptionError
+from ilphttp.h2c import wrap_site_for_h2c
 from ilphttp.packet import (
     ErrorCode,
     Fulfill,
@@ -95,9 +99,83 @@ class HeaderTests(_LoopbackBase):
         self.assertEqual(seen.path, b"/ilp")
         self.assertEqual(seen.body, made.packet)
         self.assertEqual(seen.header(b"authorization"), b"Bearer " + OUT_TOKEN.encode())
-        self.assertEqual(seen.header(b"content-type"), b"application/ilp+octet-stream")
+        # RFC 35: both MUST be application/octet-stream (rafiki refuses others).
+        self.assertEqual(seen.header(b"content-type"), b"application/octet-stream")
+        self.assertEqual(seen.header(b"accept"), b"application/octet-stream")
+        self.assertEqual(seen.header(b"content-length"), str(len(made.packet)).encode())
         self.assertEqual(seen.header(b"ilp-peer-name"), str(listen_port(plugin)).encode())
         self.assertIsNone(seen.header(b"ilp-destination"))
+
+    @inlineCallbacks
+    def test_content_type_option(self) -> Any:
+        """Either spelling of the option picks the Content-Type; Accept stays octet-stream."""
+        cases: list[tuple[dict[str, Any], bytes]] = [
+            ({"content_type": "application/ilp+octet-stream"}, b"application/ilp+octet-stream"),
+            ({"content_type": "application/octet-stream"}, b"application/octet-stream"),
+            ({"content_type": None}, b"application/octet-stream"),
+        ]
+        for outgoing, expected in cases:
+            plugin = yield self.sender(outgoing)
+            yield plugin.send_data(make_prepare(self.now()).packet)
+            seen = self.capture.requests[-1]
+            self.assertEqual(seen.header(b"content-type"), expected, outgoing)
+            self.assertEqual(seen.header(b"accept"), b"application/octet-stream", outgoing)
+        js = PluginHttp.from_options(
+            {
+                "outgoing": {
+                    "url": self.capture.url("/ilp"),
+                    "staticToken": OUT_TOKEN,
+                    "contentType": "application/ilp+octet-stream",
+                }
+            }
+        )
+        yield js.connect()
+        self.addCleanup(js.disconnect)
+        yield js.send_data(make_prepare(self.now()).packet)
+        self.assertEqual(
+            self.capture.requests[-1].header(b"content-type"), b"application/ilp+octet-stream"
+        )
+
+    def test_content_type_option_refuses_other_types(self) -> None:
+        for value in ("text/plain", "application/octet-stream; x=1", "", 1, b"x"):
+            with self.assertRaises(OptionError) as caught:
+                PluginHttp(
+                    outgoing={"url": "http://peer/", "static_token": "t", "content_type": value}
+                )
+            self.assertIn("outgoing.content_type", str(caught.exception))
+        with self.assertRaises(OptionError) as caught:
+            PluginHttp.from_options(
+                {"outgoing": {"url": "http://peer/", "staticToken": "t", "contentType": "x/y"}}
+            )
+        self.assertIn("outgoing.contentType", str(caught.exception))
+
+    @inlineCallbacks
+    def test_http2_agent_sends_the_same_headers(self) -> Any:
+        """h2c with prior knowledge: the same header set, plus a content-length
+        (interledger-rs answers 411 without one)."""
+        site = Site(self.capture.resource)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            wrap_site_for_h2c(site)
+        )
+        self.addCleanup(port.stopListening)
+        plugin = yield self.sender(
+            {"url": f"http://127.0.0.1:{port.getHost().port}/ilp", "http2": True, "name": "me"},
+        )
+        made = make_prepare(self.now())
+        self.capture.resource.responder = fulfilling(made)
+        reply = yield plugin.send_data(made.packet)
+        expect_fulfill(self, reply, made.fulfillment)
+        [seen] = self.capture.requests
+        self.assertEqual(seen.request.clientproto, b"HTTP/2")
+        self.assertEqual(seen.body, made.packet)
+        expected = {
+            b"authorization": b"Bearer " + OUT_TOKEN.encode(),
+            b"content-type": b"application/octet-stream",
+            b"accept": b"application/octet-stream",
+            b"content-length": str(len(made.packet)).encode(),
+            b"ilp-peer-name": b"me",
+        }
+        self.assertEqual({name: seen.header(name) for name in expected}, expected)
 
     @inlineCallbacks
     def test_configured_name_and_destination(self) -> Any:
@@ -588,9 +666,8 @@ class FakeAgentTests(SynchronousTestCase):
             self.assertEqual((method, uri, body), (b"POST", b"http://peer.invalid/", made.packet))
             self.assertEqual(headers.getRawHeaders(b"ilp-peer-name"), [b"me"])
             self.assertEqual(headers.getRawHeaders(b"ilp-destination"), [b"test.x.y"])
-            self.assertEqual(
-                headers.getRawHeaders(b"content-type"), [b"application/ilp+octet-stream"]
-            )
+            self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/octet-stream"])
+            self.assertEqual(headers.getRawHeaders(b"accept"), [b"application/octet-stream"])
             [authorization] = headers.getRawHeaders(b"authorization") or []
             self.assertTrue(checker.verify(authorization))
             seen.append(authorization)

@@ -107,7 +107,7 @@ class BilateralTests(InteropCase):
         yield self._both_directions(py, js)
         [request] = yield js.requests()
         self.assertEqual(request["headers"]["authorization"], "Bearer js-in")
-        self.assertEqual(request["headers"]["content-type"], "application/ilp+octet-stream")
+        self.assertEqual(request["headers"]["content-type"], "application/octet-stream")
         # The JS plugin's default ILP-Peer-Name: our incoming port.
         self.assertEqual(request["headers"]["ilp-peer-name"], str(py_port))
         self.assertNotIn("ilp-destination", request["headers"])
