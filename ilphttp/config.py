@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilphttp import validate
+from ilphttp.auth import PublicKey, load_public_key
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
 from ilphttp.multi import ChildUrlTemplate
@@ -58,6 +59,22 @@ class IncomingOptions:
     #: Prepares whose handler has not answered yet, at most; past it HTTP 503
     #: (the sender's T00), so a slow handler cannot pile up unbounded work.
     max_in_flight: int = 4096
+    #: more static tokens, all accepted beside ``static_token`` (rotation)
+    static_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: more HS256 secrets, all accepted beside ``jwt_secret`` (rotation)
+    jwt_secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: when set, a JWT's ``aud`` (string or list) must contain it; else ``aud`` is ignored
+    audience: str | None = None
+    #: when set, a JWT's ``iss`` must equal it; else ``iss`` is ignored
+    issuer: str | None = None
+    #: when set, a JWT's ``sub`` must equal it; else ``sub`` is ignored
+    subject: str | None = None
+    #: seconds of clock skew allowed on ``exp`` and ``nbf`` (JS ``jwtLeeway``: ms)
+    jwt_leeway: float = 0.0
+    #: PEM public key (RSA: RS256, EC P-256: ES256) that verifies JWTs too
+    jwt_public_key_file: str | None = None
+    #: the key read from ``jwt_public_key_file`` at validation
+    jwt_public_key: PublicKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def listen_description(self) -> str | None:
@@ -77,6 +94,11 @@ class OutgoingOptions:
     static_token: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_expiry: float = DEFAULT_JWT_EXPIRY
+    #: ``sub``, ``aud`` and ``iss`` of the JWTs we sign (none when None); the
+    #: Java connector's JWT_HS_256 profile needs ``sub`` = its token subject
+    jwt_subject: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     #: False when a legacy option (``secret``/``secretToken``) was used: the JS
     #: plugin then sends the raw token without the ``"Bearer "`` prefix.
     bearer: bool = True
@@ -146,12 +168,22 @@ _INCOMING = {
     "secret_token",
     "client_identity",
     "max_in_flight",
+    "static_tokens",
+    "jwt_secrets",
+    "audience",
+    "issuer",
+    "subject",
+    "jwt_leeway",
+    "jwt_public_key_file",
 }
 _OUTGOING = {
     "url",
     "static_token",
     "jwt_secret",
     "jwt_expiry",
+    "jwt_subject",
+    "jwt_audience",
+    "jwt_issuer",
     "secret",
     "secret_token",
     "token_expiry",
@@ -173,16 +205,61 @@ def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, 
     static_token = validate.optional_string(f"{where}.{token_name}", token)
     secret_name, secret = _pick(d, sp("jwt_secret"), sp("secret"))
     jwt_secret = validate.optional_string(f"{where}.{secret_name}", secret)
-    if static_token is None and jwt_secret is None:
-        raise OptionError(
-            f"{where} needs a static token or a JWT secret"
-            f" ({where}.{sp('static_token')} or {where}.{sp('jwt_secret')})"
-        )
     return static_token, jwt_secret
+
+
+def _string_list(where: str, value: Any, first: str | None) -> tuple[str, ...]:
+    """A list of non-empty strings, none repeated (nor equal to ``first``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise OptionError(f"{where} must be a list of strings, got {type(value).__name__}")
+    items = tuple(validate.string(f"{where}[{i}]", item) for i, item in enumerate(value))
+    seen = set() if first is None else {first}
+    for i, item in enumerate(items):
+        if item in seen:
+            # The value itself stays out of the message: it is a secret.
+            raise OptionError(f"{where}[{i}] is given twice")
+        seen.add(item)
+    return items
+
+
+def _leeway(sp: _Spelling, where: str, value: Any) -> float:
+    """A JWT leeway: seconds (Python) or milliseconds (JS), >= 0, as seconds."""
+    unit = "seconds" if sp.expiry_unit == 1.0 else "milliseconds"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < float("inf")
+    ):
+        raise OptionError(f"{where} must be a number of {unit} >= 0, got {value!r}")
+    return float(value) * sp.expiry_unit
+
+
+def _public_key(where: str, path: Any) -> tuple[str | None, PublicKey | None]:
+    name = validate.optional_string(where, path)
+    if name is None:
+        return None, None
+    try:
+        with open(name, "rb") as f:
+            pem = f.read()
+    except OSError as exc:
+        raise OptionError(f"{where}: cannot read {name!r} ({exc.strerror})") from None
+    try:
+        return name, load_public_key(pem)
+    except ValueError as exc:
+        raise OptionError(f"{where} {name!r}: {exc}") from None
 
 
 def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     validate.check_keys("incoming", inc, sp.names(_INCOMING))
+
+    def opt(name: str) -> Any:
+        return inc.get(sp(name))
+
+    def where(name: str) -> str:
+        return f"incoming.{sp(name)}"
+
     port = inc.get("port")
     if port is not None:
         port = validate.integer("incoming.port", port, 0, 65535)
@@ -190,16 +267,53 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = _auth(sp, "incoming", inc)
-    identity = validate.optional_string(
-        f"incoming.{sp('client_identity')}", inc.get(sp("client_identity"))
-    )
-    max_in_flight = inc.get(sp("max_in_flight"))
+    static_tokens = _string_list(where("static_tokens"), opt("static_tokens"), static_token)
+    jwt_secrets = _string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
+    key_file, public_key = _public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
+    verifies_jwt = jwt_secret is not None or bool(jwt_secrets) or public_key is not None
+    if static_token is None and not static_tokens and not verifies_jwt:
+        raise OptionError(
+            "incoming needs a static token or a JWT secret"
+            f" ({where('static_token')}, {where('static_tokens')},"
+            f" {where('jwt_secret')}, {where('jwt_secrets')}"
+            f" or {where('jwt_public_key_file')})"
+        )
+    claims = {
+        name: validate.optional_string(where(name), opt(name))
+        for name in ("audience", "issuer", "subject")
+    }
+    leeway = opt("jwt_leeway")
+    jwt_leeway = 0.0 if leeway is None else _leeway(sp, where("jwt_leeway"), leeway)
+    if not verifies_jwt:
+        for name in ("audience", "issuer", "subject", "jwt_leeway"):
+            if opt(name) is not None:
+                raise OptionError(
+                    f"{where(name)} applies to JWTs: give {where('jwt_secret')},"
+                    f" {where('jwt_secrets')} or {where('jwt_public_key_file')} too"
+                )
+    identity = validate.optional_string(where("client_identity"), opt("client_identity"))
+    max_in_flight = opt("max_in_flight")
     max_in_flight = (
         4096
         if max_in_flight is None
-        else validate.integer(f"incoming.{sp('max_in_flight')}", max_in_flight, 1, 2**31)
+        else validate.integer(where("max_in_flight"), max_in_flight, 1, 2**31)
     )
-    return IncomingOptions(port, endpoint, static_token, jwt_secret, identity, max_in_flight)
+    return IncomingOptions(
+        port=port,
+        endpoint=endpoint,
+        static_token=static_token,
+        jwt_secret=jwt_secret,
+        client_identity=identity,
+        max_in_flight=max_in_flight,
+        static_tokens=static_tokens,
+        jwt_secrets=jwt_secrets,
+        audience=claims["audience"],
+        issuer=claims["issuer"],
+        subject=claims["subject"],
+        jwt_leeway=jwt_leeway,
+        jwt_public_key_file=key_file,
+        jwt_public_key=public_key,
+    )
 
 
 def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
@@ -214,6 +328,19 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
     if opt("url") is None:
         raise OptionError("outgoing.url is required")
     static_token, jwt_secret = _auth(sp, "outgoing", out)
+    if static_token is None and jwt_secret is None:
+        raise OptionError(
+            "outgoing needs a static token or a JWT secret"
+            f" ({where('static_token')} or {where('jwt_secret')})"
+        )
+    claims = {
+        name: validate.optional_string(where(name), opt(name))
+        for name in ("jwt_subject", "jwt_audience", "jwt_issuer")
+    }
+    if jwt_secret is None:
+        for name, value in claims.items():
+            if value is not None:
+                raise OptionError(f"{where(name)} needs {where('jwt_secret')}")
     expiry_name, expiry = _pick(out, sp("jwt_expiry"), sp("token_expiry"))
     max_requests = opt("http2_max_requests_per_session")
     name = opt("name")
@@ -226,6 +353,9 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
             if expiry is None
             else validate.positive_number(f"outgoing.{expiry_name}", expiry) * sp.expiry_unit
         ),
+        jwt_subject=claims["jwt_subject"],
+        jwt_audience=claims["jwt_audience"],
+        jwt_issuer=claims["jwt_issuer"],
         bearer=opt("secret") is None and opt("secret_token") is None,
         http2=validate.boolean(where("http2"), opt("http2") or False),
         http2_max_requests_per_session=(

@@ -135,17 +135,36 @@ class PluginHttp(Service):
         self._tracker: ConnectionTracker | None = None
         if options.incoming is not None:
             inc = options.incoming
-            self._incoming_auth = IncomingAuth(inc.static_token, inc.jwt_secret, now)
+            self._incoming_auth = IncomingAuth(
+                inc.static_token,
+                inc.jwt_secret,
+                now,
+                static_tokens=inc.static_tokens,
+                jwt_secrets=inc.jwt_secrets,
+                public_keys=() if inc.jwt_public_key is None else (inc.jwt_public_key,),
+                audience=inc.audience,
+                issuer=inc.issuer,
+                subject=inc.subject,
+                leeway=inc.jwt_leeway,
+            )
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.site = make_site(self.resource)
-            _warn_short_secret("incoming", inc.jwt_secret)
+            for secret in (inc.jwt_secret, *inc.jwt_secrets):
+                _warn_short_secret("incoming", secret)
         #: where a multi account's children are reached
         self._child_urls: ChildUrlTemplate | None = None
         if out is not None and options.multi:
             self._child_urls = ChildUrlTemplate(out.url, options.multi_delimiter)
         if out is not None:
             self._outgoing_auth = OutgoingAuth(
-                out.static_token, out.jwt_secret, out.jwt_expiry, out.bearer, now
+                out.static_token,
+                out.jwt_secret,
+                out.jwt_expiry,
+                out.bearer,
+                now,
+                subject=out.jwt_subject,
+                audience=out.jwt_audience,
+                issuer=out.jwt_issuer,
             )
             _warn_short_secret("outgoing", out.jwt_secret)
             try:

@@ -1,16 +1,33 @@
-"""Static tokens and HS256 JWTs, checked against a fake clock."""
+"""Static tokens and JWTs (HS256, RS256/ES256) against a fake clock: rotation,
+registered claims, algorithms, hostile input, outgoing claims."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import warnings
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
 from ilphttp import auth as auth_module
-from ilphttp.auth import _VERIFY_CACHE_SIZE, IncomingAuth, OutgoingAuth, token_from_header
+from ilphttp.auth import (
+    _VERIFY_CACHE_SIZE,
+    IncomingAuth,
+    OutgoingAuth,
+    load_public_key,
+    token_from_header,
+)
 
 SECRET = "a-jwt-secret-that-is-long-enough-for-hs256"
 NOW = 1_700_000_000.0
@@ -262,3 +279,348 @@ class OutgoingAuthTests(SynchronousTestCase):
         checker = IncomingAuth(None, SECRET, now)
         self.assertTrue(all(checker.verify(h) for h in headers))
         self.assertNotIn(b"undefined", headers[0])
+
+
+def forge(header: Any, claims: Any, secret: str = SECRET) -> bytes:
+    """A token with exactly this header and payload (any JSON), HS256-signed with ``secret``."""
+
+    def part(value: Any) -> bytes:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode("utf-8")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+    signing_input = part(header) + b"." + part(claims)
+    mac = hmac.new(secret.encode("utf-8"), signing_input, hashlib.sha256).digest()
+    return signing_input + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")
+
+
+ALICE = {
+    "sub": "alice",
+    "exp": int(NOW) + 60,
+    "iss": "https://alice.example",
+    "aud": "https://bob.example",
+}
+
+
+class RotationTests(SynchronousTestCase):
+    """Several incoming credentials, any of which authorizes (issue 10)."""
+
+    def test_old_and_new_static_tokens_accepted_removed_one_refused(self) -> None:
+        during = IncomingAuth("old-token", None, FakeTime(), static_tokens=["new-token"])
+        self.assertTrue(during.verify(b"Bearer old-token"))
+        self.assertTrue(during.verify(b"Bearer new-token"))
+        self.assertFalse(during.verify(b"Bearer other-token"))
+        after = IncomingAuth(None, None, FakeTime(), static_tokens=["new-token"])
+        self.assertTrue(after.verify(b"Bearer new-token"))
+        self.assertFalse(after.verify(b"Bearer old-token"))
+
+    def test_every_static_token_compared_every_time(self) -> None:
+        calls: list[tuple[bytes, bytes]] = []
+        real = hmac.compare_digest
+
+        def recording(a: bytes, b: bytes) -> bool:
+            calls.append((a, b))
+            return real(a, b)
+
+        self.patch(auth_module.hmac, "compare_digest", recording)
+        auth = IncomingAuth("t1", None, FakeTime(), static_tokens=["t2", "t3"])
+        for header, matched in ((b"Bearer t1", True), (b"t3", True), (b"Bearer t4", False)):
+            del calls[:]
+            self.assertEqual(auth.verify(header), matched, header)
+            token = token_from_header(header)
+            # No early exit on a match, no lookup: all three, in order.
+            self.assertEqual(calls, [(token, b"t1"), (token, b"t2"), (token, b"t3")], header)
+
+    def test_old_and_new_jwt_secrets_accepted_removed_one_refused(self) -> None:
+        old, new = "old-secret-" * 4, "new-secret-" * 4
+        by_old = b"Bearer " + sign({"exp": int(NOW) + 30}, secret=old)
+        by_new = b"Bearer " + sign({"exp": int(NOW) + 30}, secret=new)
+        during = IncomingAuth(None, old, FakeTime(), jwt_secrets=[new])
+        self.assertTrue(during.verify(by_old))
+        self.assertTrue(during.verify(by_new))
+        self.assertFalse(during.verify(b"Bearer " + sign({"exp": int(NOW) + 30})))
+        after = IncomingAuth(None, None, FakeTime(), jwt_secrets=[new])
+        self.assertTrue(after.verify(by_new))
+        self.assertFalse(after.verify(by_old))
+
+    def test_static_tokens_and_jwt_secrets_together(self) -> None:
+        auth = IncomingAuth(
+            None, None, FakeTime(), static_tokens=["s1", "s2"], jwt_secrets=[SECRET]
+        )
+        self.assertTrue(auth.verify(b"Bearer s2"))
+        self.assertTrue(auth.verify(b"Bearer " + sign({"exp": int(NOW) + 5})))
+        self.assertFalse(auth.verify(b"Bearer s3"))
+
+    def test_needs_a_credential(self) -> None:
+        self.assertRaises(ValueError, IncomingAuth, None, None, FakeTime(), static_tokens=[])
+        self.assertRaises(ValueError, IncomingAuth, "t", None, FakeTime(), leeway=-1)
+        self.assertRaises(ValueError, IncomingAuth, "t", None, FakeTime(), leeway=float("inf"))
+
+
+class JwtClaimTests(SynchronousTestCase):
+    """Registered claims: exp required, aud/iss/sub only when configured, leeway on exp/nbf."""
+
+    def test_claims_table(self) -> None:
+        exp = int(NOW) + 60
+        aud = {"audience": "https://bob.example"}
+        cases: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
+            # (case, IncomingAuth keywords, claims, accepted)
+            ("issue 10 example, nothing configured", {}, ALICE, True),
+            ("issue 10 example, audience configured", aud, ALICE, True),
+            ("wrong aud", aud, {**ALICE, "aud": "https://eve.example"}, False),
+            ("aud missing", aud, {"exp": exp}, False),
+            ("aud list containing ours", aud, {**ALICE, "aud": ["x", "https://bob.example"]}, True),
+            ("aud list without ours", aud, {**ALICE, "aud": ["x", "y"]}, False),
+            ("aud not a string", aud, {**ALICE, "aud": 5}, False),
+            ("aud not a string, not configured", {}, {**ALICE, "aud": 5}, True),
+            ("aud case matters", aud, {**ALICE, "aud": "https://BOB.example"}, False),
+            ("issuer matches", {"issuer": "https://alice.example"}, ALICE, True),
+            ("issuer wrong", {"issuer": "https://eve.example"}, ALICE, False),
+            ("issuer missing", {"issuer": "https://alice.example"}, {"exp": exp}, False),
+            ("subject matches", {"subject": "alice"}, ALICE, True),
+            ("subject wrong", {"subject": "bob"}, ALICE, False),
+            ("subject missing", {"subject": "alice"}, {"exp": exp}, False),
+            (
+                "all three configured",
+                {**aud, "issuer": ALICE["iss"], "subject": "alice"},
+                ALICE,
+                True,
+            ),
+            ("odd claims ignored", {}, {"exp": exp, "sub": 7, "jti": [], "iat": "x", "x": 1}, True),
+            ("iat in the future is not checked", {}, {"exp": exp, "iat": exp + 100}, True),
+            ("exp missing", {}, {k: v for k, v in ALICE.items() if k != "exp"}, False),
+            ("exp a boolean", {}, {"exp": True}, False),
+            ("exp a string", {}, {"exp": str(exp)}, False),
+            ("exp NaN", {}, {"exp": float("nan")}, False),
+            ("exp infinite", {}, {"exp": float("inf")}, False),
+            ("exp too large for a float", {}, {"exp": 10**400}, False),
+            ("exp fractional", {}, {"exp": NOW + 0.5}, True),
+            ("exp passed", {}, {"exp": int(NOW)}, False),
+            ("exp passed, within leeway", {"leeway": 5.0}, {"exp": int(NOW) - 4}, True),
+            ("exp passed, past leeway", {"leeway": 5.0}, {"exp": int(NOW) - 5}, False),
+            ("nbf passed", {}, {"exp": exp, "nbf": int(NOW)}, True),
+            ("nbf in the future", {}, {"exp": exp, "nbf": int(NOW) + 1}, False),
+            ("nbf within leeway", {"leeway": 2.0}, {"exp": exp, "nbf": int(NOW) + 2}, True),
+            ("nbf past leeway", {"leeway": 2.0}, {"exp": exp, "nbf": int(NOW) + 3}, False),
+            ("nbf not a number", {}, {"exp": exp, "nbf": "0"}, False),
+        ]
+        for case, config, claims, accepted in cases:
+            auth = IncomingAuth(None, SECRET, FakeTime(), **config)
+            token = forge({"alg": "HS256", "typ": "JWT"}, claims)
+            self.assertEqual(auth.verify(b"Bearer " + token), accepted, case)
+
+    def test_issue_example_signed_by_pyjwt_accepted(self) -> None:
+        # The failing input of issue 10, exactly: 401 before (PyJWT refuses an
+        # unexpected aud), accepted now.
+        auth = IncomingAuth(None, SECRET, FakeTime())
+        self.assertTrue(auth.verify(b"Bearer " + sign(ALICE)))
+
+    def test_cache_lasts_until_exp_plus_leeway_and_not_after(self) -> None:
+        now = FakeTime()
+        auth = IncomingAuth(None, SECRET, now, leeway=3.0)
+        header = b"Bearer " + sign({"exp": int(NOW) + 10})
+        self.assertTrue(auth.verify(header))
+        now.t = NOW + 12.9
+        self.assertTrue(auth.verify(header))
+        now.t = NOW + 13
+        self.assertFalse(auth.verify(header))
+        self.assertEqual(auth._verified, {})
+
+    def test_refused_claims_are_not_cached_as_accepted(self) -> None:
+        auth = IncomingAuth(None, SECRET, FakeTime(), audience="https://bob.example")
+        header = b"Bearer " + sign({**ALICE, "aud": "https://eve.example"})
+        self.assertFalse(auth.verify(header))
+        self.assertFalse(auth.verify(header))
+        self.assertEqual(auth._verified, {})
+
+    def test_nbf_token_accepted_once_its_time_comes(self) -> None:
+        now = FakeTime()
+        auth = IncomingAuth(None, SECRET, now)
+        header = b"Bearer " + sign({"exp": int(NOW) + 60, "nbf": int(NOW) + 10})
+        self.assertFalse(auth.verify(header))
+        now.t = NOW + 10
+        self.assertTrue(auth.verify(header))
+
+
+class AlgorithmAndHostileInputTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.auth = IncomingAuth(None, SECRET, FakeTime(), audience="https://bob.example")
+
+    def test_only_hs256_under_a_secret(self) -> None:
+        no_key: Any = None
+        cases: list[tuple[str, bytes]] = [
+            ("alg none, PyJWT", jwt.encode(ALICE, no_key, algorithm="none").encode("ascii")),
+            ("alg none, HS256 signature", forge({"alg": "none"}, ALICE)),
+            ("alg None", forge({"alg": "None"}, ALICE)),
+            ("alg hs256 (case)", forge({"alg": "hs256"}, ALICE)),
+            ("HS384", sign(ALICE, algorithm="HS384")),
+            ("HS512", sign(ALICE, algorithm="HS512")),
+            ("alg missing", forge({"typ": "JWT"}, ALICE)),
+            ("alg a list", forge({"alg": ["HS256"]}, ALICE)),
+            ("crit", forge({"alg": "HS256", "crit": ["b64"], "b64": False}, ALICE)),
+        ]
+        for case, token in cases:
+            self.assertFalse(self.auth.verify(b"Bearer " + token), case)
+        self.assertTrue(self.auth.verify(b"Bearer " + forge({"alg": "HS256"}, ALICE)))
+
+    def test_hostile_tokens_are_refused_not_raised(self) -> None:
+        deep = b'{"alg":"HS256","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        deep_payload = b'{"exp":' + str(int(NOW) + 60).encode() + b',"x":' + b"[" * 100_000
+        deep_payload += b"]" * 100_000 + b"}"
+        cases: list[tuple[str, bytes]] = [
+            ("deeply nested header", forge(deep, ALICE)),
+            ("deeply nested payload", forge({"alg": "HS256"}, deep_payload)),
+            ("header a list", forge(["HS256"], ALICE)),
+            ("header a string", forge("HS256", ALICE)),
+            ("header not JSON", forge(b"\xff{", ALICE)),
+            ("payload a list", forge({"alg": "HS256"}, [ALICE])),
+            ("payload a number", forge({"alg": "HS256"}, 5)),
+            ("payload not JSON", forge({"alg": "HS256"}, b"{exp:1}")),
+            ("huge kid", forge({"alg": "HS256", "kid": "k" * 100_000}, {**ALICE, "aud": "x"})),
+            ("four parts", forge({"alg": "HS256"}, ALICE) + b".x"),
+            ("bad base64", b"!!!.???.***"),
+            ("empty", b""),
+            ("dots", b".."),
+        ]
+        for case, token in cases:
+            self.assertFalse(self.auth.verify(b"Bearer " + token), case)
+
+    def test_any_exception_from_pyjwt_is_a_refusal(self) -> None:
+        # PyJWT before 2.10 or so lets the json module's RecursionError through
+        # on a deeply nested header; other versions may raise ValueError or
+        # TypeError on shapes they do not expect.  Whatever it raises, the
+        # token is refused and nothing propagates.
+        token = b"Bearer " + sign(ALICE)
+        for where in ("get_unverified_header", "decode"):
+            for error in (RecursionError, ValueError, TypeError, KeyError, OverflowError):
+
+                def hostile(*args: Any, _error: type[Exception] = error, **kwargs: Any) -> Any:
+                    raise _error("hostile input")
+
+                patch = self.patch(auth_module.jwt, where, hostile)
+                auth = IncomingAuth(None, SECRET, FakeTime())
+                self.assertFalse(auth.verify(token), (where, error))
+                patch.restore()
+        self.assertTrue(IncomingAuth(None, SECRET, FakeTime()).verify(token))
+
+
+class OutgoingClaimTests(SynchronousTestCase):
+    def claims(self, auth: OutgoingAuth) -> dict[str, Any]:
+        token = auth.header()[len(b"Bearer ") :]
+        self.assertEqual(jwt.get_unverified_header(token)["alg"], "HS256")
+        return jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_signature": False})
+
+    def test_claims_table(self) -> None:
+        base = {"iat": int(NOW), "exp": int(NOW) + 30}
+        cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+            ({}, base),
+            ({"subject": "bob"}, {**base, "sub": "bob"}),
+            ({"audience": "https://bob.example"}, {**base, "aud": "https://bob.example"}),
+            ({"issuer": "https://alice.example"}, {**base, "iss": "https://alice.example"}),
+            (
+                {"subject": "bob", "audience": "a", "issuer": "i"},
+                {**base, "sub": "bob", "aud": "a", "iss": "i"},
+            ),
+        ]
+        for config, expected in cases:
+            auth = OutgoingAuth(None, SECRET, 30.0, True, FakeTime(), **config)
+            self.assertEqual(self.claims(auth), expected, config)
+
+    def test_signed_claims_verify_on_a_receiver_that_checks_them(self) -> None:
+        now = FakeTime()
+        header = OutgoingAuth(
+            None,
+            SECRET,
+            30.0,
+            True,
+            now,
+            subject="alice",
+            audience="https://bob.example",
+            issuer="https://alice.example",
+        ).header()
+        strict = IncomingAuth(
+            None,
+            SECRET,
+            now,
+            subject="alice",
+            audience="https://bob.example",
+            issuer="https://alice.example",
+        )
+        self.assertTrue(strict.verify(header))
+        self.assertFalse(IncomingAuth(None, SECRET, now, subject="carol").verify(header))
+
+    def test_java_jwt_hs256_profile(self) -> None:
+        """What interledger4j/ilpv4-connector's JwtHs256AuthenticationProvider
+        checks (docs/peering/rules.md): alg HS256, the signature, sub equal to
+        the account's token subject, exp only if present, nbf/iat not in the
+        future; iss and aud ignored."""
+        now = FakeTime()
+        header = OutgoingAuth(None, SECRET, 30.0, True, now, subject="ilphttp-node").header()
+        token = header[len(b"Bearer ") :]
+        self.assertEqual(jwt.get_unverified_header(token), {"alg": "HS256", "typ": "JWT"})
+        claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+        self.assertEqual(claims["sub"], "ilphttp-node")
+        self.assertLessEqual(claims["iat"], now.t)
+        self.assertGreater(claims["exp"], now.t)
+
+    def test_static_token_ignores_claims(self) -> None:
+        auth = OutgoingAuth("tok", None, 30.0, True, FakeTime(), subject="bob")
+        self.assertEqual(auth.header(), b"Bearer tok")
+
+
+def _pem(key: Any) -> bytes:
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+class PublicKeyTests(SynchronousTestCase):
+    """RS256/ES256 from a PEM public key (issue 10's optional mode), no network."""
+
+    def setUp(self) -> None:
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+
+    def test_rs256_and_es256_accepted_under_their_key_only(self) -> None:
+        rsa_key = load_public_key(_pem(self.rsa))
+        ec_key = load_public_key(_pem(self.ec))
+        self.assertEqual((rsa_key.algorithm, ec_key.algorithm), ("RS256", "ES256"))
+        by_rsa = b"Bearer " + jwt.encode(ALICE, self.rsa, algorithm="RS256").encode("ascii")
+        by_ec = b"Bearer " + jwt.encode(ALICE, self.ec, algorithm="ES256").encode("ascii")
+        rsa_auth = IncomingAuth(None, None, FakeTime(), public_keys=[rsa_key], subject="alice")
+        ec_auth = IncomingAuth(None, None, FakeTime(), public_keys=[ec_key])
+        self.assertTrue(rsa_auth.verify(by_rsa))
+        self.assertTrue(ec_auth.verify(by_ec))
+        self.assertFalse(rsa_auth.verify(by_ec))
+        self.assertFalse(ec_auth.verify(by_rsa))
+        both = IncomingAuth(None, SECRET, FakeTime(), public_keys=[rsa_key, ec_key])
+        for header in (by_rsa, by_ec, b"Bearer " + sign(ALICE)):
+            self.assertTrue(both.verify(header))
+
+    def test_other_algorithms_refused_under_a_public_key(self) -> None:
+        pem = _pem(self.rsa)
+        auth = IncomingAuth(None, None, FakeTime(), public_keys=[load_public_key(pem)])
+        cases: list[tuple[str, bytes]] = [
+            # RFC 8725 §2.1: the public key used as an HMAC secret
+            ("HS256 keyed with the PEM", forge({"alg": "HS256"}, ALICE, secret=pem.decode())),
+            ("RS512", jwt.encode(ALICE, self.rsa, algorithm="RS512").encode("ascii")),
+            ("PS256", jwt.encode(ALICE, self.rsa, algorithm="PS256").encode("ascii")),
+            ("none", forge({"alg": "none"}, ALICE)),
+            ("claims still checked", jwt.encode({"sub": "a"}, self.rsa, "RS256").encode("ascii")),
+        ]
+        for case, token in cases:
+            self.assertFalse(auth.verify(b"Bearer " + token), case)
+
+    def test_unusable_keys_refused(self) -> None:
+        small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        p384 = ec.generate_private_key(ec.SECP384R1())
+        ed = ed25519.Ed25519PrivateKey.generate()
+        for case, pem in (
+            ("RSA 1024", _pem(small)),
+            ("P-384", _pem(p384)),
+            ("Ed25519", _pem(ed)),
+            ("garbage", b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n"),
+            (
+                "private key",
+                self.ec.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()),
+            ),
+        ):
+            exc = self.assertRaises(ValueError, load_public_key, pem)
+            self.assertNotIn("Traceback", str(exc), case)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import warnings
 from functools import partial
 from typing import Any
 
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from treq.testing import RequestTraversalAgent
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,6 +25,7 @@ from ilphttp.config import (
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.plugin import PluginHttp
 from tests.support.certs import CertificateAuthority
+from tests.support.clients import request
 
 URL = "http://127.0.0.1:9/ilp"
 
@@ -502,3 +509,285 @@ class InvalidOptionTests(SynchronousTestCase):
 
     def test_option_error_is_exported(self) -> None:
         self.assertIs(ilphttp.OptionError, OptionError)
+
+
+class AuthOptionTests(SynchronousTestCase):
+    """Issue 10: token lists (rotation), JWT claim checks and leeway, outgoing claims."""
+
+    def assert_refused(self, build: Any, *names: str) -> OptionError:
+        exc = self.assertRaises(OptionError, build)
+        for name in names:
+            self.assertIn(name, str(exc))
+        return exc
+
+    def test_both_spellings(self) -> None:
+        key_file = self.mktemp()
+        with open(key_file, "wb") as f:
+            f.write(_ec_public_pem())
+        from_py = py(
+            incoming={
+                "static_token": "a",
+                "static_tokens": ["b", "c"],
+                "jwt_secret": "s1",
+                "jwt_secrets": ["s2"],
+                "audience": "https://bob.example",
+                "issuer": "https://alice.example",
+                "subject": "alice",
+                "jwt_leeway": 2.5,
+                "jwt_public_key_file": key_file,
+            },
+            outgoing={
+                "url": URL,
+                "jwt_secret": "o",
+                "jwt_subject": "bob",
+                "jwt_audience": "https://alice.example",
+                "jwt_issuer": "https://bob.example",
+            },
+        )
+        from_js = js(
+            {
+                "incoming": {
+                    "staticToken": "a",
+                    "staticTokens": ["b", "c"],
+                    "jwtSecret": "s1",
+                    "jwtSecrets": ["s2"],
+                    "audience": "https://bob.example",
+                    "issuer": "https://alice.example",
+                    "subject": "alice",
+                    "jwtLeeway": 2500,
+                    "jwtPublicKeyFile": key_file,
+                },
+                "outgoing": {
+                    "url": URL,
+                    "jwtSecret": "o",
+                    "jwtSubject": "bob",
+                    "jwtAudience": "https://alice.example",
+                    "jwtIssuer": "https://bob.example",
+                },
+            }
+        )
+        self.assertEqual(from_py, from_js)
+        inc, out = from_py.incoming, from_py.outgoing
+        assert inc is not None and out is not None
+        self.assertEqual((inc.static_tokens, inc.jwt_secrets), (("b", "c"), ("s2",)))
+        self.assertEqual(
+            (inc.audience, inc.issuer, inc.subject, inc.jwt_leeway),
+            ("https://bob.example", "https://alice.example", "alice", 2.5),
+        )
+        assert inc.jwt_public_key is not None
+        self.assertEqual(inc.jwt_public_key.algorithm, "ES256")
+        self.assertEqual(
+            (out.jwt_subject, out.jwt_audience, out.jwt_issuer),
+            ("bob", "https://alice.example", "https://bob.example"),
+        )
+        # Secrets stay out of reprs.
+        for secret in ("'b'", "'c'", "'s2'"):
+            self.assertNotIn(secret, repr(inc))
+
+    def test_defaults(self) -> None:
+        options = py(incoming={"static_token": "t"}, outgoing={"url": URL, "jwt_secret": "s"})
+        inc, out = options.incoming, options.outgoing
+        assert inc is not None and out is not None
+        self.assertEqual((inc.static_tokens, inc.jwt_secrets), ((), ()))
+        self.assertEqual((inc.audience, inc.issuer, inc.subject), (None, None, None))
+        self.assertEqual(inc.jwt_leeway, 0.0)
+        self.assertIsNone(inc.jwt_public_key_file)
+        self.assertEqual((out.jwt_subject, out.jwt_audience, out.jwt_issuer), (None, None, None))
+
+    def test_a_list_alone_is_enough(self) -> None:
+        for incoming in ({"static_tokens": ["t"]}, {"jwt_secrets": ["s"]}):
+            options = py(incoming=incoming)
+            self.assertIsNotNone(options.incoming)
+        self.assertIsNotNone(js({"incoming": {"staticTokens": ["t"]}}).incoming)
+
+    def test_python_refusals(self) -> None:
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"static_tokens": ["a", ""]}, "incoming.static_tokens[1]"),
+            ({"static_tokens": [""]}, "incoming.static_tokens[0]"),
+            ({"static_token": "t", "jwt_secrets": ["s", ""]}, "incoming.jwt_secrets[1]"),
+            ({"static_tokens": ["a", 5]}, "incoming.static_tokens[1]"),
+            ({"static_tokens": "a"}, "incoming.static_tokens"),
+            ({"static_tokens": {"a": 1}}, "incoming.static_tokens"),
+            ({"static_tokens": ["a", "b", "a"]}, "incoming.static_tokens[2]"),
+            ({"static_token": "a", "static_tokens": ["b", "a"]}, "incoming.static_tokens[1]"),
+            ({"jwt_secrets": ["s", "s"]}, "incoming.jwt_secrets[1]"),
+            ({"jwt_secret": "s", "jwt_secrets": ["s"]}, "incoming.jwt_secrets[0]"),
+            ({"static_tokens": []}, "incoming.static_tokens"),
+            ({"jwt_secrets": [], "static_tokens": []}, "incoming.jwt_secrets"),
+            ({"jwt_secret": "s", "audience": ""}, "incoming.audience"),
+            ({"jwt_secret": "s", "issuer": 5}, "incoming.issuer"),
+            ({"jwt_secret": "s", "subject": ["alice"]}, "incoming.subject"),
+            ({"jwt_secret": "s", "jwt_leeway": -1}, "incoming.jwt_leeway"),
+            ({"jwt_secret": "s", "jwt_leeway": "5"}, "incoming.jwt_leeway"),
+            ({"jwt_secret": "s", "jwt_leeway": True}, "incoming.jwt_leeway"),
+            ({"jwt_secret": "s", "jwt_leeway": float("inf")}, "incoming.jwt_leeway"),
+            ({"jwt_secret": "s", "jwt_leeway": float("nan")}, "incoming.jwt_leeway"),
+            # claim checks without a way to verify JWTs would never apply
+            ({"static_token": "t", "audience": "a"}, "incoming.audience"),
+            ({"static_tokens": ["t"], "subject": "a"}, "incoming.subject"),
+            ({"static_token": "t", "jwt_leeway": 1}, "incoming.jwt_leeway"),
+            ({"jwt_secret": "s", "jwt_public_key_file": ""}, "incoming.jwt_public_key_file"),
+        ]
+        for incoming, name in cases:
+            self.assert_refused(partial(py, incoming=incoming), name)
+
+    def test_duplicate_token_is_not_echoed(self) -> None:
+        exc = self.assert_refused(
+            lambda: py(incoming={"static_tokens": ["hunter2", "hunter2"]}), "given twice"
+        )
+        self.assertNotIn("hunter2", str(exc))
+
+    def test_js_refusals_name_the_js_option(self) -> None:
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"staticTokens": ["a", ""]}, "incoming.staticTokens[1]"),
+            ({"jwtSecrets": [""]}, "incoming.jwtSecrets[0]"),
+            ({"staticToken": "a", "staticTokens": ["a"]}, "incoming.staticTokens[0]"),
+            ({"jwtSecret": "s", "jwtLeeway": -0.5}, "incoming.jwtLeeway"),
+            ({"jwtSecret": "s", "audience": 1}, "incoming.audience"),
+            ({"staticToken": "t", "issuer": "i"}, "incoming.issuer"),
+            ({"jwtSecret": "s", "jwtPublicKeyFile": 3}, "incoming.jwtPublicKeyFile"),
+            ({"static_tokens": ["t"]}, "static_tokens"),
+        ]
+        for incoming, name in cases:
+            self.assert_refused(partial(js, {"incoming": incoming}), name)
+
+    def test_outgoing_stays_one_credential(self) -> None:
+        self.assert_refused(
+            lambda: py(outgoing={"url": URL, "static_tokens": ["a", "b"]}),
+            "outgoing.static_tokens",
+        )
+        self.assert_refused(
+            lambda: js({"outgoing": {"url": URL, "jwtSecrets": ["a"]}}), "outgoing.jwtSecrets"
+        )
+        self.assert_refused(
+            lambda: py(outgoing={"url": URL, "jwt_secret": "s", "audience": "a"}),
+            "outgoing.audience",
+        )
+
+    def test_outgoing_claim_refusals(self) -> None:
+        cases: list[tuple[Any, str]] = [
+            (
+                partial(py, outgoing={"url": URL, "jwt_secret": "s", "jwt_subject": ""}),
+                "jwt_subject",
+            ),
+            (partial(py, outgoing={"url": URL, "jwt_secret": "s", "jwt_issuer": 1}), "jwt_issuer"),
+            (
+                partial(py, outgoing={"url": URL, "static_token": "t", "jwt_subject": "bob"}),
+                "outgoing.jwt_subject",
+            ),
+            (
+                partial(js, {"outgoing": {"url": URL, "staticToken": "t", "jwtAudience": "a"}}),
+                "outgoing.jwtAudience",
+            ),
+        ]
+        for build, name in cases:
+            self.assert_refused(build, name)
+
+    def test_public_key_file_refusals(self) -> None:
+        missing = self.mktemp()
+        not_pem = self.mktemp()
+        with open(not_pem, "w") as f:
+            f.write("not a key")
+        for path in (missing, not_pem):
+            exc = self.assert_refused(
+                lambda path=path: py(incoming={"jwt_public_key_file": path}),
+                "incoming.jwt_public_key_file",
+            )
+            self.assertNotIn("Traceback", str(exc))
+        self.assert_refused(
+            lambda: js({"incoming": {"jwtPublicKeyFile": missing}}), "incoming.jwtPublicKeyFile"
+        )
+
+
+def _ec_public_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _sign(claims: dict[str, Any], secret: str) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode(claims, secret, algorithm="HS256").encode("ascii")
+
+
+class AuthOptionsReachTheListenerTests(SynchronousTestCase):
+    """The options above, through a PluginHttp's resource: 401 or not."""
+
+    SECRET = "a-jwt-secret-that-is-long-enough-for-hs256"
+
+    def status(self, plugin: PluginHttp, authorization: bytes) -> int:
+        plugin.register_data_handler(lambda data: self.fail("no packet reaches the handler"))
+        self.successResultOf(plugin.connect())
+        assert plugin.resource is not None
+        agent = RequestTraversalAgent(plugin.resource)
+        headers = {b"authorization": authorization, b"content-type": b"application/octet-stream"}
+        result = self.successResultOf(request(agent, "http://ilp.test/", b"", headers))
+        return result.code
+
+    def test_table(self) -> None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        now = int(clock.seconds())
+        alice = {
+            "sub": "alice",
+            "exp": now + 60,
+            "iss": "https://alice.example",
+            "aud": "https://bob.example",
+        }
+        old, new = self.SECRET, self.SECRET[::-1]
+        deep = base64.urlsafe_b64encode(b'{"alg":"HS256","x":' + b"[" * 3_000 + b"]" * 3_000 + b"}")
+        cases: list[tuple[str, dict[str, Any], bytes, bool]] = [
+            (
+                "rotation: old static",
+                {"static_token": "old", "static_tokens": ["new"]},
+                b"old",
+                True,
+            ),
+            (
+                "rotation: new static",
+                {"static_token": "old", "static_tokens": ["new"]},
+                b"new",
+                True,
+            ),
+            ("rotation: removed static", {"static_tokens": ["new"]}, b"old", False),
+            ("rotation: old secret", {"jwt_secrets": [old, new]}, _sign(alice, old), True),
+            ("rotation: new secret", {"jwt_secrets": [old, new]}, _sign(alice, new), True),
+            ("rotation: removed secret", {"jwt_secrets": [new]}, _sign(alice, old), False),
+            ("issue 10 example", {"jwt_secret": old}, _sign(alice, old), True),
+            (
+                "wrong aud, audience configured",
+                {"jwt_secret": old, "audience": "https://carol.example"},
+                _sign(alice, old),
+                False,
+            ),
+            (
+                "subject configured",
+                {"jwt_secret": old, "subject": "alice"},
+                _sign(alice, old),
+                True,
+            ),
+            (
+                "expired, within leeway",
+                {"jwt_secret": old, "jwt_leeway": 10},
+                _sign({**alice, "exp": now - 5}, old),
+                True,
+            ),
+            ("expired", {"jwt_secret": old}, _sign({**alice, "exp": now - 5}, old), False),
+            ("deeply nested header", {"jwt_secret": old}, deep + b".e30.AAAA", False),
+        ]
+        for case, incoming, token, accepted in cases:
+            plugin = PluginHttp(incoming=incoming, reactor=clock)
+            code = self.status(plugin, b"Bearer " + token)
+            # Accepted: past auth, the empty body is a bad packet (400).
+            self.assertEqual(code, 400 if accepted else 401, case)
+
+    def test_outgoing_claims_reach_the_header(self) -> None:
+        clock = Clock()
+        plugin = PluginHttp(
+            outgoing={"url": URL, "jwt_secret": self.SECRET, "jwt_subject": "bob"}, reactor=clock
+        )
+        header = plugin._outgoing_auth.header()
+        claims = jwt.decode(
+            header[7:], self.SECRET, algorithms=["HS256"], options={"verify_exp": False}
+        )
+        self.assertEqual(claims["sub"], "bob")
