@@ -44,6 +44,7 @@ from ilphttp.packet import (
     Reject,
     Reply,
     deserialize_prepare,
+    envelope_length,
     is_valid_segment,
     serialize_prepare,
     serialize_reject,
@@ -362,7 +363,9 @@ class PluginHttp(Service):
         """Send ``prepare``; fire with its checked :class:`~ilphttp.packet.Reply`.
 
         ``data`` is ``prepare``'s wire form when the caller has it (a Prepare
-        forwarded unchanged), so it is neither parsed nor serialized again.
+        forwarded unchanged), so it is neither parsed nor serialized again;
+        only its envelope is sent (bytes after it, which a liberal reader
+        ignores, are never written: strict peers refuse them).
         Errors as for :meth:`send_data`.
         """
         client = self._client
@@ -373,6 +376,10 @@ class PluginHttp(Service):
             raise RuntimeError("this plugin has no outgoing configuration")
         if data is None:
             data = serialize_prepare(prepare)
+        else:
+            end = envelope_length(data)
+            if end != len(data):
+                data = data[:end]
         out = self.options.outgoing
         assert out is not None
         if self.options.multi:

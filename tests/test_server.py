@@ -10,6 +10,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
@@ -131,7 +132,6 @@ class BodyTests(_Base):
             serialize(Fulfill(b"\0" * 32)),
             reject_bytes("F02"),
             good[:-1],
-            good + b"\0",
             b"\x0c\x85\xff\xff\xff\xff\xff",
         ]
         for body in bodies:
@@ -141,6 +141,24 @@ class BodyTests(_Base):
             for marker in (b"Traceback", b'File "', b"Error:", b"<html"):
                 self.assertNotIn(marker, result.body)
         self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_bytes_after_the_envelope_are_ignored(self) -> Any:
+        """RFC 30: a Prepare followed by extra bytes is read from its envelope;
+        the handler gets the envelope only; one debug line, nothing louder."""
+        yield self.start()
+        logs = LogCapture(self)
+        extras = [b"\0", b"\x0c", b"garbage", make_prepare(self.now()).packet]
+        for extra in extras:
+            made = self.handler.make(self.now())
+            result = yield self.post(made.packet + extra)
+            self.assertEqual(result.code, 200, extra[:10])
+            expect_fulfill(self, result.body, made.fulfillment)
+            self.assertEqual(self.handler.calls[-1], made.packet)
+        self.assertEqual(len(self.handler.calls), len(extras))
+        self.assertEqual(logs.at_least(LogLevel.info), [])
+        ignored = [e for e in logs.at_least(LogLevel.debug) if "ignored" in e["log_format"]]
+        self.assertEqual([e["n"] for e in ignored], [len(extra) for extra in extras])
 
     @inlineCallbacks
     def test_content_length_over_limit_is_413_before_the_body(self) -> Any:
