@@ -3,6 +3,7 @@ content types, handler failures, expiry and IL-DCP serving in multi mode."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -526,6 +527,22 @@ class MultiIldcpTests(_Base):
         expect_reject(self, result.body, ErrorCode.F00_BAD_REQUEST)
 
     @inlineCallbacks
+    def test_expired_request_is_r00_in_every_mode(self) -> Any:
+        """One expiry rule: an expired IL-DCP request gets R00, whether this
+        plugin answers it (multi mode) or its handler would."""
+        expired = ildcp.serialize_request(
+            dt.datetime.fromtimestamp(self.now() - 1, dt.timezone.utc)
+        )
+        self.handler.respond = lambda data: ildcp_reply("test.other.x")
+        for mode in ({"multi": True}, {"multi": False}):
+            yield self.start(ildcp=self.HUB, address="test.hub", **mode)
+            result = yield self.post(expired, {**HEADERS, b"ilp-peer-name": b"alice"})
+            reject = expect_reject(self, result.body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+            self.assertEqual(reject.triggered_by, "test.hub", mode)
+            yield self.plugin.disconnect()
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
     def test_peer_config_goes_to_the_handler_outside_multi_mode(self) -> Any:
         yield self.start(ildcp=self.HUB)
         self.handler.respond = lambda data: ildcp_reply("test.other.x")
@@ -582,6 +599,38 @@ class MultiIldcpInMemoryTests(SynchronousTestCase):
         info = ildcp.deserialize_response(self.successResultOf(third).body)
         self.assertEqual(info.client_address, "test.parent.hub.carol")
         self.assertEqual(len(self.fetches), 1)
+
+    def test_request_expires_while_our_address_is_fetched(self) -> None:
+        """The child's request waits for our own IL-DCP at most until it expires (R00)."""
+        expires = dt.datetime.fromtimestamp(self.clock.seconds() + 5, dt.timezone.utc)
+        d = request(
+            self.agent,
+            "http://hub.invalid/",
+            ildcp.serialize_request(expires),
+            {**HEADERS, b"ilp-peer-name": b"alice"},
+        )
+        self.agent.flush()
+        self.clock.advance(4.9)
+        self.agent.flush()
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.agent.flush()
+        expect_reject(self, self.successResultOf(d).body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+        # the fetch itself goes on: a later request gets the address
+        self.pending.deferred.callback(ildcp_reply("test.p"))
+        info = ildcp.deserialize_response(self.successResultOf(self.ildcp_post(b"bob")).body)
+        self.assertEqual(info.client_address, "test.p.bob")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_parents_f00_is_passed_on_as_f00(self) -> None:
+        """Our own IL-DCP refused with F00 (a router that cannot give us an
+        address it stands behind): the child gets F00 and the reason."""
+        d = self.ildcp_post(b"alice")
+        self.agent.flush()
+        self.pending.deferred.callback(reject_bytes("F00", "", "the address is too long"))
+        self.agent.flush()
+        reject = expect_reject(self, self.successResultOf(d).body, ErrorCode.F00_BAD_REQUEST)
+        self.assertIn("the address is too long", reject.message)
 
     def test_failed_fetch_is_t00_and_retried(self) -> None:
         logs = LogCapture(self)
