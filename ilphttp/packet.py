@@ -315,6 +315,7 @@ def envelope_length(data: bytes) -> int:
     That is the type byte, the length determinant and the content it announces
     (RFC 27 / RFC 30 OER); ``data[:envelope_length(data)]`` is the packet
     without any bytes after it.  Only the envelope is checked, not the fields.
+
     :raises InvalidPacketError: for an unknown type, a bad length determinant,
         or fewer bytes than the envelope announces.
     """
