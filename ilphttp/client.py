@@ -47,6 +47,7 @@ from ilphttp.packet import (
     Reply,
     condition_from_fulfillment,
     deserialize,
+    envelope_length,
     serialize,
 )
 
@@ -128,12 +129,15 @@ def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply:
 
     The one place a peer's reply is parsed.  A Fulfill whose fulfillment does
     not hash to the Prepare's condition becomes F05 (nothing was paid); a valid
-    one is always passed on, whatever else the peer did.
+    one is always passed on, whatever else the peer did.  Bytes after the
+    reply's envelope are ignored (RFC 30; logged at debug) and left out of the
+    :class:`~ilphttp.packet.Reply`'s ``data``, so they are never passed back.
     """
     try:
         if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
             raise InvalidPacketError("not a Fulfill or Reject")
-        reply = deserialize(body)
+        reply = deserialize(body, strict=False)
+        end = envelope_length(body)
     except InvalidPacketError as exc:
         return reply_of(
             Reject(
@@ -142,6 +146,9 @@ def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply:
                 f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
             )
         )
+    if end != len(body):
+        _log.debug("ignored {n} bytes after the envelope of the peer's reply", n=len(body) - end)
+        body = body[:end]
     if isinstance(reply, Fulfill):
         if condition_from_fulfillment(reply.fulfillment) != prepare.execution_condition:
             return reply_of(

@@ -44,7 +44,15 @@ DEFAULT_EXPIRY = _dt.timedelta(seconds=60)
 
 
 class IldcpError(Exception):
-    """IL-DCP failed: the parent rejected, or its answer was malformed."""
+    """IL-DCP failed: the parent rejected, or its answer was malformed.
+
+    :ivar reject: the parent's :class:`~ilphttp.packet.Reject` when it rejected
+        the request, else None.
+    """
+
+    def __init__(self, message: str, reject: Reject | None = None) -> None:
+        super().__init__(message)
+        self.reject = reject
 
 
 class IldcpResponse(NamedTuple):
@@ -148,15 +156,19 @@ def _read_var(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def deserialize_response(reply: bytes) -> IldcpResponse:
-    """Decode the parent's reply; raises :class:`IldcpError` for a Reject or bad data."""
+    """Decode the parent's reply; raises :class:`IldcpError` for a Reject or bad data.
+
+    Bytes after the reply's envelope are ignored (RFC 30: liberal reader).
+    """
     try:
-        packet = deserialize(reply)
+        packet = deserialize(reply, strict=False)
     except InvalidPacketError as exc:
         raise IldcpError(f"IL-DCP reply is not an ILP packet: {exc}") from None
     if isinstance(packet, Reject):
         raise IldcpError(
             f"IL-DCP request rejected: {packet.code} {packet.message!r}"
-            f" (triggered by {packet.triggered_by or 'unknown'})"
+            f" (triggered by {packet.triggered_by or 'unknown'})",
+            packet,
         )
     if not isinstance(packet, Fulfill):
         raise IldcpError("IL-DCP reply is a Prepare, not a Fulfill")

@@ -3,6 +3,12 @@
 Pure Python, no I/O and no Twisted: every other part of ilphttp reads or writes
 packets through this module.  The byte layout agrees with the npm ``ilp-packet``
 package (3.x), which the test suite checks differentially.
+
+Liberal reader, strict writer (RFC 30: "ignore extra bytes at the end"): the
+decoders take ``strict=False`` to read the envelope at the start of the bytes
+and ignore whatever follows it, as the JS ``ilp-packet`` does, and
+:func:`envelope_length` says where the envelope ends, so that only those bytes
+are passed on.  The serializers never write anything after the envelope.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ __all__ = [
     "deserialize_fulfill",
     "deserialize_prepare",
     "deserialize_reject",
+    "envelope_length",
     "format_timestamp",
     "is_valid_address",
     "is_valid_segment",
@@ -154,8 +161,9 @@ class Reply(NamedTuple):
 
     What a link hands on inside a node, so that a reply travelling back through
     several hops is neither parsed nor serialized again.  ``data`` is exactly
-    ``serialize(packet)`` for replies we make, and the peer's bytes as received
-    for replies we read (which may differ only in ways the codec tolerates).
+    ``serialize(packet)`` for replies we make, and the peer's envelope as
+    received for replies we read (which may differ only in ways the codec
+    tolerates; bytes the peer sent after the envelope are not part of it).
     """
 
     packet: Fulfill | Reject
@@ -271,8 +279,12 @@ def _read_ascii(raw: bytes, what: str) -> str:
         raise InvalidPacketError(f"{what} is not ASCII") from None
 
 
-def _open_envelope(data: bytes, expected: int | None) -> tuple[int, bytes, int, int]:
-    """Check the envelope; return (type, buffer, content start, content end)."""
+def _open_envelope(data: bytes, expected: int | None, strict: bool) -> tuple[int, bytes, int, int]:
+    """Check the envelope; return (type, buffer, content start, content end).
+
+    With ``strict``, bytes after the envelope are an error; without, they are
+    ignored (the content end is where the envelope says it is).
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidPacketError(f"expected bytes, got {type(data).__name__}")
     buf = bytes(data)
@@ -292,8 +304,23 @@ def _open_envelope(data: bytes, expected: int | None) -> tuple[int, bytes, int, 
             raise InvalidPacketError(
                 f"truncated: envelope announces {length} bytes, {len(buf) - start} present"
             )
-        raise InvalidPacketError(f"{len(buf) - end} trailing bytes after the packet")
+        if strict:
+            raise InvalidPacketError(f"{len(buf) - end} trailing bytes after the packet")
     return type_, buf, start, end
+
+
+def envelope_length(data: bytes) -> int:
+    """The length in bytes of the packet envelope at the start of ``data``.
+
+    That is the type byte, the length determinant and the content it announces
+    (RFC 27 / RFC 30 OER); ``data[:envelope_length(data)]`` is the packet
+    without any bytes after it.  Only the envelope is checked, not the fields.
+
+    :raises InvalidPacketError: for an unknown type, a bad length determinant,
+        or fewer bytes than the envelope announces.
+    """
+    _, _, _, end = _open_envelope(data, None, False)
+    return end
 
 
 _TYPE_NAMES = {TYPE_PREPARE: "Prepare", TYPE_FULFILL: "Fulfill", TYPE_REJECT: "Reject"}
@@ -366,27 +393,41 @@ def packet_type(data: bytes) -> int:
     return data[0]
 
 
-def deserialize(data: bytes) -> Packet:
-    """Decode any ILPv4 packet; raises :class:`InvalidPacketError` for bad input."""
-    type_, buf, start, end = _open_envelope(data, None)
+def deserialize(data: bytes, *, strict: bool = True) -> Packet:
+    """Decode any ILPv4 packet; raises :class:`InvalidPacketError` for bad input.
+
+    ``strict`` (the default) refuses bytes after the envelope; ``strict=False``
+    ignores them (RFC 30), as a reader of a peer's packet should; find where
+    the envelope ends with :func:`envelope_length`.
+    """
+    type_, buf, start, end = _open_envelope(data, None, strict)
     return _DECODERS[type_](buf, start, end)
 
 
-def deserialize_prepare(data: bytes) -> Prepare:
-    """Decode a Prepare; raises :class:`InvalidPacketError` for anything else."""
-    _, buf, start, end = _open_envelope(data, TYPE_PREPARE)
+def deserialize_prepare(data: bytes, *, strict: bool = True) -> Prepare:
+    """Decode a Prepare; raises :class:`InvalidPacketError` for anything else.
+
+    ``strict`` as for :func:`deserialize`.
+    """
+    _, buf, start, end = _open_envelope(data, TYPE_PREPARE, strict)
     return _decode_prepare(buf, start, end)
 
 
-def deserialize_fulfill(data: bytes) -> Fulfill:
-    """Decode a Fulfill; raises :class:`InvalidPacketError` for anything else."""
-    _, buf, start, end = _open_envelope(data, TYPE_FULFILL)
+def deserialize_fulfill(data: bytes, *, strict: bool = True) -> Fulfill:
+    """Decode a Fulfill; raises :class:`InvalidPacketError` for anything else.
+
+    ``strict`` as for :func:`deserialize`.
+    """
+    _, buf, start, end = _open_envelope(data, TYPE_FULFILL, strict)
     return _decode_fulfill(buf, start, end)
 
 
-def deserialize_reject(data: bytes) -> Reject:
-    """Decode a Reject; raises :class:`InvalidPacketError` for anything else."""
-    _, buf, start, end = _open_envelope(data, TYPE_REJECT)
+def deserialize_reject(data: bytes, *, strict: bool = True) -> Reject:
+    """Decode a Reject; raises :class:`InvalidPacketError` for anything else.
+
+    ``strict`` as for :func:`deserialize`.
+    """
+    _, buf, start, end = _open_envelope(data, TYPE_REJECT, strict)
     return _decode_reject(buf, start, end)
 
 

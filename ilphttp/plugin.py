@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
+    CancelledError,
     Deferred,
     DeferredList,
     fail,
@@ -44,6 +45,7 @@ from ilphttp.packet import (
     Reject,
     Reply,
     deserialize_prepare,
+    envelope_length,
     is_valid_segment,
     serialize_prepare,
     serialize_reject,
@@ -386,7 +388,9 @@ class PluginHttp(Service):
         """Send ``prepare``; fire with its checked :class:`~ilphttp.packet.Reply`.
 
         ``data`` is ``prepare``'s wire form when the caller has it (a Prepare
-        forwarded unchanged), so it is neither parsed nor serialized again.
+        forwarded unchanged), so it is neither parsed nor serialized again;
+        only its envelope is sent (bytes after it, which a liberal reader
+        ignores, are never written: strict peers refuse them).
         Errors as for :meth:`send_data`.
         """
         client = self._client
@@ -397,6 +401,10 @@ class PluginHttp(Service):
             raise RuntimeError("this plugin has no outgoing configuration")
         if data is None:
             data = serialize_prepare(prepare)
+        else:
+            end = envelope_length(data)
+            if end != len(data):
+                data = data[:end]
         out = self.options.outgoing
         assert out is not None
         if self.options.multi:
@@ -460,7 +468,10 @@ class PluginHttp(Service):
             return fail(exc)
         return d.addCallback(as_bytes)
 
-    def _serve_ildcp(self, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
+    def _serve_ildcp(
+        self, prepare: Prepare, peer_name: bytes | None, delay: float
+    ) -> Deferred[bytes]:
+        """Answer a child's IL-DCP request (multi mode) within ``delay`` seconds (R00 after)."""
         name = "" if peer_name is None else peer_name.decode("latin-1")
         try:
             if self._child_urls is not None:
@@ -478,10 +489,34 @@ class PluginHttp(Service):
             return ildcp.serve(prepare, info._replace(client_address=child))
 
         def failed(failure: Failure) -> bytes:
+            if failure.check(CancelledError):
+                return self._reject(
+                    ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired"
+                )
             _log.error("cannot answer IL-DCP: {reason}", reason=failure.getErrorMessage())
+            exc = failure.value
+            refused = exc.reject if isinstance(exc, ildcp.IldcpError) else None
+            if refused is not None and refused.code == ErrorCode.F00_BAD_REQUEST:
+                # Our parent (the router, in a node) cannot give us an address
+                # it could stand behind: the child learns why.
+                return self._reject(
+                    ErrorCode.F00_BAD_REQUEST, f"IL-DCP is not available: {refused.message}"
+                )
             return self._reject(ErrorCode.T00_INTERNAL_ERROR, "IL-DCP is not available")
 
-        return self._get_ildcp().addCallbacks(answer, failed)
+        d = self._get_ildcp()
+        if not d.called:
+            # Our own address is still being fetched: the child's request
+            # expires as any other Prepare does.
+            timer = self._reactor.callLater(delay, d.cancel)
+
+            def stop_timer(result: Any) -> Any:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            d.addBoth(stop_timer)
+        return d.addCallbacks(answer, failed)
 
     # -- incoming (PacketReceiver) ----------------------------------------------------------
 
@@ -491,13 +526,15 @@ class PluginHttp(Service):
         """Called by the resource for each authorized, valid Prepare."""
         if not self._connected:
             raise NotReady("server is closed")
-        if self.options.multi and ildcp.is_ildcp_request(prepare):
-            return self._serve_ildcp(prepare, peer_name)
-        if not self._handler.registered:
+        serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
+        if not serve_ildcp and not self._handler.registered:
             raise NotReady("no handler registered.")
+        # One expiry rule for every Prepare, IL-DCP requests included.
         delay = prepare.expires_at.timestamp() - self._reactor.seconds()
         if delay <= 0:
             return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
+        if serve_ildcp:
+            return self._serve_ildcp(prepare, peer_name, delay)
         if self._handler.pending >= self._max_in_flight:
             raise OverCapacity("over capacity")
         return self._track(self._handler.answer(prepare, body, delay))

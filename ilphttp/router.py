@@ -22,9 +22,9 @@ from twisted.python.failure import Failure
 
 from ilphttp import ildcp
 from ilphttp.errors import NotConnectedError, RoutingError
-from ilphttp.packet import ErrorCode, Prepare, Reject, Reply
+from ilphttp.packet import MAX_ADDRESS_LENGTH, ErrorCode, Prepare, Reject, Reply
 from ilphttp.plugin import PrepareHandler, fetch_ildcp
-from ilphttp.routing import AnswerIldcp, Forward, RouterConfig, RoutingTable
+from ilphttp.routing import CHILD, AnswerIldcp, Forward, RouterConfig, RoutingTable
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,13 +40,20 @@ ILDCP_RETRY_FIRST = 1.0
 ILDCP_RETRY_MAX = 30.0
 
 
+class _Unusable(Exception):
+    """The parent's IL-DCP answer could not be used (the message says why)."""
+
+
 class Router(Service):
     """The routing data handler for every account's PluginHttp.
 
     Add it to the node's MultiService *after* the plugins: it registers one
     data handler per plugin, and, when our address is not configured, asks the
-    parent over IL-DCP as soon as it starts (retrying with backoff).  Until the
-    address is known, packets wait (each bounded by its own expiry).
+    parent over IL-DCP as soon as it starts (retrying with backoff, also when
+    the parent's answer cannot be used, e.g. it would make a child's address
+    longer than RFC 15's 1,023 bytes).  Until the address is known, packets
+    wait (each bounded by its own expiry); a child's IL-DCP request gets F00
+    at once while the parent's last answer was unusable.
     """
 
     def __init__(
@@ -68,6 +75,10 @@ class Router(Service):
         self._reactor = reactor
         self.table: RoutingTable | None = None
         self._waiting: list[Deferred[RoutingTable]] = []
+        #: children's IL-DCP requests waiting for our address
+        self._waiting_ildcp: list[Deferred[RoutingTable]] = []
+        #: why the parent's last IL-DCP answer could not be used (None: it could)
+        self.unusable: str | None = None
         self._retry: IDelayedCall | None = None
         self._fetching: Deferred[ildcp.IldcpResponse] | None = None
         self._delay = ILDCP_RETRY_FIRST
@@ -92,7 +103,8 @@ class Router(Service):
         if self._fetching is not None:
             self._fetching.cancel()
             self._fetching = None
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting = self._waiting + self._waiting_ildcp, []
+        self._waiting_ildcp = []
         for d in waiting:
             d.errback(Failure(CancelledError("the router stopped")))
 
@@ -100,10 +112,12 @@ class Router(Service):
 
     def _set_table(self, table: RoutingTable) -> None:
         self.table = table
+        self.unusable = None
         for plugin in self.plugins.values():
             if plugin.address is None:
                 plugin.address = table.address
-        waiting, self._waiting = self._waiting, []
+        waiting, self._waiting = self._waiting + self._waiting_ildcp, []
+        self._waiting_ildcp = []
         for d in waiting:
             d.callback(table)
 
@@ -124,9 +138,7 @@ class Router(Service):
             try:
                 table = self.config.table(info)
             except RoutingError as exc:
-                _log.critical(
-                    "cannot route with {parent}'s IL-DCP answer: {e}", parent=upstream, e=exc
-                )
+                self._unusable_answer(info, exc)
                 return
             c = self.config
             if (c.asset_code is not None and c.asset_code != info.asset_code) or (
@@ -170,17 +182,59 @@ class Router(Service):
         self._retry = self._reactor.callLater(self._delay, self._fetch)
         self._delay = min(self._delay * 2, ILDCP_RETRY_MAX)
 
+    def _unusable_answer(self, info: ildcp.IldcpResponse, exc: RoutingError) -> None:
+        """The parent answered, but we cannot route with it: say why, ask again later.
+
+        Children's IL-DCP requests get F00 with the reason until an answer is
+        usable (:attr:`unusable`); other Prepares keep waiting, each until it
+        expires.
+        """
+        address = self.config.address or info.client_address
+        why = f"{self._upstream}'s IL-DCP answer does not fit this node's accounts: {exc}"
+        self.unusable = "our parent's IL-DCP answer does not fit this node's accounts"
+        for account in self.config.accounts:
+            if account.relation != CHILD or account.address is not None:
+                continue
+            segment = account.segment if account.segment is not None else account.name
+            length = len(address) + 1 + len(segment)
+            if length > MAX_ADDRESS_LENGTH:
+                why = (
+                    f"the address {self._upstream} gave us over IL-DCP ({len(address):,} bytes)"
+                    f" makes child {account.name}'s address {length:,} bytes long, over the"
+                    f" {MAX_ADDRESS_LENGTH:,} bytes RFC 15 allows"
+                )
+                self.unusable = (
+                    f"the address our parent gave us ({len(address):,} bytes) leaves no room for"
+                    f" children's addresses within the {MAX_ADDRESS_LENGTH:,} bytes RFC 15 allows"
+                )
+                break
+        if self.running:
+            _log.error(
+                "cannot route: {why}; asking {parent} again in {delay:.0f} s",
+                why=why,
+                parent=self._upstream,
+                delay=self._delay,
+            )
+            self._retry = self._reactor.callLater(self._delay, self._fetch)
+            self._delay = min(self._delay * 2, ILDCP_RETRY_MAX)
+        waiting, self._waiting_ildcp = self._waiting_ildcp, []
+        for d in waiting:
+            d.errback(Failure(_Unusable(self.unusable)))
+
     def when_ready(self) -> Deferred[RoutingTable]:
         """Fires with the routing table once our address is known."""
+        return self._wait(self._waiting)
+
+    def _wait(self, waiting: list[Deferred[RoutingTable]]) -> Deferred[RoutingTable]:
         if self.table is not None:
             return succeed(self.table)
 
         def cancel(d: Deferred[RoutingTable]) -> None:
-            if d in self._waiting:
-                self._waiting.remove(d)
+            if d in waiting:
+                waiting.remove(d)
 
         d: Deferred[RoutingTable] = Deferred(cancel)
-        self._waiting.append(d)
+        waiting.append(d)
         return d
 
     # -- packets -------------------------------------------------------------------
@@ -193,13 +247,33 @@ class Router(Service):
         the :class:`~ilphttp.packet.Reply` the next hop checked.
         """
 
+        is_child = any(a.name == source and a.relation == CHILD for a in self.config.accounts)
+
         def handle(prepare: Prepare, data: bytes) -> Any:
             table = self.table
-            if table is None:
-                return self.when_ready().addCallback(self._route, source, prepare, data)
-            return self._route(table, source, prepare, data)
+            if table is not None:
+                return self._route(table, source, prepare, data)
+            if is_child and ildcp.is_ildcp_request(prepare):
+                # A child asking for its address while we have none: F00 at
+                # once when the parent's answer was unusable, else wait.
+                if self.unusable is not None:
+                    return self._no_address(self.unusable)
+                return self._wait(self._waiting_ildcp).addCallbacks(
+                    self._route,
+                    self._no_address_yet,
+                    callbackArgs=(source, prepare, data),
+                )
+            return self.when_ready().addCallback(self._route, source, prepare, data)
 
         return handle
+
+    @staticmethod
+    def _no_address(why: str) -> Reject:
+        return Reject(ErrorCode.F00_BAD_REQUEST, "", f"no ILP address to give: {why}")
+
+    def _no_address_yet(self, failure: Failure) -> Reject:
+        failure.trap(_Unusable)
+        return self._no_address(str(failure.value))
 
     def _route(
         self, table: RoutingTable, source: str, prepare: Prepare, data: bytes

@@ -21,7 +21,13 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from ilphttp._compat import request_disconnected
 from ilphttp.auth import IncomingAuth
 from ilphttp.h2c import H2CSiteFactory
-from ilphttp.packet import MAX_PREPARE_LENGTH, InvalidPacketError, Prepare, deserialize_prepare
+from ilphttp.packet import (
+    MAX_PREPARE_LENGTH,
+    InvalidPacketError,
+    Prepare,
+    deserialize_prepare,
+    envelope_length,
+)
 from ilphttp.tls import peer_identity
 
 if TYPE_CHECKING:
@@ -60,6 +66,9 @@ class PacketReceiver(Protocol):
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
     ) -> Deferred[bytes]:
         """Fire with a serialized Fulfill or Reject; never fail.
+
+        ``body`` is ``prepare``'s envelope as received: any bytes the peer
+        sent after it are already cut off.
 
         Raise NotReady (HTTP 502) or OverCapacity (HTTP 503) to refuse.
         """
@@ -126,9 +135,15 @@ class IlpResource(Resource):
                 f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH} bytes",
             )
         try:
-            prepare = deserialize_prepare(body)
+            # Liberal reader (RFC 30): bytes after the envelope are ignored,
+            # and cut off here, so nothing downstream ever forwards them.
+            prepare = deserialize_prepare(body, strict=False)
+            end = envelope_length(body)
         except InvalidPacketError as exc:
             return error_body(request, http.BAD_REQUEST, f"invalid ILP Prepare: {exc}")
+        if end != len(body):
+            _log.debug("ignored {n} bytes after the envelope of a Prepare", n=len(body) - end)
+            body = body[:end]
         try:
             reply = self._receiver.receive_prepare(
                 body, prepare, request.getHeader(b"ilp-peer-name")

@@ -11,6 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient
@@ -334,6 +335,15 @@ class FailureMappingTests(_LoopbackBase):
         reply = yield plugin.send_data(made.packet)
         reject = expect_reject(self, reply, ErrorCode.F05_WRONG_CONDITION)
         self.assertEqual(reject.triggered_by, "test.me")
+
+    @inlineCallbacks
+    def test_fulfill_with_bytes_after_it_stays_a_fulfill(self) -> Any:
+        """A peer's valid Fulfill followed by extra bytes: the Fulfill, without them."""
+        plugin = yield self.sender()
+        made = make_prepare(self.now())
+        self.capture.resource.responder = answer(200, made.fulfill(b"d") + b"\0extra")
+        reply = yield plugin.send_data(made.packet)
+        self.assertEqual(reply, made.fulfill(b"d"))
 
     @inlineCallbacks
     def test_peer_reject_passes_through(self) -> Any:
@@ -693,3 +703,33 @@ class FakeAgentTests(SynchronousTestCase):
         d = self.send(self.client(), made)
         self.agent.pending[-1].callback(FakeResponse(200, made.fulfill(b"ok")))
         self.assertEqual(deserialize(self.successResultOf(d)), Fulfill(made.fulfillment, b"ok"))
+
+    def test_bytes_after_the_reply_are_ignored(self) -> None:
+        """RFC 30: a peer's reply is read from its envelope; a valid Fulfill stays a
+        Fulfill (never T00), and only the envelope is passed back."""
+        logs = LogCapture(self)
+        made = make_prepare(self.clock.seconds())
+        fulfill = made.fulfill(b"ok")
+        peer_reject = reject_bytes("F99", "test.peer", "their reasons")
+        wrong = serialize(Fulfill(b"\7" * 32))
+        cases = [
+            # (reply body, the reply passed back, or the code of our own Reject)
+            (fulfill + b"\0", fulfill),
+            (fulfill + b"garbage", fulfill),
+            (fulfill + fulfill, fulfill),
+            (fulfill + peer_reject, fulfill),
+            (peer_reject + b"\0\0", peer_reject),
+            (wrong + b"\0", ErrorCode.F05_WRONG_CONDITION),
+            (fulfill[:-2], ErrorCode.T00_INTERNAL_ERROR),  # a cut envelope stays bad
+        ]
+        for body, expected in cases:
+            d = self.send(self.client(), made)
+            self.agent.pending[-1].callback(FakeResponse(200, body))
+            reply = self.successResultOf(d)
+            if isinstance(expected, bytes):
+                self.assertEqual(reply, expected, body.hex())
+            else:
+                expect_reject(self, reply, expected)
+        self.assertEqual(logs.at_least(LogLevel.info), [])
+        ignored = [e for e in logs.at_least(LogLevel.debug) if "ignored" in e["log_format"]]
+        self.assertEqual([e["n"] for e in ignored], [1, 7, len(fulfill), len(peer_reject), 2, 1])

@@ -174,6 +174,14 @@ class FetchTests(SynchronousTestCase):
         self.assertIn("peer unreachable", str(failure.value))
         self.assertIn("g.parent", str(failure.value))
 
+    def test_the_parents_reject_is_kept(self) -> None:
+        """IldcpError.reject is the parent's Reject (None when the answer was not one)."""
+        parent = Reject("F00", "g.parent", "no address for you", b"")
+        failure = self.failureResultOf(fetch(self.sender(succeed(serialize(parent)))), IldcpError)
+        self.assertEqual(failure.value.reject, parent)
+        failure = self.failureResultOf(fetch(self.sender(succeed(b"garbage"))), IldcpError)
+        self.assertIsNone(failure.value.reject)
+
     def test_reject_without_triggered_by(self) -> None:
         reject = serialize(Reject("F00", "", "no", b""))
         failure = self.failureResultOf(fetch(self.sender(succeed(reject))), IldcpError)
@@ -267,6 +275,14 @@ class ResponseTests(SynchronousTestCase):
             self.assertEqual(deserialize_response(reply), resp)
         data = response_with_data(var_octets(b"g." + b"a" * 126) + b"\x00" + var_octets(b""))
         self.assertEqual(deserialize_response(data).client_address, "g." + "a" * 126)
+
+    def test_bytes_after_the_envelope_are_ignored(self) -> None:
+        """A liberal reader (RFC 30): the parent's answer is read from its envelope."""
+        reject = serialize(Reject("F00", "g.parent", "no", b""))
+        for extra in (b"\x00", b"garbage", reject):
+            self.assertEqual(deserialize_response(serialize_response(EXAMPLE) + extra), EXAMPLE)
+            err = self.assertRaises(IldcpError, deserialize_response, reject + extra)
+            self.assertEqual(err.reject, Reject("F00", "g.parent", "no", b""))
 
     def test_extra_bytes_in_the_data_are_ignored(self) -> None:
         data = var_octets(b"g.x") + b"\x02" + var_octets(b"USD") + b"more"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import random
 import re
@@ -46,6 +47,7 @@ from ilphttp.packet import (
     deserialize_fulfill,
     deserialize_prepare,
     deserialize_reject,
+    envelope_length,
     format_timestamp,
     is_valid_address,
     is_valid_segment,
@@ -583,9 +585,62 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertInvalid(_envelope(TYPE_FULFILL, bytes(32) + b"\x82\x01"))
 
     def test_trailing_bytes_after_the_envelope(self) -> None:
+        """Strict (the default) refuses bytes after the envelope; liberal reads
+        the envelope and ignores them (RFC 30), and envelope_length says where
+        the packet ends."""
+        for packet, decode in (
+            (SAMPLE_PREPARE, deserialize_prepare),
+            (Fulfill(bytes(range(32)), b"data"), deserialize_fulfill),
+            (Reject("F02", "g.connector", "no route", b"d"), deserialize_reject),
+        ):
+            wire = serialize(packet)
+            for extra in (b"\0", b"\x0c", b"garbage", wire, bytes(200)):
+                with_extra = wire + extra
+                self.assertInvalid(with_extra, deserialize, decode)
+                self.assertInvalid(
+                    with_extra,
+                    functools.partial(deserialize, strict=True),
+                    functools.partial(decode, strict=True),
+                )
+                self.assertEqual(deserialize(with_extra, strict=False), packet)
+                self.assertEqual(decode(with_extra, strict=False), packet)
+                self.assertEqual(envelope_length(with_extra), len(wire))
+                # the liberal reader still checks the type it was asked for
+                other = (
+                    deserialize_fulfill if decode is deserialize_prepare else deserialize_prepare
+                )
+                self.assertInvalid(with_extra, functools.partial(other, strict=False))
+
+    def test_liberal_reader_refuses_what_strict_refuses_inside_the_envelope(self) -> None:
+        """Only bytes *after* the envelope are forgiven: a bad envelope stays bad."""
         wire = serialize_prepare(SAMPLE_PREPARE)
-        for extra in (b"\0", b"\x0c", b"garbage"):
-            self.assertInvalid(wire + extra, deserialize, deserialize_prepare, deserialize_fulfill)
+        liberal = (
+            functools.partial(deserialize, strict=False),
+            functools.partial(deserialize_prepare, strict=False),
+        )
+        for bad in (
+            b"",
+            wire[:-1],  # the envelope announces more than there is
+            wire[:1],  # no length determinant
+            b"\x0b" + wire[1:],  # unknown type
+            bytes([TYPE_PREPARE, 0x81, 3]) + wire[2:],  # non-canonical length
+            _envelope(TYPE_PREPARE, prepare_content()[:40]) + wire,  # truncated content
+        ):
+            self.assertInvalid(bad, *liberal)
+
+    def test_envelope_length(self) -> None:
+        fulfill = serialize_fulfill(Fulfill(bytes(32), bytes(200)))  # a long-form length
+        self.assertEqual(fulfill[1], 0x81)
+        for data, expected in (
+            (serialize_prepare(SAMPLE_PREPARE), len(serialize_prepare(SAMPLE_PREPARE))),
+            (fulfill + b"more", len(fulfill)),
+            (serialize_reject(Reject("T00", "", "")) + b"\0", 1 + 1 + 6),
+            # only the envelope is read: content the decoders would refuse
+            (_envelope(TYPE_PREPARE, b"xyz") + b"!", 5),
+        ):
+            self.assertEqual(envelope_length(data), expected, data[:10])
+        for bad in (b"", b"\x0c", b"\x0b\x00", b"\x0d\x05abc", b"\x0e\x80", b"\x0c\x81\x05"):
+            self.assertRaises(InvalidPacketError, envelope_length, bad)
 
     def test_envelope_longer_than_the_bytes(self) -> None:
         wire = serialize_prepare(SAMPLE_PREPARE)
@@ -795,6 +850,13 @@ class HostileBytesProperties(SynchronousTestCase):
                 # anything accepted is a well-formed packet that serializes again
                 self.assertIsInstance(decoded, (Prepare, Fulfill, Reject))
                 serialize(decoded)  # type: ignore[arg-type]
+            liberal = decode_or_invalid(data, functools.partial(decode, strict=False))
+            if liberal is not None:
+                # the liberal reader reads exactly the envelope, as strict
+                # reads it without what follows
+                self.assertEqual(decode(data[: envelope_length(data)]), liberal)
+            elif decoded is not None:
+                self.fail("the liberal reader refused what the strict one read")
         try:
             packet_type(data)
         except InvalidPacketError:
@@ -816,11 +878,18 @@ class HostileBytesProperties(SynchronousTestCase):
         wire = serialize(p)
         cut = data.draw(st.integers(0, len(wire) - 1))
         self.assertRaises(InvalidPacketError, deserialize, wire[:cut])
+        self.assertRaises(InvalidPacketError, deserialize, wire[:cut], strict=False)
 
     @FUZZ
     @given(packets, st.binary(min_size=1, max_size=20))
-    def test_trailing_bytes_are_refused(self, p: P.Packet, extra: bytes) -> None:
-        self.assertRaises(InvalidPacketError, deserialize, serialize(p) + extra)
+    def test_trailing_bytes(self, p: P.Packet, extra: bytes) -> None:
+        """Bytes after a packet: the strict reader refuses them; the liberal
+        reader returns the packet itself, and envelope_length is the length of
+        the packet as written (liberal reader, strict writer, RFC 30)."""
+        wire = serialize(p)
+        self.assertRaises(InvalidPacketError, deserialize, wire + extra)
+        self.assertEqual(deserialize(wire + extra, strict=False), p)
+        self.assertEqual(envelope_length(wire + extra), len(wire))
 
     @FUZZ
     @given(packets, st.data())

@@ -56,6 +56,7 @@ from ilphttp.packet import (
     deserialize_fulfill,
     deserialize_prepare,
     deserialize_reject,
+    envelope_length,
     serialize,
 )
 from tests.support.jsinterop import require_node
@@ -508,18 +509,47 @@ class NodeDifferencesTests(SynchronousTestCase):
         results = node_decode(self.node, [("packet", cases[n]) for n in names])
         for name, got in zip(names, results):
             self.assertRaises(InvalidPacketError, deserialize, cases[name])
+            self.assertRaises(InvalidPacketError, deserialize, cases[name], strict=False)
             self.assertFalse(got["ok"], f"{name}: ilp-packet accepted it as {got.get('fields')}")
+
+    def test_bytes_after_the_envelope(self) -> None:
+        """Both liberal readers read the envelope and ignore what follows (RFC 30).
+
+        ilp-packet 3.1.3 ignores bytes after the envelope; so does ilphttp's
+        ``strict=False`` reader, which reads the same fields, and both write
+        back only the envelope.  ilphttp's default (strict) reader refuses them.
+        """
+        packets: list[Packet] = [
+            SAMPLE,
+            Fulfill(bytes(range(32)), b"x" * 200),
+            Reject("F02", "g.x", "no route", b"d"),
+        ]
+        cases = [
+            serialize(p) + extra
+            for p in packets
+            for extra in (b"\x00", b"garbage", serialize(SAMPLE))
+        ]
+        results = node_decode(self.node, [("packet", raw) for raw in cases])
+        for raw, got in zip(cases, results):
+            where = raw.hex()[:40]
+            self.assertTrue(got["ok"], f"{where}: ilp-packet refuses it now: {got.get('error')}")
+            self.assertRaises(InvalidPacketError, deserialize, raw)
+            ours = deserialize(raw, strict=False)
+            self.assertEqual(got["fields"], fields_of(ours), where)
+            envelope = raw[: envelope_length(raw)]
+            self.assertEqual(bytes.fromhex(got["hex"]), envelope, where)
+            self.assertEqual(serialize(ours), envelope, where)
 
     def test_python_is_stricter(self) -> None:
         """Inputs ilp-packet 3.1.3 accepts and ilphttp refuses, on purpose.
 
-        ilp-packet ignores bytes after the envelope, lets ``Date.UTC`` roll Feb 30 over
-        into March, has no cap on data, decodes bad UTF-8 to U+FFFD and reads the
-        destination as 7-bit ASCII. ilphttp refuses all of these as malformed; no
-        correct peer sends them, since ilp-packet never writes them.
+        ilp-packet lets ``Date.UTC`` roll Feb 30 over into March, has no cap on
+        data, decodes bad UTF-8 to U+FFFD and reads the destination as 7-bit
+        ASCII. ilphttp refuses all of these as malformed, with either reader;
+        no correct peer sends them, since ilp-packet never writes them.  (Bytes
+        after the envelope: :meth:`test_bytes_after_the_envelope`.)
         """
         cases = {
-            "bytes after the envelope": serialize(SAMPLE) + b"\x00",
             "Feb 30": _prepare_with(expiry=b"20300230030405678"),
             "month 13": _prepare_with(expiry=b"20301302030405678"),
             "hour 24": _prepare_with(expiry=b"20300102240405678"),
@@ -531,6 +561,7 @@ class NodeDifferencesTests(SynchronousTestCase):
         results = node_decode(self.node, [("packet", cases[n]) for n in names])
         for name, got in zip(names, results):
             self.assertRaises(InvalidPacketError, deserialize, cases[name])
+            self.assertRaises(InvalidPacketError, deserialize, cases[name], strict=False)
             self.assertTrue(got["ok"], f"{name}: ilp-packet refuses it now: {got.get('error')}")
 
     def test_non_ascii_destination(self) -> None:

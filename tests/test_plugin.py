@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from ilphttp import ildcp
 from ilphttp.config import OptionError
 from ilphttp.packet import ErrorCode
 from ilphttp.plugin import NotConnectedError, PluginHttp
@@ -355,6 +357,61 @@ class PluginWithFakeAgentTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(agent.cancelled, 1)
+
+    def test_only_the_envelope_of_the_callers_bytes_is_sent(self) -> None:
+        """Strict writer: bytes after a forwarded Prepare's envelope never go out
+        (interledger-rs built with ``strict`` refuses them)."""
+        clock, agent, plugin = plugin_on_fake_agent(self)
+        made = make_prepare(clock.seconds())
+        for data in (made.packet, made.packet + b"\0", made.packet + made.packet):
+            d = plugin.send_prepare(made.prepare, data)
+            self.assertEqual(agent.requests[-1][3], made.packet)
+            agent.pending[-1].callback(FakeResponse(200, made.fulfill() + b"\0"))
+            self.assertEqual(self.successResultOf(d).data, made.fulfill())
+
+
+class ExpiredIldcpTests(SynchronousTestCase):
+    """One expiry rule: an expired IL-DCP request is R00 on every path."""
+
+    def test_expired_ildcp_request_is_r00(self) -> None:
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        hub = {"client_address": "test.hub", "asset_scale": 6, "asset_code": "USD"}
+        handler = RecordingHandler()
+        for options in (
+            {"multi": True, "ildcp": hub},  # answered by the plugin
+            {"multi": False},  # handed to the handler (the router's path)
+        ):
+            plugin = PluginHttp(incoming={"static_token": TOKEN}, reactor=clock, **options)
+            plugin.register_data_handler(handler)
+            self.successResultOf(plugin.connect())
+            assert plugin.resource is not None
+            agent = RequestTraversalAgent(plugin.resource)
+            for expires_in in (0.0, -1.0, -3600.0):
+                expires = dt.datetime.fromtimestamp(clock.seconds() + expires_in, dt.timezone.utc)
+                d = request(
+                    agent,
+                    "http://hub.invalid/",
+                    ildcp.serialize_request(expires),
+                    {**HEADERS, b"ilp-peer-name": b"alice"},
+                )
+                agent.flush()
+                reply = self.successResultOf(d).body
+                expect_reject(self, reply, ErrorCode.R00_TRANSFER_TIMED_OUT)
+            # and a live one is answered
+            d = request(
+                agent,
+                "http://hub.invalid/",
+                ildcp.serialize_request(
+                    dt.datetime.fromtimestamp(clock.seconds() + 1, dt.timezone.utc)
+                ),
+                {**HEADERS, b"ilp-peer-name": b"alice"},
+            )
+            agent.flush()
+            self.assertEqual(self.successResultOf(d).code, 200)
+            self.successResultOf(plugin.disconnect())
+        # the handler saw only the live request of the bilateral plugin
+        self.assertEqual(len(handler.calls), 1)
 
 
 class InFlightTests(SynchronousTestCase):

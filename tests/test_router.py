@@ -6,8 +6,10 @@ import datetime as _dt
 import time
 from typing import Any
 
+from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ilphttp import ildcp
@@ -19,11 +21,12 @@ from ilphttp.packet import (
     Reply,
     deserialize_prepare,
     deserialize_reject,
+    envelope_length,
     serialize,
     serialize_prepare,
     serialize_reject,
 )
-from ilphttp.plugin import NotConnectedError
+from ilphttp.plugin import NotConnectedError, PluginHttp
 from ilphttp.router import Router
 from ilphttp.routing import (
     CHILD,
@@ -38,6 +41,9 @@ from ilphttp.routing import (
     RoutingTable,
 )
 from ilphttp.testing import Conditions, MemoryLink, expect_fulfill, expect_reject
+from tests.support.clients import request
+from tests.support.fakes import FakeAgent, FakeResponse, LogCapture
+from tests.support.packets import CLOCK_START, make_prepare
 
 NOW = 1_800_000_000.0
 UTC = _dt.timezone.utc
@@ -406,6 +412,72 @@ class RouterTests(SynchronousTestCase):
         clock.advance(100)
         self.assertEqual(len(up.sent), 3)
 
+    def test_parent_answer_too_long_for_a_child(self) -> None:
+        """An IL-DCP answer that would make a child's address longer than 1,023
+        bytes (RFC 15): one clear log line, retried with backoff, and children
+        asking for IL-DCP get F00 saying why; other packets keep waiting."""
+        logs = LogCapture(self)
+        router, plugins, clock = self.make()
+        up = plugins["up"]
+        early_ildcp = plugins["a"].handler(ildcp.serialize_request())
+        waiting = plugins["b"].handler(serialize_prepare(prepare("test.x", 60)))
+        router.startService()
+        too_long = "test." + "p" * 1017  # 1,022 bytes: "<it>.a" would be 1,024
+        for attempt, (delay, address) in enumerate(
+            [(1.0, too_long), (2.0, too_long), (4.0, "test.parent.hub")]
+        ):
+            up.replies[attempt].callback(
+                ildcp.serialize_response(ildcp.IldcpResponse(address, 6, "USD"))
+            )
+            if address is not too_long:
+                break
+            self.assertIsNone(router.table)
+            errors = logs.errors()
+            self.assertEqual(len(errors), attempt + 1)
+            text = formatEvent(errors[-1])
+            for part in (
+                "1,022 bytes",
+                "child a's address 1,024",
+                "1,023 bytes RFC 15",
+                "again in",
+            ):
+                self.assertIn(part, text)
+            self.assertNotIn(too_long, text)  # one clear line, not a 1 KB address
+            # children asking for IL-DCP: F00 with the reason, at once
+            asked = [plugins["b"].handler(ildcp.serialize_request())]
+            if attempt == 0:  # the request that waited for the answer
+                asked.append(self.successResultOf(early_ildcp))
+            for raw in asked:
+                rejected = deserialize_reject(raw)
+                self.assertEqual(rejected.code, ErrorCode.F00_BAD_REQUEST)
+                self.assertIn("1,023 bytes RFC 15 allows", rejected.message)
+            self.assertNoResult(waiting)
+            # asked again after the backoff
+            clock.advance(delay - 0.01)
+            self.assertEqual(len(up.sent), attempt + 1)
+            clock.advance(0.01)
+            self.assertEqual(len(up.sent), attempt + 2)
+        assert router.table is not None
+        self.assertIsNone(router.unusable)
+        self.assertEqual(len(plugins["up"].sent), 4)  # the waiting packet went to the parent
+        reply = plugins["a"].handler(ildcp.serialize_request())
+        self.assertEqual(ildcp.deserialize_response(reply).client_address, "test.parent.hub.a")
+        self.assertEqual([e for e in logs.at_least(LogLevel.critical)], [])
+        clock.advance(100)
+        self.assertEqual(len(up.sent), 4)
+
+    def test_non_children_asking_for_ildcp_keep_waiting(self) -> None:
+        """Only children are told IL-DCP: the parent's own request waits, then F02."""
+        router, plugins, clock = self.make()
+        router.startService()
+        too_long = ildcp.IldcpResponse("test." + "p" * 1017, 6, "USD")
+        plugins["up"].replies[0].callback(ildcp.serialize_response(too_long))
+        from_parent = plugins["up"].handler(ildcp.serialize_request())
+        self.assertNoResult(from_parent)
+        clock.advance(1)
+        plugins["up"].replies[1].callback(fulfill_bytes())
+        self.assertEqual(deserialize_reject(self.successResultOf(from_parent)).code, "F02")
+
     def test_parent_not_connected_yet(self) -> None:
         router, plugins, clock = self.make()
         plugins["up"].connected = False
@@ -558,10 +630,116 @@ class RouterOverHttpTests(SynchronousTestCase):
         rejected = expect_reject(self.send("bob", packet), ErrorCode.F02_UNREACHABLE)
         self.assertEqual(rejected.triggered_by, "test.p.hub")
 
+    def parent_answers(self, address: str) -> None:
+        up_handler = self.conditions["up"].handler
+
+        def parent(data: bytes) -> bytes:
+            request = deserialize_prepare(data)
+            if ildcp.is_ildcp_request(request):
+                return ildcp.serve(request, ildcp.IldcpResponse(address, 9, "XRP"))
+            return up_handler(data)
+
+        self.links["up"].sender.register_data_handler(parent)
+
+    def test_expired_ildcp_request_is_r00_on_both_paths(self) -> None:
+        """bob's request reaches the router; the kid's is answered by the multi plugin."""
+        self.parent_answers("test.p.hub")
+        self.clock.advance(1)
+        self.flush()
+        self.assertIsNotNone(self.router.table)
+        expired = ildcp.serialize_request(
+            _dt.datetime.fromtimestamp(self.clock.seconds() - 0.5, UTC)
+        )
+        headers = {
+            b"authorization": b"Bearer " + MemoryLink.RECEIVER_TOKEN.encode(),
+            b"ilp-peer-name": b"sender",
+        }
+        for link in ("bob", "kids"):
+            # straight to the hub's account (a plugin would not send it expired)
+            resource = self.plugins[link].resource
+            assert resource is not None
+            to_hub = RequestTraversalAgent(resource)
+            d = request(to_hub, "http://hub.invalid/", expired, headers)
+            to_hub.flush()
+            rejected = expect_reject(self.successResultOf(d).body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+            self.assertEqual(rejected.triggered_by, "test.p.hub", link)
+
+    def test_parent_answer_too_long_for_children(self) -> None:
+        """Children asking for IL-DCP get F00 saying why, bilateral or multi;
+        the router asks again and gives addresses once the answer fits."""
+        logs = LogCapture(self)
+        self.parent_answers("test." + "p" * 1015)  # "<it>.bob" is 1,024 bytes
+        self.clock.advance(1)
+        self.flush()
+        self.assertIsNone(self.router.table)
+        self.assertEqual(len(logs.errors()), 1)
+        for link in ("bob", "kids"):
+            rejected = expect_reject(self.send(link, ildcp.serialize_request()), "F00")
+            self.assertIn("1,023 bytes RFC 15 allows", rejected.message)
+        self.parent_answers("test.p.hub")
+        self.clock.advance(2)
+        self.flush()
+        info = ildcp.deserialize_response(self.send("bob", ildcp.serialize_request()))
+        self.assertEqual(info.client_address, "test.p.hub.bob")
+        info = ildcp.deserialize_response(self.send("kids", ildcp.serialize_request()))
+        self.assertEqual(info.client_address, "test.p.hub.kids.sender")
+
     def tearDown(self) -> None:
         self.router.stopService()
         for link in self.links.values():
             link.close()
+
+
+class RouterForwardsEnvelopesTests(SynchronousTestCase):
+    """Liberal reader, strict writer through the router: a Prepare (and a reply)
+    followed by extra bytes is passed on without them."""
+
+    def test_bytes_after_the_envelope_are_not_forwarded(self) -> None:
+        for window in (0.0, 1.0):  # forwarded as received / with a shorter expiry
+            clock = Clock()
+            clock.advance(CLOCK_START)
+            agent = FakeAgent()
+            a = PluginHttp(incoming={"static_token": "in"}, reactor=clock)
+            b = PluginHttp(
+                outgoing={"url": "http://b.invalid/", "static_token": "t"},
+                reactor=clock,
+                agent=agent,
+            )
+            config = RouterConfig(
+                (Account("a", CHILD), Account("b", PEER)),
+                "test.hub",
+                "XRP",
+                9,
+                routes={"test.b": "b"},
+                min_message_window=window,
+            )
+            router = Router(config, {"a": a, "b": b}, clock)
+            for service in (a, b, router):
+                service.startService()
+            assert a.resource is not None
+            to_a = RequestTraversalAgent(a.resource)
+            made = make_prepare(clock.seconds(), 10.0, "test.b.x", data=b"hello")
+            for extra in (b"\0", b"trailer", made.packet):
+                d = request(
+                    to_a,
+                    "http://a.invalid/",
+                    made.packet + extra,
+                    {b"authorization": b"Bearer in"},
+                )
+                to_a.flush()
+                body = agent.requests[-1][3]
+                if window == 0.0:
+                    self.assertEqual(body, made.packet)
+                else:
+                    self.assertEqual(deserialize_prepare(body).data, b"hello")
+                    self.assertEqual(envelope_length(body), len(body))
+                agent.pending[-1].callback(FakeResponse(200, made.fulfill(b"f") + extra))
+                to_a.flush()
+                result = self.successResultOf(d)
+                self.assertEqual((result.code, result.body), (200, made.fulfill(b"f")), extra)
+            router.stopService()
+            for plugin in (a, b):
+                self.successResultOf(plugin.disconnect())
 
 
 def _remote(account: str) -> str:

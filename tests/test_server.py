@@ -3,6 +3,7 @@ content types, handler failures, expiry and IL-DCP serving in multi mode."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
@@ -131,7 +133,6 @@ class BodyTests(_Base):
             serialize(Fulfill(b"\0" * 32)),
             reject_bytes("F02"),
             good[:-1],
-            good + b"\0",
             b"\x0c\x85\xff\xff\xff\xff\xff",
         ]
         for body in bodies:
@@ -141,6 +142,24 @@ class BodyTests(_Base):
             for marker in (b"Traceback", b'File "', b"Error:", b"<html"):
                 self.assertNotIn(marker, result.body)
         self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_bytes_after_the_envelope_are_ignored(self) -> Any:
+        """RFC 30: a Prepare followed by extra bytes is read from its envelope;
+        the handler gets the envelope only; one debug line, nothing louder."""
+        yield self.start()
+        logs = LogCapture(self)
+        extras = [b"\0", b"\x0c", b"garbage", make_prepare(self.now()).packet]
+        for extra in extras:
+            made = self.handler.make(self.now())
+            result = yield self.post(made.packet + extra)
+            self.assertEqual(result.code, 200, extra[:10])
+            expect_fulfill(self, result.body, made.fulfillment)
+            self.assertEqual(self.handler.calls[-1], made.packet)
+        self.assertEqual(len(self.handler.calls), len(extras))
+        self.assertEqual(logs.at_least(LogLevel.info), [])
+        ignored = [e for e in logs.at_least(LogLevel.debug) if "ignored" in e["log_format"]]
+        self.assertEqual([e["n"] for e in ignored], [len(extra) for extra in extras])
 
     @inlineCallbacks
     def test_content_length_over_limit_is_413_before_the_body(self) -> Any:
@@ -508,6 +527,22 @@ class MultiIldcpTests(_Base):
         expect_reject(self, result.body, ErrorCode.F00_BAD_REQUEST)
 
     @inlineCallbacks
+    def test_expired_request_is_r00_in_every_mode(self) -> Any:
+        """One expiry rule: an expired IL-DCP request gets R00, whether this
+        plugin answers it (multi mode) or its handler would."""
+        expired = ildcp.serialize_request(
+            dt.datetime.fromtimestamp(self.now() - 1, dt.timezone.utc)
+        )
+        self.handler.respond = lambda data: ildcp_reply("test.other.x")
+        for mode in ({"multi": True}, {"multi": False}):
+            yield self.start(ildcp=self.HUB, address="test.hub", **mode)
+            result = yield self.post(expired, {**HEADERS, b"ilp-peer-name": b"alice"})
+            reject = expect_reject(self, result.body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+            self.assertEqual(reject.triggered_by, "test.hub", mode)
+            yield self.plugin.disconnect()
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
     def test_peer_config_goes_to_the_handler_outside_multi_mode(self) -> Any:
         yield self.start(ildcp=self.HUB)
         self.handler.respond = lambda data: ildcp_reply("test.other.x")
@@ -564,6 +599,38 @@ class MultiIldcpInMemoryTests(SynchronousTestCase):
         info = ildcp.deserialize_response(self.successResultOf(third).body)
         self.assertEqual(info.client_address, "test.parent.hub.carol")
         self.assertEqual(len(self.fetches), 1)
+
+    def test_request_expires_while_our_address_is_fetched(self) -> None:
+        """The child's request waits for our own IL-DCP at most until it expires (R00)."""
+        expires = dt.datetime.fromtimestamp(self.clock.seconds() + 5, dt.timezone.utc)
+        d = request(
+            self.agent,
+            "http://hub.invalid/",
+            ildcp.serialize_request(expires),
+            {**HEADERS, b"ilp-peer-name": b"alice"},
+        )
+        self.agent.flush()
+        self.clock.advance(4.9)
+        self.agent.flush()
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.agent.flush()
+        expect_reject(self, self.successResultOf(d).body, ErrorCode.R00_TRANSFER_TIMED_OUT)
+        # the fetch itself goes on: a later request gets the address
+        self.pending.deferred.callback(ildcp_reply("test.p"))
+        info = ildcp.deserialize_response(self.successResultOf(self.ildcp_post(b"bob")).body)
+        self.assertEqual(info.client_address, "test.p.bob")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_parents_f00_is_passed_on_as_f00(self) -> None:
+        """Our own IL-DCP refused with F00 (a router that cannot give us an
+        address it stands behind): the child gets F00 and the reason."""
+        d = self.ildcp_post(b"alice")
+        self.agent.flush()
+        self.pending.deferred.callback(reject_bytes("F00", "", "the address is too long"))
+        self.agent.flush()
+        reject = expect_reject(self, self.successResultOf(d).body, ErrorCode.F00_BAD_REQUEST)
+        self.assertIn("the address is too long", reject.message)
 
     def test_failed_fetch_is_t00_and_retried(self) -> None:
         logs = LogCapture(self)
