@@ -395,19 +395,29 @@ def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:
             f"{where}: every account has a port of its own; give an account incoming"
             " options without port or endpoint to serve it on the node's listeners"
         )
-    owners: dict[tuple[str, str], str] = {}
+    tokens: dict[str, str] = {}
+    secrets: dict[str, list[tuple[str, str | None]]] = {}
     for spec in shared:
         incoming = spec.options.incoming
         assert incoming is not None
-        for kind, secret in (("token", incoming.static_token), ("JWT secret", incoming.jwt_secret)):
-            if secret is None:
-                continue
-            other = owners.setdefault((kind, secret), spec.name)
+        for token in filter(None, (incoming.static_token, *incoming.static_tokens)):
+            other = tokens.setdefault(token, spec.name)
             if other != spec.name:
-                raise ConfigError(
-                    f"accounts.{other} and accounts.{spec.name} have the same incoming {kind}:"
-                    " on a shared listener a request could not tell them apart"
-                )
+                raise ConfigError(_shared_credential(other, spec.name, "token"))
+        for secret in filter(None, (incoming.jwt_secret, *incoming.jwt_secrets)):
+            for other, subject in secrets.setdefault(secret, []):
+                # Two accounts may share a JWT secret only when each binds its own sub.
+                if subject is None or incoming.subject is None or subject == incoming.subject:
+                    raise ConfigError(_shared_credential(other, spec.name, "JWT secret"))
+            secrets[secret].append((spec.name, incoming.subject))
+
+
+def _shared_credential(first: str, second: str, kind: str) -> str:
+    return (
+        f"accounts.{first} and accounts.{second} have the same incoming {kind}: on a"
+        " shared listener a request could not tell them apart"
+        + (" (give each its own subject)" if kind == "JWT secret" else "")
+    )
 
 
 def _node_asset(

@@ -340,5 +340,22 @@ staticToken = "o"
             (same_token, "accounts.kids and accounts.bob have the same incoming token"),
             ({**HUB_CONFIG, "accounts": {"": {}}}, "an account's name must be a non-empty string"),
         ]
+        rotated = self.shared()
+        rotated["accounts"]["bob"]["options"]["incoming"] = {"staticTokens": ["bob-new", "k"]}
+        jwt_twice = self.shared()
+        jwt_twice["accounts"]["kids"]["options"]["incoming"] = {"jwtSecret": "s" * 32}
+        jwt_twice["accounts"]["bob"]["options"]["incoming"] = {"jwtSecrets": ["s" * 32]}
+        cases += [
+            (rotated, "accounts.kids and accounts.bob have the same incoming token"),
+            (jwt_twice, "have the same incoming JWT secret"),
+        ]
         for config, words in cases:
             self.assertIn(words, self.config_error(config))
+
+    def test_one_jwt_secret_for_accounts_bound_to_their_own_sub(self) -> None:
+        config = self.shared()
+        secret = "s" * 32
+        config["accounts"]["kids"]["options"]["incoming"] = {"jwtSecret": secret, "subject": "k"}
+        config["accounts"]["bob"]["options"]["incoming"] = {"jwtSecret": secret, "subject": "b"}
+        node = self.parse_config(config)["node"]
+        self.assertEqual(len(node.shared_accounts()), 2)

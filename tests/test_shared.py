@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import jwt
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
@@ -134,6 +135,36 @@ class AccountsResourceTests(SynchronousTestCase):
         result = self.post("/", headers, ildcp.serialize_request())
         info = ildcp.deserialize_response(result.body)
         self.assertEqual(info.client_address, "test.hub.kids.carol")
+
+
+class JwtSubjectTests(SynchronousTestCase):
+    """Accounts sharing one JWT secret are told apart by the ``sub`` each is bound to."""
+
+    def test_sub_picks_the_account(self) -> None:
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        secret = "one-secret-for-both-0123456789abc"
+        resources = {}
+        for name in ("alice", "bob"):
+            plugin = PluginHttp(incoming={"jwt_secret": secret, "subject": name}, reactor=clock)
+            plugin.register_data_handler(answer_as(name))
+            self.successResultOf(plugin.connect())
+            assert plugin.resource is not None
+            resources[name] = plugin.resource
+        agent = RequestTraversalAgent(AccountsResource(resources))
+        for sub, expected in (("alice", 200), ("bob", 200), ("carol", 401), (None, 401)):
+            claims: dict[str, Any] = {"exp": CLOCK_START + 60}
+            if sub is not None:
+                claims["sub"] = sub
+            token = jwt.encode(claims, secret, algorithm="HS256")
+            made = make_prepare(clock.seconds())
+            d = request(agent, "http://node.invalid/", made.packet, bearer(token))
+            agent.flush()
+            result = self.successResultOf(d)
+            self.assertEqual(result.code, expected, sub)
+            if expected == 200:
+                reject = expect_reject(self, result.body, ErrorCode.F99_APPLICATION_ERROR)
+                self.assertEqual(reject.message, f"answered by {sub}")
 
 
 def shared_node_config(**top: Any) -> dict[str, Any]:
