@@ -20,7 +20,14 @@ from typing import Any, Callable
 
 import jwt
 
-__all__ = ["IncomingAuth", "OutgoingAuth", "PublicKey", "load_public_key", "token_from_header"]
+__all__ = [
+    "ChildrenAuth",
+    "IncomingAuth",
+    "OutgoingAuth",
+    "PublicKey",
+    "load_public_key",
+    "token_from_header",
+]
 
 _BEARER = b"Bearer "
 # Verified JWTs are remembered until their exp, so a busy link verifies each
@@ -247,6 +254,37 @@ class IncomingAuth:
         # Still full of live tokens: drop the oldest entries (insertion order).
         while len(self._verified) >= _VERIFY_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
+
+
+class ChildrenAuth:
+    """The credentials of a multi account whose children each have their own.
+
+    :param children: child name -> the :class:`IncomingAuth` of that child alone.
+
+    :meth:`verify` says whether a request comes from *some* child (what finds
+    the account on a shared listener); :meth:`verify_child` whether it comes
+    from the child it claims to be (``ILP-Peer-Name``), so that no child can
+    take another's name, address and packets.
+    """
+
+    def __init__(self, children: Mapping[str, IncomingAuth]) -> None:
+        self._children = dict(children)
+
+    def verify(self, header: bytes | None) -> bool:
+        """True when ``header`` is one of some child's credentials."""
+        matched = False
+        for auth in self._children.values():
+            # Every child is asked, so the time taken does not tell which matched.
+            matched |= auth.verify(header)
+        return matched
+
+    def verify_child(self, name: bytes | None, header: bytes | None) -> bool:
+        """True when ``header`` is a credential of the child called ``name``."""
+        try:
+            auth = None if name is None else self._children.get(name.decode("ascii"))
+        except UnicodeDecodeError:
+            auth = None
+        return auth is not None and auth.verify(header)
 
 
 def _time(claims: Mapping[str, Any], name: str) -> float | None:

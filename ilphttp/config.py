@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_JWT_EXPIRY",
     "ILP_OCTET_STREAM",
     "OCTET_STREAM",
+    "ChildCredentials",
     "IncomingOptions",
     "OptionError",
     "OutgoingOptions",
@@ -41,6 +42,19 @@ OCTET_STREAM = "application/octet-stream"
 ILP_OCTET_STREAM = "application/ilp+octet-stream"
 #: the values of ``outgoing.content_type`` (JS: ``contentType``)
 CONTENT_TYPES = (OCTET_STREAM, ILP_OCTET_STREAM)
+
+
+@dataclass(frozen=True)
+class ChildCredentials:
+    """What one child of a multi account authenticates with (``incoming.children``).
+
+    A request claiming this child's name (``ILP-Peer-Name``) must carry one of
+    its static tokens, or a JWT -- verified under the account's JWT secrets or
+    public key -- whose ``sub`` is :attr:`subject`.
+    """
+
+    static_tokens: tuple[str, ...] = field(default=(), repr=False)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,10 @@ class IncomingOptions:
     jwt_public_key_file: str | None = None
     #: the key read from ``jwt_public_key_file`` at validation
     jwt_public_key: PublicKey | None = field(default=None, repr=False, compare=False)
+    #: multi accounts only: each child's name bound to its own credentials;
+    #: when set, a name not listed here, or claimed with another child's
+    #: credential, is refused (HTTP 401)
+    children: Mapping[str, ChildCredentials] | None = None
 
     @property
     def listen_description(self) -> str | None:
@@ -175,7 +193,9 @@ _INCOMING = {
     "subject",
     "jwt_leeway",
     "jwt_public_key_file",
+    "children",
 }
+_CHILD = {"static_tokens", "subject"}
 _OUTGOING = {
     "url",
     "static_token",
@@ -222,6 +242,35 @@ def _string_list(where: str, value: Any, first: str | None) -> tuple[str, ...]:
             raise OptionError(f"{where}[{i}] is given twice")
         seen.add(item)
     return items
+
+
+def _children(
+    sp: _Spelling, where: str, value: Any, verifies_jwt: bool
+) -> dict[str, ChildCredentials]:
+    """``incoming.children``: ``{name: {static_tokens: [...], subject: "..."}}``."""
+    if not isinstance(value, Mapping) or not value:
+        raise OptionError(f"{where} must be an object of child names")
+    children: dict[str, ChildCredentials] = {}
+    owners: dict[str, str] = {}
+    for name, entry in value.items():
+        validate.segment(f"{where} name", name)
+        at = f"{where}.{name}"
+        validate.check_keys(at, entry, sp.names(_CHILD))
+        tokens = _string_list(f"{at}.{sp('static_tokens')}", entry.get(sp("static_tokens")), None)
+        subject = validate.optional_string(f"{at}.subject", entry.get("subject"))
+        if not tokens and subject is None:
+            raise OptionError(f"{at} needs {sp('static_tokens')} or a subject")
+        if subject is not None and not verifies_jwt:
+            raise OptionError(f"{at}.subject applies to JWTs: give the account a JWT secret")
+        for i, token in enumerate(tokens):
+            other = owners.setdefault(token, name)
+            if other != name:
+                raise OptionError(f"{at}.{sp('static_tokens')}[{i}] is also {where}.{other}'s")
+        children[name] = ChildCredentials(tokens, subject)
+    subjects = [c.subject for c in children.values() if c.subject is not None]
+    if len(subjects) != len(set(subjects)):
+        raise OptionError(f"{where}: two children have the same subject")
+    return children
 
 
 def _leeway(sp: _Spelling, where: str, value: Any) -> float:
@@ -271,7 +320,16 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     jwt_secrets = _string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
     key_file, public_key = _public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
     verifies_jwt = jwt_secret is not None or bool(jwt_secrets) or public_key is not None
-    if static_token is None and not static_tokens and not verifies_jwt:
+    children = None
+    if opt("children") is not None:
+        children = _children(sp, where("children"), opt("children"), verifies_jwt)
+        for name in ("static_token", "static_tokens", "subject"):
+            if opt(name) is not None or (name == "static_token" and static_token is not None):
+                raise OptionError(
+                    f"{where(name)} and {where('children')}: with children, each child"
+                    " authenticates with its own tokens or JWT subject"
+                )
+    if static_token is None and not static_tokens and not verifies_jwt and not children:
         raise OptionError(
             "incoming needs a static token or a JWT secret"
             f" ({where('static_token')}, {where('static_tokens')},"
@@ -313,6 +371,7 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
         jwt_leeway=jwt_leeway,
         jwt_public_key_file=key_file,
         jwt_public_key=public_key,
+        children=children,
     )
 
 
@@ -404,6 +463,8 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
     outgoing = None if opts.get("outgoing") is None else _outgoing(sp, opts["outgoing"])
     if incoming is None and outgoing is None:
         raise OptionError("at least one of incoming and outgoing must be configured")
+    if incoming is not None and incoming.children is not None and not multi:
+        raise OptionError("incoming.children is for multi accounts (multi: true)")
     if outgoing is not None:
         validate.http_url("outgoing.url", outgoing.url)
         if multi:

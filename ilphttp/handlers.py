@@ -8,13 +8,14 @@ that answer into the bytes to send back, checking it once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar, Union
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
+from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_address
 from ilphttp.packet import (
     TYPE_FULFILL,
     TYPE_REJECT,
@@ -25,6 +26,7 @@ from ilphttp.packet import (
     Reject,
     Reply,
     deserialize,
+    is_valid_segment,
     serialize,
 )
 
@@ -37,7 +39,9 @@ __all__ = [
     "PrepareHandler",
     "RegisteredHandler",
     "SharedFetch",
+    "answer_child_ildcp",
     "as_bytes",
+    "cancel_after",
     "fetch_ildcp",
     "reply_bytes",
     "reply_data",
@@ -49,8 +53,13 @@ __all__ = [
 HandlerResult = Union[bytes, Fulfill, Reject, Reply]
 #: ``handler(prepare_bytes)`` returns a HandlerResult or a Deferred of one (the JS shape).
 DataHandler = Callable[[bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
-#: ``handler(prepare, prepare_bytes)``: the same, given the Prepare already parsed.
-PrepareHandler = Callable[[Prepare, bytes], Union[HandlerResult, "Deferred[HandlerResult]"]]
+#: ``handler(prepare, prepare_bytes, sender)``: the same, given the Prepare already
+#: parsed; ``sender`` is the child that sent it (a multi account's
+#: ``ILP-Peer-Name``, bound to its credential when ``incoming.children`` is
+#: set), else None.
+PrepareHandler = Callable[
+    [Prepare, bytes, Optional[str]], Union[HandlerResult, "Deferred[HandlerResult]"]
+]
 
 
 _log = Logger()
@@ -175,30 +184,30 @@ class RegisteredHandler:
         """True when a handler of either kind is registered."""
         return self.data_handler is not None or self.prepare_handler is not None
 
-    def call(self, prepare: Prepare, data: bytes) -> Deferred[Any]:
+    def call(self, prepare: Prepare, data: bytes, sender: str | None = None) -> Deferred[Any]:
         """The registered handler's answer to ``prepare`` (its bytes: ``data``), unchecked."""
         if self.prepare_handler is not None:
-            return maybeDeferred(self.prepare_handler, prepare, data)
+            return maybeDeferred(self.prepare_handler, prepare, data, sender)
         if self.data_handler is not None:
             return maybeDeferred(self.data_handler, data)
         raise ildcp.IldcpError("no data handler is registered")
 
-    def answer(self, prepare: Prepare, data: bytes, delay: float) -> Deferred[bytes]:
+    def answer(
+        self, prepare: Prepare, data: bytes, delay: float, sender: str | None = None
+    ) -> Deferred[bytes]:
         """The checked answer, as bytes, given ``delay`` seconds until ``prepare`` expires."""
-        d = self.call(prepare, data)
+        d = self.call(prepare, data, sender)
         if d.called:
             # A synchronous handler: no timer, no bookkeeping.
             return d.addCallbacks(self._checked, self._failed)
-        timer = self._reactor.callLater(delay, d.cancel)
         self.pending += 1
 
-        def stop_timer(result: Any) -> Any:
+        def done(result: Any) -> Any:
             self.pending -= 1
-            if timer.active():
-                timer.cancel()
             return result
 
-        return d.addBoth(stop_timer).addCallbacks(self._checked, self._failed)
+        cancel_after(self._reactor, d, delay)
+        return d.addBoth(done).addCallbacks(self._checked, self._failed)
 
     def _checked(self, result: Any) -> bytes:
         try:
@@ -217,3 +226,67 @@ class RegisteredHandler:
             )
         _log.failure("data handler failed; answering T00", failure)
         return self._reject(ErrorCode.T00_INTERNAL_ERROR, "internal error")
+
+
+def cancel_after(reactor: IReactorTime, d: Deferred[Any], delay: float) -> None:
+    """Cancel ``d`` if it has no result ``delay`` seconds from now (a Prepare's expiry)."""
+    timer = reactor.callLater(delay, d.cancel)
+
+    def stop_timer(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    d.addBoth(stop_timer)
+
+
+def answer_child_ildcp(
+    get_info: Callable[[], Deferred[ildcp.IldcpResponse]],
+    prepare: Prepare,
+    name: str,
+    child_urls: ChildUrlTemplate | None,
+    reject: Callable[[str, str], bytes],
+    reactor: IReactorTime,
+    delay: float,
+) -> Deferred[bytes]:
+    """A multi account's answer to the IL-DCP request of child ``name`` (``ILP-Peer-Name``).
+
+    The child is told ``<our address>.<name>`` (from ``get_info()``, our own
+    IL-DCP info), or refused with F00 when its name could never be reached
+    through ``child_urls`` or makes too long an address; R00 when our own
+    info does not come within ``delay`` seconds; T00 when it cannot come at
+    all, F00 with the reason when our parent refused to give one (RFC 31).
+    """
+    try:
+        if child_urls is not None:
+            child_urls.url_for(name)  # a child we could never reach gets no address
+        elif not is_valid_segment(name):
+            raise ChildNameError("ILP-Peer-Name is not a valid segment")
+    except ChildNameError as exc:
+        return succeed(reject(ErrorCode.F00_BAD_REQUEST, str(exc)))
+
+    def answer(info: ildcp.IldcpResponse) -> bytes:
+        try:
+            child = child_address(info.client_address, name)
+        except ChildNameError as exc:
+            return reject(ErrorCode.F00_BAD_REQUEST, str(exc))
+        return ildcp.serve(prepare, info._replace(client_address=child))
+
+    def failed(failure: Failure) -> bytes:
+        if failure.check(CancelledError):
+            return reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired")
+        _log.error("cannot answer IL-DCP: {reason}", reason=failure.getErrorMessage())
+        exc = failure.value
+        refused = exc.reject if isinstance(exc, ildcp.IldcpError) else None
+        if refused is not None and refused.code == ErrorCode.F00_BAD_REQUEST:
+            # Our parent (the router, in a node) cannot give us an address it
+            # could stand behind: the child learns why.
+            return reject(ErrorCode.F00_BAD_REQUEST, f"IL-DCP is not available: {refused.message}")
+        return reject(ErrorCode.T00_INTERNAL_ERROR, "IL-DCP is not available")
+
+    d = get_info()
+    if not d.called:
+        # Our own address is still being fetched: the child's request expires
+        # as any other Prepare does.
+        cancel_after(reactor, d, delay)
+    return d.addCallbacks(answer, failed)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
     DeferredList,
     fail,
@@ -24,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 
 from ilphttp import ildcp
-from ilphttp.auth import SHORT_SECRET, IncomingAuth, OutgoingAuth
+from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
 from ilphttp.errors import NotConnectedError, OptionError
@@ -33,12 +32,13 @@ from ilphttp.handlers import (
     PrepareHandler,
     RegisteredHandler,
     SharedFetch,
+    answer_child_ildcp,
     as_bytes,
     fetch_ildcp,
     reply_data,
     settled,
 )
-from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_address, child_name
+from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
     ErrorCode,
     Prepare,
@@ -46,11 +46,18 @@ from ilphttp.packet import (
     Reply,
     deserialize_prepare,
     envelope_length,
-    is_valid_segment,
     serialize_prepare,
     serialize_reject,
 )
-from ilphttp.server import ConnectionTracker, IlpResource, NotReady, OverCapacity, make_site
+from ilphttp.server import (
+    ConnectionTracker,
+    IlpResource,
+    NotReady,
+    OverCapacity,
+    incoming_auth,
+    make_site,
+    warn_short_secret,
+)
 from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -137,22 +144,11 @@ class PluginHttp(Service):
         self._tracker: ConnectionTracker | None = None
         if options.incoming is not None:
             inc = options.incoming
-            self._incoming_auth = IncomingAuth(
-                inc.static_token,
-                inc.jwt_secret,
-                now,
-                static_tokens=inc.static_tokens,
-                jwt_secrets=inc.jwt_secrets,
-                public_keys=() if inc.jwt_public_key is None else (inc.jwt_public_key,),
-                audience=inc.audience,
-                issuer=inc.issuer,
-                subject=inc.subject,
-                leeway=inc.jwt_leeway,
-            )
+            self._incoming_auth = incoming_auth(inc, now)
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
-                _warn_short_secret("incoming", secret)
+                warn_short_secret("incoming", secret)
         #: where a multi account's children are reached
         self._child_urls: ChildUrlTemplate | None = None
         if out is not None and options.multi:
@@ -168,7 +164,7 @@ class PluginHttp(Service):
                 audience=out.jwt_audience,
                 issuer=out.jwt_issuer,
             )
-            _warn_short_secret("outgoing", out.jwt_secret)
+            warn_short_secret("outgoing", out.jwt_secret)
             try:
                 self._tls_policy = ClientTLSPolicy(
                     out.ca_file, client_cert=out.client_cert_file, client_key=out.client_key_file
@@ -342,7 +338,7 @@ class PluginHttp(Service):
         self._handler.data_handler, self._handler.prepare_handler = handler, None
 
     def register_prepare_handler(self, handler: PrepareHandler) -> None:
-        """``handler(prepare, prepare_bytes)`` answers incoming Prepares, given them parsed.
+        """``handler(prepare, prepare_bytes, sender)`` answers incoming Prepares, given them parsed.
 
         The typed alternative to :meth:`register_data_handler`: the Prepare is
         parsed once, by the server, and handed on with its bytes (forward them
@@ -473,50 +469,9 @@ class PluginHttp(Service):
     ) -> Deferred[bytes]:
         """Answer a child's IL-DCP request (multi mode) within ``delay`` seconds (R00 after)."""
         name = "" if peer_name is None else peer_name.decode("latin-1")
-        try:
-            if self._child_urls is not None:
-                self._child_urls.url_for(name)  # a child we could never reach gets no address
-            elif not is_valid_segment(name):
-                raise ChildNameError("ILP-Peer-Name is not a valid segment")
-        except ChildNameError as exc:
-            return succeed(self._reject(ErrorCode.F00_BAD_REQUEST, str(exc)))
-
-        def answer(info: ildcp.IldcpResponse) -> bytes:
-            try:
-                child = child_address(info.client_address, name)
-            except ChildNameError as exc:
-                return self._reject(ErrorCode.F00_BAD_REQUEST, str(exc))
-            return ildcp.serve(prepare, info._replace(client_address=child))
-
-        def failed(failure: Failure) -> bytes:
-            if failure.check(CancelledError):
-                return self._reject(
-                    ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired"
-                )
-            _log.error("cannot answer IL-DCP: {reason}", reason=failure.getErrorMessage())
-            exc = failure.value
-            refused = exc.reject if isinstance(exc, ildcp.IldcpError) else None
-            if refused is not None and refused.code == ErrorCode.F00_BAD_REQUEST:
-                # Our parent (the router, in a node) cannot give us an address
-                # it could stand behind: the child learns why.
-                return self._reject(
-                    ErrorCode.F00_BAD_REQUEST, f"IL-DCP is not available: {refused.message}"
-                )
-            return self._reject(ErrorCode.T00_INTERNAL_ERROR, "IL-DCP is not available")
-
-        d = self._get_ildcp()
-        if not d.called:
-            # Our own address is still being fetched: the child's request
-            # expires as any other Prepare does.
-            timer = self._reactor.callLater(delay, d.cancel)
-
-            def stop_timer(result: Any) -> Any:
-                if timer.active():
-                    timer.cancel()
-                return result
-
-            d.addBoth(stop_timer)
-        return d.addCallbacks(answer, failed)
+        return answer_child_ildcp(
+            self._get_ildcp, prepare, name, self._child_urls, self._reject, self._reactor, delay
+        )
 
     # -- incoming (PacketReceiver) ----------------------------------------------------------
 
@@ -537,16 +492,10 @@ class PluginHttp(Service):
             return self._serve_ildcp(prepare, peer_name, delay)
         if self._handler.pending >= self._max_in_flight:
             raise OverCapacity("over capacity")
-        return self._track(self._handler.answer(prepare, body, delay))
+        sender = None
+        if self.options.multi and peer_name is not None:
+            sender = peer_name.decode("latin-1")
+        return self._track(self._handler.answer(prepare, body, delay, sender))
 
     def _reject(self, code: str, message: str) -> bytes:
         return serialize_reject(Reject(code, self.address or "", message))
-
-
-def _warn_short_secret(side: str, secret: str | None) -> None:
-    if secret is not None and len(secret.encode("utf-8")) < SHORT_SECRET:
-        _log.warn(
-            "{side} JWT secret is shorter than {n} bytes; HS256 wants at least that",
-            side=side,
-            n=SHORT_SECRET,
-        )

@@ -249,10 +249,10 @@ class Router(Service):
 
         is_child = any(a.name == source and a.relation == CHILD for a in self.config.accounts)
 
-        def handle(prepare: Prepare, data: bytes) -> Any:
+        def handle(prepare: Prepare, data: bytes, sender: str | None = None) -> Any:
             table = self.table
             if table is not None:
-                return self._route(table, source, prepare, data)
+                return self._route(table, source, prepare, data, sender)
             if is_child and ildcp.is_ildcp_request(prepare):
                 # A child asking for its address while we have none: F00 at
                 # once when the parent's answer was unusable, else wait.
@@ -261,9 +261,9 @@ class Router(Service):
                 return self._wait(self._waiting_ildcp).addCallbacks(
                     self._route,
                     self._no_address_yet,
-                    callbackArgs=(source, prepare, data),
+                    callbackArgs=(source, prepare, data, sender),
                 )
-            return self.when_ready().addCallback(self._route, source, prepare, data)
+            return self.when_ready().addCallback(self._route, source, prepare, data, sender)
 
         return handle
 
@@ -276,9 +276,14 @@ class Router(Service):
         return self._no_address(str(failure.value))
 
     def _route(
-        self, table: RoutingTable, source: str, prepare: Prepare, data: bytes
+        self,
+        table: RoutingTable,
+        source: str,
+        prepare: Prepare,
+        data: bytes,
+        sender: str | None = None,
     ) -> Reject | Reply | bytes | Deferred[Reply]:
-        decision = table.decide(source, prepare, self._reactor.seconds())
+        decision = table.decide(source, prepare, self._reactor.seconds(), sender)
         if isinstance(decision, Forward):
             forwarded = decision.prepare
             try:

@@ -23,6 +23,7 @@ from typing import Union
 
 from ilphttp import ildcp
 from ilphttp.errors import RoutingError
+from ilphttp.multi import child_name
 from ilphttp.packet import (
     ErrorCode,
     Prepare,
@@ -272,10 +273,14 @@ class RoutingTable:
 
     # -- the decision ------------------------------------------------------------
 
-    def decide(self, source: str, prepare: Prepare, now: float) -> Decision:
+    def decide(
+        self, source: str, prepare: Prepare, now: float, sender: str | None = None
+    ) -> Decision:
         """What to do with ``prepare``, received from account ``source`` at ``now``.
 
-        ``now`` is POSIX seconds (``reactor.seconds()``).
+        ``now`` is POSIX seconds (``reactor.seconds()``).  ``sender`` is the
+        child of a multi account that sent it: a packet is never routed back
+        to the child it came from.
         """
         account = self.account(source)
         destination = prepare.destination
@@ -295,6 +300,12 @@ class RoutingTable:
         target = self.lookup(destination)
         if target is None:
             return Refuse(ErrorCode.F02_UNREACHABLE, f"no route to {destination}")
+        if target == source and account.multi and sender is not None:
+            if child_name(self._child_address(account), destination) == sender:
+                return Refuse(
+                    ErrorCode.F02_UNREACHABLE,
+                    f"no route to {destination} other than back to its sender",
+                )
         if target == source and not account.multi:
             # Only a multi account stands for many peers: anything else going
             # back where it came from is a routing loop.

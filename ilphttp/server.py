@@ -8,7 +8,7 @@ serialized Fulfill or Reject.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -19,7 +19,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ilphttp._compat import request_disconnected
-from ilphttp.auth import IncomingAuth
+from ilphttp.auth import SHORT_SECRET, ChildrenAuth, IncomingAuth
+from ilphttp.config import IncomingOptions
 from ilphttp.h2c import H2CSiteFactory
 from ilphttp.packet import (
     MAX_PREPARE_LENGTH,
@@ -42,7 +43,9 @@ __all__ = [
     "OverCapacity",
     "PacketReceiver",
     "error_body",
+    "incoming_auth",
     "make_site",
+    "warn_short_secret",
 ]
 
 _log = Logger()
@@ -93,7 +96,10 @@ class IlpResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, auth: IncomingAuth, receiver: PacketReceiver, client_identity: str | None = None
+        self,
+        auth: IncomingAuth | ChildrenAuth,
+        receiver: PacketReceiver,
+        client_identity: str | None = None,
     ) -> None:
         super().__init__()
         self._auth = auth
@@ -114,6 +120,11 @@ class IlpResource(Resource):
 
     def render_authorized(self, request: Request) -> bytes | int:
         """Answer ``request``, whose credential was checked already (a shared listener did)."""
+        if isinstance(self._auth, ChildrenAuth) and not self._auth.verify_child(
+            request.getHeader(b"ilp-peer-name"), request.getHeader(b"authorization")
+        ):
+            # A child may only speak for itself: its name must go with its credential.
+            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
         if self._client_identity is not None and not self._identity_matches(request):
             return error_body(request, http.FORBIDDEN, "client certificate does not match")
         content_type = request.getHeader(b"content-type")
@@ -322,3 +333,47 @@ class ConnectionTracker(H2CSiteFactory):
             if p.transport is not None:
                 p.transport.loseConnection()
         return d
+
+
+def incoming_auth(inc: IncomingOptions, now: Callable[[], float]) -> IncomingAuth | ChildrenAuth:
+    """The incoming credentials of an account (or of each of its children)."""
+    keys = () if inc.jwt_public_key is None else (inc.jwt_public_key,)
+    claims: dict[str, Any] = {
+        "public_keys": keys,
+        "audience": inc.audience,
+        "issuer": inc.issuer,
+        "leeway": inc.jwt_leeway,
+    }
+    if inc.children is None:
+        return IncomingAuth(
+            inc.static_token,
+            inc.jwt_secret,
+            now,
+            static_tokens=inc.static_tokens,
+            jwt_secrets=inc.jwt_secrets,
+            subject=inc.subject,
+            **claims,
+        )
+    children = {}
+    for name, child in inc.children.items():
+        with_jwt = child.subject is not None
+        children[name] = IncomingAuth(
+            None,
+            inc.jwt_secret if with_jwt else None,
+            now,
+            static_tokens=child.static_tokens,
+            jwt_secrets=inc.jwt_secrets if with_jwt else (),
+            subject=child.subject,
+            **{**claims, "public_keys": keys if with_jwt else ()},
+        )
+    return ChildrenAuth(children)
+
+
+def warn_short_secret(side: str, secret: str | None) -> None:
+    """Log once, at configuration, that an HS256 ``secret`` is under 32 bytes (RFC 7518 §3.2)."""
+    if secret is not None and len(secret.encode("utf-8")) < SHORT_SECRET:
+        _log.warn(
+            "{side} JWT secret is shorter than {n} bytes; HS256 wants at least that",
+            side=side,
+            n=SHORT_SECRET,
+        )

@@ -265,7 +265,7 @@ class FakePlugin:
 
     def handler(self, data: bytes) -> Any:
         """What the plugin answers for ``data``: bytes, or a Deferred of bytes."""
-        result = self.prepare_handler(deserialize_prepare(data), data)
+        result = self.prepare_handler(deserialize_prepare(data), data, None)
         if isinstance(result, Deferred):
             return result.addCallback(as_bytes)
         return as_bytes(result)

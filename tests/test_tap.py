@@ -373,10 +373,10 @@ class MakeServiceTests(OptionsCase):
         # each plugin has the router's handler for its own account
         request, parsed = ildcp.serialize_request(), ildcp.request_prepare()
         up = service.plugins["up"]
-        reply = up._handler.prepare_handler(parsed, request)  # type: ignore[misc]
+        reply = up._handler.prepare_handler(parsed, request, None)  # type: ignore[misc]
         self.assertEqual(reply.code, "F02")  # not answered to a parent
         bob = service.plugins["bob"]
-        reply = bob._handler.prepare_handler(parsed, request)  # type: ignore[misc]
+        reply = bob._handler.prepare_handler(parsed, request, None)  # type: ignore[misc]
         self.assertEqual(ildcp.deserialize_response(reply).client_address, "test.hub.bob")
 
     def test_stop(self) -> None:
