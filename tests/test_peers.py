@@ -320,6 +320,35 @@ class JsPluginTests(_Case):
         reply = yield js.send(raw)
         self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"from js"))
 
+    @defer.inlineCallbacks
+    def test_on_the_nodes_shared_listener(self) -> Any:
+        """js.json with the account's endpoint removed and a node ``listen``:
+        the JS plugin is found by its token, whatever the path."""
+        js_port, node_port = free_port(), free_port()
+        data = load_file(str(DOCUMENTED / "js.json"))
+        del data["accounts"]["js"]["options"]["incoming"]["endpoint"]
+        data["listen"] = [f"tcp:{node_port}:interface=127.0.0.1"]
+        data["accounts"]["js"]["options"]["outgoing"]["url"] = f"http://127.0.0.1:{js_port}/"
+        environ = {"JS_TO_US_TOKEN": FROM_PEER, "US_TO_JS_TOKEN": TO_PEER}
+        node = make_node(parse_node(data, str(DOCUMENTED), environ), lambda _: fulfil_from_data)
+        node.startService()
+        self.addCleanup(node.stopService)
+        js = yield start_peer(
+            self,
+            plugin_options(
+                js_port,
+                f"http://127.0.0.1:{node_port}/",
+                incoming_token=TO_PEER,
+                outgoing_token=FROM_PEER,
+            ),
+        )
+        _, raw, fulfillment = data_prepare("test.ours.x", payload=b"from js")
+        reply = yield js.send(raw)
+        self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"from js"))
+        prepare, raw, fulfillment = data_prepare("test.js.x")
+        reply = yield node.plugins["js"].send_data(raw)
+        self.assertEqual(deserialize(reply), Fulfill(fulfillment, prepare.data))
+
 
 class JavaJwtTests(_Case):
     """HS256 JWTs both ways with the Java connector's ``JWT_HS_256`` profile:
