@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from ilphttp import ErrorCode, PluginHttp
@@ -432,6 +432,37 @@ class JavaJwtTests(_Case):
                 # quilt's link: 401 -> F00 "Invalid Bearer Token", from the connector.
                 assert isinstance(reply, Reject), label
                 self.assertEqual((reply.code, reply.triggered_by), ("F00", java.address), label)
+
+    @defer.inlineCallbacks
+    def test_a_token_expiry_under_a_minute_signs_a_fresh_jwt_per_request(self) -> Any:
+        """java.rst's ``token_expiry`` ``PT50S`` (here 1 s, to outlive it): quilt's
+        cache is off, so the second request, after the first token's ``exp``,
+        carries a new token that we accept (leeway 0)."""
+        java: EmulatedPeer = yield start_emulated_peer(self, "java", shared_peer_config("java"))
+        secret = SHARED_ENV["JAVA_TO_US_JWT_SECRET"]
+        plugin = yield self.plugin(
+            incoming={
+                "endpoint": LOOPBACK_ENDPOINT,
+                "jwt_secret": secret,
+                "subject": JAVA_SUBJECT_OF_JAVA,
+            }
+        )
+        java_client = {
+            "url": plugin_url(plugin, "/accounts/java/ilp"),
+            "authType": "JWT_HS_256",
+            "secret": secret,
+            "subject": JAVA_SUBJECT_OF_JAVA,
+            "tokenExpirySeconds": 1,
+        }
+        tokens = []
+        for i in range(2):
+            if i:
+                yield task.deferLater(reactor, 1.5, lambda: None)
+            _, raw, fulfillment = data_prepare("test.ilphttp.x", payload=b"java")
+            sent = yield java.send(raw, **java_client)
+            self.assertEqual(deserialize(sent.reply), Fulfill(fulfillment, b"java"), i)
+            tokens.append(sent.request["headers"]["Authorization"])
+        self.assertNotEqual(tokens[0], tokens[1])
 
     @defer.inlineCallbacks
     def test_a_jwt_without_sub_is_refused_where_a_subject_is_set(self) -> Any:
