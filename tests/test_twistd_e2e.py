@@ -47,6 +47,14 @@ from ilphttp.packet import (
 )
 from tests.support.jsinterop import plugin_options, require_node, start_peer
 from tests.support.packets import data_prepare
+from tests.support.peers import (
+    SHARED_ENV,
+    require_peers,
+    shared_client,
+    shared_node_file,
+    shared_peer_config,
+    start_emulated_peer,
+)
 from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -436,6 +444,66 @@ class TwistdEndToEndTests(unittest.TestCase):
         self.assertNotIn("Unhandled", log)
         for token in TOKENS.values():
             self.assertNotIn(token, log, "a secret was logged")
+
+
+class SharedListenerTwistdTests(unittest.TestCase):
+    """``twistd -n ilphttp --config shared.json``: one port for the emulated
+    rafiki, Java connector and interledger-rs (``docs/peering/configs/shared.json``,
+    its listen and peers' URLs moved to free loopback ports, secrets from the
+    environment as the page says)."""
+
+    timeout = INSTALL_TIMEOUT + 120
+
+    def setUp(self) -> None:
+        require_peers()
+        self.venv = installed_venv()
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+
+    @defer.inlineCallbacks
+    def test_each_peer_pays_the_next_through_one_port(self) -> Any:
+        peers = {}
+        for impl in ("rafiki", "java", "rust"):
+            peers[impl] = yield start_emulated_peer(self, impl, shared_peer_config(impl))
+        port = free_port()
+        config = os.path.join(self.workdir, "shared.json")
+        with open(config, "w", encoding="utf-8") as f:
+            listen = f"tcp:{port}:interface=127.0.0.1"
+            json.dump(shared_node_file(listen, {n: p.port for n, p in peers.items()}), f)
+        node = TwistdProcess()
+        twistd = os.path.join(self.venv, "bin", "twistd")
+        argv = [twistd, "-n", "--pidfile=", "ilphttp", "--config", config]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(SHARED_ENV)
+        reactor.spawnProcess(node, twistd, argv, env=env, path=self.workdir)  # type: ignore[attr-defined]
+        self.addCleanup(node.kill)
+        yield node.wait_for("our address is test.ours")
+        for impl in peers:
+            self.assertIn(f"account {impl}: peer, on the node's listeners", node.text())
+
+        # rafiki -> /, Java -> /accounts/java/ilp (JWT), rust -> /accounts/rust/ilp;
+        # the router forwards to the next peer's server.
+        base = f"http://127.0.0.1:{port}"
+        for sender, receiver in (("rafiki", "java"), ("java", "rust"), ("rust", "rafiki")):
+            label = f"{sender} -> {receiver}"
+            _, raw, fulfillment = data_prepare(f"test.{receiver}.bob", 42, label.encode(), 20)
+            sent = yield peers[sender].send(raw, **shared_client(sender, base))
+            self.assertEqual(sent.stage, "peer", label)
+            self.assertEqual(
+                deserialize(sent.reply), Fulfill(fulfillment, deserialize_prepare(raw).data), label
+            )
+            [forwarded] = yield peers[receiver].received()
+            self.assertEqual(deserialize_prepare(forwarded).destination, f"test.{receiver}.bob")
+            [request] = yield peers[receiver].requests()
+            self.assertEqual(request["rule"], "ok", label)
+
+        node.transport.signalProcess("TERM")
+        yield node.ended
+        log = node.text()
+        self.assertIn("Server Shut Down.", log)
+        self.assertNotIn("Traceback", log)
+        for secret in SHARED_ENV.values():
+            self.assertNotIn(secret, log, "a secret was logged")
 
 
 class EditableInstallTests(unittest.TestCase):

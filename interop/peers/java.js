@@ -174,16 +174,18 @@ async function serve (req, body, ctx) {
 }
 
 // JwtHs256BearerTokenSupplier: {sub, exp}, exp = now + tokenExpiry (15 min default),
-// cached per subject with expireAfterAccess = tokenExpiry (30 min default) -- so
-// with the defaults an expired token keeps being sent while the link is busy.
+// cached per subject with expireAfterAccess(tokenExpiry.toMinutes(), MINUTES)
+// (30 min default) -- so an expired token keeps being sent while the link is
+// busy.  toMinutes() truncates: an expiry under one minute gives Guava a zero
+// duration, which disables the cache (a fresh token per request).
 function bearerToken (ctx, out) {
   if ((out.authType || 'SIMPLE') === 'SIMPLE') return out.token
   const expiryMs = out.tokenExpirySeconds ? out.tokenExpirySeconds * 1000 : null
-  const accessMs = expiryMs || 30 * 60 * 1000
+  const accessMs = expiryMs !== null ? Math.floor(out.tokenExpirySeconds / 60) * 60 * 1000 : 30 * 60 * 1000
   const key = out.subject + '\u0000' + out.secret
   const hit = ctx.jwtCache.get(key)
   const now = Date.now()
-  if (hit && now - hit.lastAccess < accessMs) {
+  if (hit && accessMs > 0 && now - hit.lastAccess < accessMs) {
     hit.lastAccess = now
     return hit.token
   }

@@ -16,7 +16,9 @@ The processes are stopped in the test's cleanups.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.trial import unittest
@@ -29,6 +31,73 @@ SCRIPTS = {
     "java": "peers/java.js",
     "rust": "peers/rust.js",
 }
+
+
+#: the node configs that docs/peering/*.rst include
+DOCUMENTED = Path(__file__).resolve().parents[2] / "docs" / "peering" / "configs"
+
+#: ``docs/peering/configs/shared.json``: one ``listen``, the three peers on it
+SHARED_CONFIG = DOCUMENTED / "shared.json"
+
+#: the secrets that config reads from the environment (JWT secrets: 32 bytes or more)
+SHARED_ENV = {
+    "RAFIKI_TO_US_TOKEN": "rafiki-to-us-token",
+    "US_TO_RAFIKI_TOKEN": "us-to-rafiki-token",
+    "JAVA_TO_US_JWT_SECRET": "java-to-us-hs256-secret-0123456789abcdef",
+    "US_TO_JAVA_JWT_SECRET": "us-to-java-hs256-secret-0123456789abcdef",
+    "RUST_TO_US_TOKEN": "rust-to-us-token",
+    "US_TO_RUST_TOKEN": "us-to-rust-token",
+}
+
+#: the Java account's token subjects: ``sub`` of what it sends us (our
+#: ``incoming.subject``) and of what it expects from us (our ``jwtSubject``)
+JAVA_SUBJECT_OF_JAVA = "java"
+JAVA_SUBJECT_OF_US = "ilphttp"
+
+
+def shared_peer_config(impl: str) -> dict[str, Any]:
+    """The emulated peer's config that knows our shared node as its account
+    ``ilphttp``, with the credentials of :data:`SHARED_ENV` (``docs/peering/*.rst``)."""
+    if impl == "rafiki":
+        return {"peers": {"ilphttp": {"incomingTokens": [SHARED_ENV["US_TO_RAFIKI_TOKEN"]]}}}
+    if impl == "java":
+        account = {
+            "authType": "JWT_HS_256",
+            "secret": SHARED_ENV["US_TO_JAVA_JWT_SECRET"],
+            "subject": JAVA_SUBJECT_OF_US,
+        }
+        return {"accounts": {"ilphttp": account}}
+    return {"accounts": {"ilphttp": {"token": SHARED_ENV["US_TO_RUST_TOKEN"]}}}
+
+
+def shared_client(impl: str, base: str) -> dict[str, Any]:
+    """The peer's outgoing settings toward our shared listener at ``base``
+    (``http://host:port``): rafiki ``/`` and its token, the Java connector
+    ``/accounts/java/ilp`` and a JWT with ``sub``, interledger-rs
+    ``/accounts/rust/ilp`` and its token."""
+    if impl == "rafiki":
+        return {"endpoint": base + "/", "authToken": SHARED_ENV["RAFIKI_TO_US_TOKEN"]}
+    if impl == "java":
+        return {
+            "url": base + "/accounts/java/ilp",
+            "authType": "JWT_HS_256",
+            "secret": SHARED_ENV["JAVA_TO_US_JWT_SECRET"],
+            "subject": JAVA_SUBJECT_OF_JAVA,
+        }
+    return {"url": base + "/accounts/rust/ilp", "token": SHARED_ENV["RUST_TO_US_TOKEN"]}
+
+
+def shared_node_file(listen: str, peer_ports: dict[str, int]) -> dict[str, Any]:
+    """``shared.json`` as an operator would deploy it here: its ``listen``
+    replaced by ``listen``, each account's ``outgoing.url`` pointed at the
+    emulated peer's port on 127.0.0.1, path unchanged."""
+    data: dict[str, Any] = json.loads(SHARED_CONFIG.read_text(encoding="utf-8"))
+    data["listen"] = [listen]
+    for name, account in data["accounts"].items():
+        outgoing = account["options"]["outgoing"]
+        path = urlsplit(outgoing["url"]).path
+        outgoing["url"] = f"http://127.0.0.1:{peer_ports[name]}{path}"
+    return data
 
 
 def require_peers() -> str:
