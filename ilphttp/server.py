@@ -287,12 +287,9 @@ class IlpSite(Site):
 
 def make_site(resource: IResource, access_log: bool = False) -> Site:
     """A Site for ``resource`` with the ILP request class and no form parsing."""
-    try:
-        # Without this, twisted.web inspects every POST as a possible form
-        # (through the email package): half the server's time per packet.
-        site = IlpSite(resource, requestFactory=IlpRequest, parsePOSTFormSubmission=False)
-    except TypeError:  # Twisted < 25.5 has no such switch
-        site = IlpSite(resource, requestFactory=IlpRequest)
+    # Without parsePOSTFormSubmission=False, twisted.web inspects every POST as
+    # a possible form (through the email package): half the server's time per packet.
+    site = IlpSite(resource, requestFactory=IlpRequest, parsePOSTFormSubmission=False)
     site.access_log = access_log
     site.displayTracebacks = False
     return site

@@ -629,3 +629,151 @@ class GuardOverTLSTests(TestCase):
         self.assertEqual(goaway.error_code, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         self.assertEqual(goaway.last_stream_id, 1)
         self.assertEqual([w["reason"] for w in logged.at_least(LogLevel.warn)], ["PING rate"])
+
+
+# -- edge cases of the wrapper, on in-memory transports -------------------------------
+
+
+class _TLSStringTransport(StringTransport):
+    """A StringTransport standing in for a TLS connection whose ALPN chose ``negotiated``."""
+
+    def __init__(self, negotiated: bytes | None) -> None:
+        super().__init__()
+        self.negotiatedProtocol = negotiated
+
+
+class WrapperEdgeTests(TestCase):
+    def connect(
+        self, transport: StringTransport | None = None, **options: Any
+    ) -> tuple[Any, _Recording, StringTransport]:
+        from twisted.internet.protocol import Factory
+
+        factory = h2c.H2CSiteFactory(Factory.forProtocol(_Recording), **options)
+        wrapper = factory.buildProtocol(None)
+        transport = transport if transport is not None else StringTransport()
+        wrapper.makeConnection(transport)
+        return wrapper, wrapper.wrappedProtocol, transport
+
+    def test_alpn_http11_is_passed_on_unguarded(self) -> None:
+        """ALPN chose HTTP/1.1: even a preface-looking start is not taken for h2."""
+        wrapper, inner, _ = self.connect(_TLSStringTransport(b"http/1.1"))
+        wrapper.dataReceived(b"PRI")
+        self.assertEqual(inner.chunks, [b"PRI"])
+        self.assertEqual(inner.negotiated, [b"http/1.1"])
+        self.assertIsNone(wrapper._guard)
+
+    def test_tls_without_alpn_still_detects_the_preface(self) -> None:
+        """A TLS client that offered no ALPN may speak HTTP/2 with prior knowledge."""
+        wrapper, inner, _ = self.connect(_TLSStringTransport(None))
+        wrapper.dataReceived(h2c.H2C_PREFACE[:10])
+        self.assertEqual(inner.chunks, [])
+        wrapper.dataReceived(h2c.H2C_PREFACE[10:])
+        self.assertEqual(inner.negotiated, [b"h2"])
+        self.assertEqual(b"".join(inner.chunks), h2c.H2C_PREFACE)
+
+    def test_preface_diverging_after_many_bytes(self) -> None:
+        """'PRI * HTTP/1.1' shares 11 bytes with the preface; it is HTTP/1.x, delivered whole."""
+        wrapper, inner, _ = self.connect()
+        wrapper.dataReceived(b"PRI * HTTP/")
+        self.assertEqual(inner.chunks, [])
+        wrapper.dataReceived(b"1.1\r\n\r\n")
+        self.assertEqual(inner.chunks, [b"PRI * HTTP/1.1\r\n\r\n"])
+        self.assertEqual(inner.negotiated, [None])
+
+    def test_writes_on_http11_pass_straight_through(self) -> None:
+        wrapper, inner, transport = self.connect()
+        wrapper.dataReceived(b"GET / HTTP/1.1\r\n")
+        inner.transport.writeSequence([b"HTTP/1.1 200 OK\r\n", b"\r\n"])  # type: ignore[union-attr]
+        self.assertEqual(transport.value(), b"HTTP/1.1 200 OK\r\n\r\n")
+
+    def test_abort_from_the_channel_aborts_the_connection(self) -> None:
+        """twisted.web aborts timed-out connections; the wrapper must pass that on."""
+        wrapper, inner, transport = self.connect()
+        wrapper.dataReceived(h2c.H2C_PREFACE)
+        inner.transport.abortConnection()  # type: ignore[union-attr]
+        self.assertTrue(transport.disconnecting)
+        # bytes still arriving are not handed to a channel that closed
+        wrapper.dataReceived(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        self.assertEqual(inner.chunks, [h2c.H2C_PREFACE])
+
+    def test_no_goaway_in_the_middle_of_a_frame(self) -> None:
+        """
+        When the guard trips while the server's last frame is only half written,
+        the connection is closed without a GOAWAY (it would corrupt that frame).
+        """
+        import dataclasses
+
+        limits = dataclasses.replace(
+            h2_guard.GuardLimits.from_constants(), pings=h2_guard.Rate(2, 0.001)
+        )
+        logged = LogCapture(self)
+        clock = Clock()
+        wrapper, inner, transport = self.connect(limits=limits, clock=clock)
+        client = _h2_client()
+        wrapper.dataReceived(client.data_to_send())
+        partial = b"\x00\x00\x10\x00\x01\x00\x00\x00\x01" + b"half"  # 16-byte DATA, 4 sent
+        inner.transport.writeSequence([partial[:9], partial[9:]])  # type: ignore[union-attr]
+        for i in range(10):
+            client.ping(b"%08d" % i)
+        wrapper.dataReceived(client.data_to_send())
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), partial, "nothing after the half frame")
+        self.assertEqual([w["reason"] for w in logged.at_least(LogLevel.warn)], ["PING rate"])
+        # the channel writes no more, and a client that does not read is cut off
+        inner.transport.write(b"more")  # type: ignore[union-attr]
+        self.assertEqual(transport.value(), partial)
+        clock.advance(h2c.ABORT_TIMEOUT)
+        self.assertTrue(transport.disconnected)
+
+    def test_factory_with_empty_alpn_offers_h2_and_http11(self) -> None:
+        from twisted.internet.interfaces import IProtocolNegotiationFactory
+        from twisted.internet.protocol import Factory
+        from zope.interface import implementer
+
+        @implementer(IProtocolNegotiationFactory)
+        class NoOpinion(Factory):
+            protocol = _Recording
+
+            def acceptableProtocols(self) -> list[bytes]:
+                return []
+
+        factory = h2c.H2CSiteFactory(NoOpinion())
+        self.assertEqual(factory.acceptableProtocols(), [b"h2", b"http/1.1"])
+
+    def test_unset_factory_has_no_attributes_rather_than_recursing(self) -> None:
+        """Before __init__ (as while unpickling) lookups fail plainly, no RecursionError."""
+        bare = h2c.H2CSiteFactory.__new__(h2c.H2CSiteFactory)
+        self.assertFalse(hasattr(bare, "resource"))
+        self.assertRaises(AttributeError, getattr, bare, "wrappedFactory")
+
+
+class TwistedSupportCheckTests(TestCase):
+    """check_twisted_support names what changed when Twisted's private API moves."""
+
+    def test_each_change_is_named(self) -> None:
+        from twisted.web import _http2
+
+        class NoSwitch:
+            def dataReceived(self, data: bytes) -> None:
+                pass
+
+        class NoEventLoop:
+            def dataReceived(self, data: bytes) -> None:
+                pass
+
+        cases: list[tuple[Any, str, Any, str]] = [
+            (http, "H2_ENABLED", False, "H2_ENABLED is false"),
+            (http, "_GenericHTTPChannelProtocol", None, "_GenericHTTPChannelProtocol is gone"),
+            (http, "H2Connection", object, "no longer uses twisted.web._http2.H2Connection"),
+            (http, "_GenericHTTPChannelProtocol", NoSwitch, "no longer switches to H2Connection"),
+            (_http2.H2Connection, "dataReceived", NoEventLoop.dataReceived, "events of one read"),
+        ]
+        for target, name, value, message in cases:
+            original = getattr(target, name)
+            setattr(target, name, value)
+            try:
+                error = self.assertRaises(RuntimeError, h2c.check_twisted_support)
+            finally:
+                setattr(target, name, original)
+            self.assertIn(message, str(error), name)
+        h2c.check_twisted_support()  # all restored

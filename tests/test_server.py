@@ -648,3 +648,231 @@ class MultiIldcpInMemoryTests(SynchronousTestCase):
         self.agent.flush()
         info = ildcp.deserialize_response(self.successResultOf(again).body)
         self.assertEqual(info.client_address, "test.p.alice")
+
+
+# -- the resource and request class on in-memory connections ----------------------------
+
+
+class _Receiver:
+    """A PacketReceiver whose answer the test chooses; counts the Prepares it gets."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.received: list[bytes] = []
+
+    def receive_prepare(self, body: bytes, prepare: Any, peer_name: bytes | None) -> Any:
+        self.received.append(body)
+        return self.answer()
+
+
+def _post_bytes(body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    extra = [(b"Content-Length", b"%d" % len(body))] if headers is None else headers
+    return raw_request(headers=[(b"Authorization", b"Bearer " + TOKEN.encode()), *extra], body=body)
+
+
+class InMemoryServerTests(SynchronousTestCase):
+    def connect(self, answer: Any, site_factory: Any = make_site) -> tuple[Any, Any, _Receiver]:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from ilphttp.auth import IncomingAuth
+        from ilphttp.server import IlpResource
+
+        receiver = _Receiver(answer)
+        resource = IlpResource(IncomingAuth(TOKEN, None, time.time), receiver)
+        site = site_factory(resource)
+        site.reactor = Clock()
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, None)
+        return channel, transport, receiver
+
+    def responses(self, transport: Any) -> list[bytes]:
+        """The status lines written so far."""
+        return [line for line in transport.value().split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+    def test_refusals_of_the_receiver(self) -> None:
+        from ilphttp.server import NotReady, OverCapacity
+
+        def refuse(error: Exception) -> Any:
+            def answer() -> Any:
+                raise error
+
+            return answer
+
+        cases = [
+            (NotReady("server is closed"), b"HTTP/1.1 502 ", None),
+            (OverCapacity("too many packets in flight"), b"HTTP/1.1 503 ", b"Retry-After: 1"),
+        ]
+        for error, status, header in cases:
+            channel, transport, receiver = self.connect(refuse(error))
+            channel.dataReceived(_post_bytes(make_prepare(time.time()).packet))
+            data = transport.value()
+            self.assertTrue(data.startswith(status), data)
+            self.assertTrue(data.endswith(str(error).encode()), data)
+            if header is not None:
+                self.assertIn(header, data)
+            self.assertEqual(len(receiver.received), 1)
+
+    def test_receiver_failing_is_500_without_details(self) -> None:
+        pending = Pending()
+        channel, transport, _ = self.connect(lambda: pending.deferred)
+        channel.dataReceived(_post_bytes(make_prepare(time.time()).packet))
+        self.assertEqual(transport.value(), b"")
+        pending.deferred.errback(RuntimeError("secret internals"))
+        data = transport.value()
+        self.assertTrue(data.startswith(b"HTTP/1.1 500 "), data)
+        self.assertIn(b"internal error", data)
+        self.assertNotIn(b"secret", data)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_client_gone_before_the_answer(self) -> None:
+        """
+        The client leaves: its pending answer is cancelled, and whatever the
+        receiver answers then (a reply, or a failure, which is logged) is not
+        written to the closed connection.
+        """
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        def on_cancel(d: Deferred[Any]) -> None:
+            d.callback(reject_bytes("F99"))
+
+        def fail_on_cancel(d: Deferred[Any]) -> None:
+            d.errback(RuntimeError("failed while cancelled"))
+
+        for canceller, errors in ((on_cancel, 0), (fail_on_cancel, 1)):
+            pending: Deferred[Any] = Deferred(canceller)
+            channel, transport, _ = self.connect(lambda pending=pending: pending)
+            channel.dataReceived(_post_bytes(make_prepare(time.time()).packet))
+            self.assertEqual(transport.value(), b"")
+            channel.connectionLost(Failure(ConnectionDone()))
+            self.assertTrue(pending.called, "the answer was not cancelled")
+            self.assertEqual(transport.value(), b"", canceller)
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), errors)
+
+    def test_oversized_body_gets_one_413(self) -> None:
+        """
+        Headers announcing a too large body: one 413, nothing parsed, whether
+        the body comes in the same read or later (a TLS connection may still
+        deliver bytes it decrypted before the close).
+        """
+        body = largest_prepare(time.time()).packet + b"x"
+        request_bytes = _post_bytes(body)
+        head = len(request_bytes) - len(body)
+        for reads in ([request_bytes], [request_bytes[:head], request_bytes[head:]]):
+            channel, transport, receiver = self.connect(lambda: succeed(b""))
+            for data in reads:
+                channel.dataReceived(data)
+            self.assertEqual(
+                self.responses(transport), [b"HTTP/1.1 413 Request Entity Too Large"], len(reads)
+            )
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(receiver.received, [])
+
+    def test_chunked_body_far_over_the_limit(self) -> None:
+        """Chunks keep coming after the limit: dropped, and one 413 at the end."""
+        body = largest_prepare(time.time()).packet * 3
+        channel, transport, receiver = self.connect(lambda: succeed(b""))
+        channel.dataReceived(_post_bytes(b"", [(b"Transfer-Encoding", b"chunked")]))
+        rest = chunked(body, 1000)
+        for i in range(0, len(rest), 1500):
+            channel.dataReceived(rest[i : i + 1500])
+        self.assertEqual(
+            self.responses(transport), [b"HTTP/1.1 413 Request Entity Too Large"], transport.value()
+        )
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertEqual(receiver.received, [])
+
+    def test_oversized_body_in_a_plain_site(self) -> None:
+        """Mounted in a twisted.web Site without IlpRequest, the limit still holds."""
+        body = largest_prepare(time.time()).packet + b"x"
+        channel, transport, receiver = self.connect(lambda: succeed(b""), Site)
+        channel.dataReceived(_post_bytes(body))
+        data = transport.value()
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:100])
+        self.assertIn(b"the limit is %d bytes" % MAX_PREPARE_LENGTH, data)
+        self.assertEqual(receiver.received, [])
+
+    def test_access_log_only_when_asked(self) -> None:
+        import io
+
+        for access_log, logged in ((False, b""), (True, b'"POST / HTTP/1.1" 200')):
+            channel, transport, _ = self.connect(
+                lambda: succeed(reject_bytes("F99")),
+                lambda resource, access_log=access_log: make_site(resource, access_log),
+            )
+            log = io.BytesIO()
+            channel.site.logFile = log
+            channel.dataReceived(_post_bytes(make_prepare(time.time()).packet))
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+            self.assertIn(logged, log.getvalue())
+            if not access_log:
+                self.assertEqual(log.getvalue(), b"")
+
+
+class Http2LimitTests(TestCase):
+    """The size limit on HTTP/2, where no 413 can be written before the body."""
+
+    timeout = 10
+
+    @inlineCallbacks
+    def test_content_length_over_the_limit_is_413(self) -> Any:
+        import h2.config
+        import h2.connection
+        import h2.events
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.task import deferLater
+        from twisted.internet.testing import StringTransport
+
+        from ilphttp.auth import IncomingAuth
+        from ilphttp.h2c import wrap_site_for_h2c
+        from ilphttp.server import IlpResource
+
+        receiver = _Receiver(lambda: succeed(b""))
+        site = make_site(IlpResource(IncomingAuth(TOKEN, None, time.time), receiver))
+        wrapper = wrap_site_for_h2c(site).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        wrapper.makeConnection(transport)
+        client = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        client.initiate_connection()
+        body = largest_prepare(self.now()).packet + b"x"
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/"),
+            (b"authorization", b"Bearer " + TOKEN.encode()),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        client.send_headers(1, headers)
+        client.increment_flow_control_window(2**20)
+        wrapper.dataReceived(client.data_to_send())
+        sent = 0
+        while sent < len(body):  # as much as the server's window allows
+            size = min(client.local_flow_control_window(1), client.max_outbound_frame_size)
+            if size == 0:
+                break
+            chunk = body[sent : sent + size]
+            sent += len(chunk)
+            client.send_data(1, chunk, end_stream=sent == len(body))
+            wrapper.dataReceived(client.data_to_send())
+        events = []
+        for _ in range(20):  # twisted.web's HTTP/2 writes from the reactor
+            yield deferLater(global_reactor(), 0, lambda: None)
+            events += client.receive_data(transport.value())
+            transport.clear()
+            if any(isinstance(e, h2.events.StreamEnded) for e in events):
+                break
+        [response] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+        self.assertEqual(dict(response.headers)[b":status"], b"413")
+        data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+        self.assertEqual(data, b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH)
+        self.assertEqual(receiver.received, [])
+        wrapper.connectionLost(None)
+
+    def now(self) -> float:
+        return time.time()

@@ -6,14 +6,23 @@ Loopback only.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.endpoints import (
+    SSL4ClientEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+)
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -300,3 +309,236 @@ class PureTests(SynchronousTestCase):
         self.assertIsNone(policy.alpn)
         self.assertEqual(h2.alpn, (b"h2", b"http/1.1"))
         self.assertIsNotNone(h2.creatorForNetloc(b"127.0.0.1", 443))
+
+
+class _ReportPeer(Protocol):
+    """Server side of a raw TLS connection: answers any bytes with its peer's identity."""
+
+    def dataReceived(self, data: bytes) -> None:
+        identity = tls.peer_identity(self.transport)
+        answer = {
+            "alpn": (self.transport.negotiatedProtocol or b"").decode(),  # type: ignore[union-attr]
+            "cn": None if identity is None else identity.common_name,
+        }
+        self.transport.write(json.dumps(answer).encode())  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _Ask(Protocol):
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"?")  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(None)
+
+
+def _ffdhe2048_pem() -> bytes:
+    """The RFC 7919 ffdhe2048 group as PKCS#3 PEM, computed from its definition
+    (p = 2^2048 - 2^1984 + (floor(2^1918 * e) + 560316) * 2^64 - 1, g = 2)."""
+    bits = 1918 + 64
+    e_fixed, term, k = 0, 1 << bits, 0  # e * 2^bits as the sum of 2^bits / k!
+    while term:
+        e_fixed += term
+        k += 1
+        term //= k
+    p = 2**2048 - 2**1984 + ((e_fixed >> 64) + 560316) * 2**64 - 1
+
+    def der(tag: int, body: bytes) -> bytes:
+        n = len(body)
+        length = bytes([n]) if n < 128 else bytes([0x80 | 2]) + n.to_bytes(2, "big")
+        return bytes([tag]) + length + body
+
+    def integer(value: int) -> bytes:
+        return der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+    body = base64.encodebytes(der(0x30, integer(p) + integer(2)))
+    return b"-----BEGIN DH PARAMETERS-----\n" + body + b"-----END DH PARAMETERS-----\n"
+
+
+class RawTLSTests(_TLSBase):
+    """The helpers below HTTP: connection creators, options, endpoint strings."""
+
+    @defer.inlineCallbacks
+    def ask(self, port: int, creator: Any, host: str = "127.0.0.1") -> Any:
+        client = _Ask()
+        yield connectProtocol(SSL4ClientEndpoint(reactor, host, port, creator), client)
+        yield client.lost
+        return json.loads(client.received) if client.received else None
+
+    @defer.inlineCallbacks
+    def listen(self, endpoint: Any, factory: Any = None) -> Any:
+        port = yield endpoint.listen(factory or Factory.forProtocol(_ReportPeer))
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @defer.inlineCallbacks
+    def test_client_tls_options_with_certificate_and_alpn(self) -> Any:
+        """client_tls_options presents the client certificate and offers ALPN."""
+        server = self.ca.issue("server", ip_addresses=["127.0.0.1"]).write(self.dir, "srv")
+        endpoint = tls.server_endpoint(
+            reactor,
+            0,
+            server.cert,
+            server.key,
+            interface="127.0.0.1",
+            client_ca=self.client_ca_path,
+            alpn=[b"x-ilp"],
+        )
+        port = yield self.listen(endpoint)
+        _, paths = self.client_cert(name="dave")
+        creator = tls.client_tls_options(
+            "127.0.0.1",
+            self.ca_path,
+            client_cert=paths.cert,
+            client_key=paths.key,
+            alpn=[b"x-ilp", b"h2"],
+        )
+        answer = yield self.ask(port, creator)
+        self.assertEqual(answer, {"alpn": "x-ilp", "cn": "dave"})
+        # without a client certificate the server refuses the handshake
+        answer = yield self.ask(port, tls.client_tls_options("127.0.0.1", self.ca_path))
+        self.assertIsNone(answer)
+
+    @defer.inlineCallbacks
+    def test_endpoint_string_alpn_and_optional_client_certificate(self) -> Any:
+        """``alpn=`` adds protocols for a factory without its own; ``requireClientCert=no``."""
+        server = self.ca.issue("server", ip_addresses=["127.0.0.1"]).write(self.dir, "srv")
+        description = (
+            f"ssl:port=0:interface=127.0.0.1:privateKey={server.key}:certKey={server.cert}"
+            f":caCerts={self.client_ca_path}:requireClientCert=no:alpn= x-ilp , h2 "
+        )
+        port = yield self.listen(tls.server_endpoint_from_string(reactor, description))
+        anonymous = tls.client_tls_options("127.0.0.1", self.ca_path, alpn=[b"h2"])
+        answer = yield self.ask(port, anonymous)
+        self.assertEqual(answer, {"alpn": "h2", "cn": None})
+        _, paths = self.client_cert(name="erin")
+        known = tls.client_tls_options(
+            "127.0.0.1", self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
+        answer = yield self.ask(port, known)
+        self.assertEqual(answer, {"alpn": "", "cn": "erin"})
+
+    @defer.inlineCallbacks
+    def test_chain_is_sent_to_the_client(self) -> Any:
+        server = self.ca.issue("server", ip_addresses=["127.0.0.1"]).write(self.dir, "srv")
+        extra = CertificateAuthority("intermediate stand-in").write_cert(self.dir, "extra")
+        endpoint = tls.server_endpoint(
+            reactor, 0, server.cert, server.key, interface="127.0.0.1", chain=extra
+        )
+        port = yield self.listen(endpoint)
+        client = _Ask()
+        creator = tls.client_tls_options("127.0.0.1", self.ca_path)
+        yield connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", port, creator), client)
+        yield client.lost
+        chain = client.transport.getHandle().get_peer_cert_chain()  # type: ignore[union-attr]
+        names = [c.get_subject().CN for c in chain]
+        self.assertEqual(names, ["server", "intermediate stand-in"])
+
+    @defer.inlineCallbacks
+    def test_dh_parameters_from_any_path_type(self) -> Any:
+        server = self.ca.issue("server", ip_addresses=["127.0.0.1"]).write(self.dir, "srv")
+        pem = _ffdhe2048_pem()
+        dh_path = FilePath(self.dir).child("dh.pem")
+        dh_path.setContent(pem)
+        for path in (dh_path.path, dh_path.path.encode(), dh_path):
+            endpoint = tls.server_endpoint(
+                reactor, 0, server.cert, server.key, interface="127.0.0.1", dh_parameters=path
+            )
+            port = yield self.listen(endpoint)
+            answer = yield self.ask(port, tls.client_tls_options("127.0.0.1", self.ca_path))
+            self.assertEqual(answer, {"alpn": "", "cn": None}, path)
+
+    @defer.inlineCallbacks
+    def test_bracketed_ipv6_netloc(self) -> Any:
+        """``https://[::1]:port`` is checked against the certificate's IP address ::1."""
+        server = self.ca.issue("server", ip_addresses=["::1"]).write(self.dir, "srv6")
+        try:
+            endpoint = tls.server_endpoint(reactor, 0, server.cert, server.key, interface="::1")
+            port = yield self.listen(endpoint)
+        except CannotListenError:
+            raise SkipTest("no IPv6 loopback here") from None
+        policy = tls.ClientTLSPolicy(self.ca_path)
+        answer = yield self.ask(port, policy.creatorForNetloc(b"[::1]", port), host="::1")
+        self.assertEqual(answer, {"alpn": "", "cn": None})
+
+
+class IdentityVariantsTests(_TLSBase):
+    """peer_identity over HTTP/1.1 and HTTP/2 for certificates of every shape."""
+
+    @defer.inlineCallbacks
+    def test_ip_and_cn_only_certificates(self) -> Any:
+        url = yield self.serve(client_ca=self.client_ca_path)
+        cases = [
+            ("by-ip", {"ip_addresses": ["10.0.0.7", "::1"]}, [], ["10.0.0.7", "::1"], ["by-ip"]),
+            ("cn-only", {}, [], [], ["cn-only"]),
+        ]
+        for name, sans, dns, ips, names in cases:
+            issued = self.client_ca.issue(name, client=True, server=False, **sans)
+            paths = issued.write(self.dir, name)
+            policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+            for agent in (self.h2_agent(policy), self.h1_agent(policy)):
+                _, info = yield self.get_json(agent, url)
+                identity = info["identity"]
+                self.assertEqual(identity["cn"], name)
+                self.assertEqual((identity["dns"], identity["ips"]), (dns, ips))
+                self.assertEqual(identity["names"], names, info["proto"])
+
+
+class PolicyErrorTests(SynchronousTestCase):
+    """Bad files fail when the policy or options are made, not at the first connection."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        self.ca = CertificateAuthority()
+        self.ca_path = self.ca.write_cert(self.dir)
+        self.leaf = self.ca.issue("me", client=True).write(self.dir, "me")
+        self.garbage = FilePath(self.dir).child("garbage.pem")
+        self.garbage.setContent(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+
+    def test_table(self) -> None:
+        cases: list[tuple[str, Any]] = [
+            ("CA bundle without a certificate", lambda: tls.ClientTLSPolicy(self.garbage.path)),
+            ("missing CA bundle", lambda: tls.ClientTLSPolicy(self.dir + "/nope.pem")),
+            (
+                "client certificate without its key",
+                lambda: tls.ClientTLSPolicy(self.ca_path, client_cert=self.leaf.cert),
+            ),
+            (
+                "key file holding no certificate",
+                lambda: tls.ClientTLSPolicy(client_cert=self.leaf.key, client_key=self.leaf.key),
+            ),
+            (
+                "server chain without a certificate",
+                lambda: tls.server_tls_options(
+                    self.leaf.cert, self.leaf.key, chain=self.garbage.path
+                ),
+            ),
+            (
+                "client CA without a certificate",
+                lambda: tls.server_tls_options(
+                    self.leaf.cert, self.leaf.key, client_ca=self.garbage
+                ),
+            ),
+            (
+                "two ports",
+                lambda: tls.server_endpoint_from_string(
+                    reactor, f"ssl:0:1:privateKey={self.leaf.key}:certKey={self.leaf.cert}"
+                ),
+            ),
+        ]
+        for what, make in cases:
+            with self.assertRaises(Exception, msg=what) as raised:
+                make()
+            self.assertFalse(isinstance(raised.exception, (AttributeError, TypeError)), what)
+
+    def test_paths_as_str_bytes_or_filepath(self) -> None:
+        for path in (self.ca_path, self.ca_path.encode(), FilePath(self.ca_path)):
+            [cert] = tls.load_certificates(path)
+            self.assertEqual(cert.getSubject().commonName, b"ilphttp test CA")

@@ -34,6 +34,7 @@ from twisted.internet.error import (
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, eventFromJSON, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -1085,3 +1086,60 @@ class TwistdWorkersTests(TestCase):
         )
         self.assertNotIn("worker 1 started", log)
         self.assertNotIn("Traceback", log)
+
+
+class _RefusingReactor(MemoryReactorClock):
+    """A reactor whose TCP listens fail with ``error``; ``run`` runs the start-up calls."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+class WorkerStartFailureTests(SynchronousTestCase):
+    """A worker whose node fails to start ends with status 1 and says why, in one line."""
+
+    def setUp(self) -> None:
+        # run_worker makes stdin non-blocking and installs signal handlers: put them back.
+        try:
+            blocking = os.get_blocking(0)
+        except OSError:
+            raise self.skipTest("no stdin to watch") from None
+        self.addCleanup(os.set_blocking, 0, blocking)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self.addCleanup(signal.signal, number, signal.getsignal(number))
+
+    def test_table(self) -> None:
+        cases = [
+            # NodeService logs the listen error itself (critical), then stops start-up
+            (CannotListenError("127.0.0.1", 0, OSError("in use")), LogLevel.critical, 0),
+            (RuntimeError("listen exploded"), LogLevel.critical, 1),
+        ]
+        for error, level, tracebacks in cases:
+            logged: list[dict[str, Any]] = []
+            globalLogPublisher.addObserver(logged.append)
+            try:
+                fake = _RefusingReactor(error)
+                status = worker_process.run_worker(WorkerSetup(1, node(), None, ()), fake)
+            finally:
+                globalLogPublisher.removeObserver(logged.append)
+            self.assertEqual(status, 1, error)
+            self.assertTrue(fake.hasStopped)
+            lines = [formatEvent(e) for e in logged]
+            self.assertEqual(len([e for e in logged if e["log_level"] == level]), 1, lines)
+            self.assertIn("the node could not start; stopping", lines)
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), tracebacks)
+            # the watch on the parent's pipe was set up, and shutting down stops the node
+            self.assertEqual([r.logPrefix() for r in fake.readers], ["parent-watch"])
+            [(before_shutdown, args, kwargs)] = fake.triggers["before"]["shutdown"]
+            before_shutdown(*args, **kwargs)
+            self.assertEqual(before_shutdown(*args, **kwargs), None, "stopped already")
+
+    def test_a_parent_pipe_that_fails_counts_as_gone(self) -> None:
+        directory = os.open(self.mktemp().rsplit("/", 1)[0] or ".", os.O_RDONLY)
+        self.addCleanup(os.close, directory)
+        watch = worker_process._ParentWatch(directory, lambda: None)
+        self.assertIs(watch.doRead(), CONNECTION_DONE)  # reading a directory: EISDIR
