@@ -468,7 +468,7 @@ class ResponseTests(_AgentCase):
         self.assertRaises(RuntimeError, response.deliverBody, Body())
 
     def test_pause_and_resume_inside_data_received(self) -> None:
-        """A body protocol pausing and resuming from dataReceived gets every chunk once, in order."""
+        """Pausing and resuming from dataReceived: every chunk once, in order."""
         peer, response = self._open_body()
 
         class Bouncing(Body):

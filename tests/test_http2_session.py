@@ -292,6 +292,7 @@ class GoawayTests(_Base):
         session = self.connect()
         first = session.start_request(GET, None)
         above = session.start_request(POST, b"x" * 100)
+        assert first is not None and above is not None
         session.data_to_send()
         session.receive_data(self.ff.goaway(1, ErrorCodes.NO_ERROR))
         resets = of_type(parse(session.data_to_send()), RstStreamFrame)
@@ -467,6 +468,7 @@ class LifecycleTests(_Base):
         """
         session = self.connect(max_concurrent_streams=2)
         ours = session.start_request(GET, None)
+        assert ours is not None
         session._conn.send_headers(3, GET, end_stream=True)
         self.assertEqual(session.capacity, 1)
         self.assertIsNone(session.start_request(GET, None))
