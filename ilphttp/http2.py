@@ -158,8 +158,6 @@ class _BodyCollector:
 
 def _collect_body(producer: IBodyProducer) -> Deferred[bytes]:
     """Read an ``IBodyProducer`` completely into memory."""
-    if isinstance(producer, BytesProducer):
-        return succeed(producer.body)
     collector = _BodyCollector()
 
     def cancel(d: Deferred[bytes]) -> None:

@@ -243,7 +243,7 @@ class ClientSession(H2Session):
                 stream.remote_closed = True
                 if stream.responded:
                     self._events.append(ResponseComplete(stream.stream_id))
-                else:
+                else:  # pragma: no cover - h2 refuses END_STREAM before a final response
                     error = H2ProtocolError("stream ended without a response")
                     self._events.append(StreamFailed(stream.stream_id, error))
                 self._finish_if_done(stream)

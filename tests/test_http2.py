@@ -522,6 +522,7 @@ class ErrorTests(TestCase):
     def test_bad_arguments(self) -> None:
         self.assertRaises(ValueError, HTTP2Agent, reactor, max_requests_per_session=0)
         self.assertRaises(ValueError, HTTP2Agent, reactor, max_sessions_per_origin=0)
+        self.assertRaises(ValueError, HTTP2Agent, reactor, max_streams_per_session=0)
 
 
 class _Recorder(Resource):
@@ -645,6 +646,12 @@ class TwistedTLSServerTests(TestCase):
             )
         origin = f"https://127.0.0.1:{self.port.getHost().port}"
         self.assertTrue(self.agent.stats()[origin]["http1"])
+        # Known to be HTTP/1.1-only now: later requests go there directly.
+        response = yield client.post(f"{self.base}/later", data=b"de")
+        self.assertEqual(response.original.original.version, (b"HTTP", 1, 1))
+        info = yield response.json()
+        self.assertEqual((info["uri"], info["length"]), ("/later", 2))
+        self.assertEqual(len(self.resource.seen), 4)
 
     @defer.inlineCallbacks
     def test_dns_name_via_tcp_endpoint_factory(self) -> Any:

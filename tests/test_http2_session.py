@@ -24,8 +24,9 @@ from hyperframe.frame import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+import ilphttp.http2_connection
 import ilphttp.http2_session
-from ilphttp.http2_connection import goaway_tolerant_state_machine
+from ilphttp.http2_connection import H2Session, StreamState, goaway_tolerant_state_machine
 from ilphttp.http2_events import (
     CapacityChanged,
     CloseConnection,
@@ -41,6 +42,7 @@ from ilphttp.http2_events import (
     SessionReady,
     SessionRetired,
     StreamFailed,
+    Timer,
     request_headers,
 )
 from ilphttp.http2_session import ClientSession
@@ -255,6 +257,58 @@ class GoawayTests(_Base):
                 self.assertIn(CloseConnection(), events)
                 self.assertEqual(len(of_type(parse(session.data_to_send()), GoAwayFrame)), 1)
 
+    def test_without_the_tolerant_state_machine(self) -> None:
+        """
+        If h2's internals are not what the tolerant machine needs, the session
+        uses h2's own: a graceful GOAWAY then fails the streams at or below
+        last_stream_id too (h2 would refuse their frames).
+        """
+        missing = [
+            ("H2ConnectionStateMachine", None),
+            ("ConnectionInputs", type("NoGoaway", (), {})),
+            ("ConnectionState", type("NoClosed", (), {})),
+        ]
+        for name, replacement in missing:
+            patched = self.patch(ilphttp.http2_connection.h2.connection, name, replacement)
+            self.assertIsNone(goaway_tolerant_state_machine())
+            patched.restore()
+        self.patch(ilphttp.http2_connection, "goaway_tolerant_state_machine", lambda: None)
+        session = self.connect()
+        self.assertFalse(session.goaway_tolerant)
+        session.start_request(GET, None)
+        session.start_request(GET, None)
+        events = session.receive_data(self.ff.goaway(1, ErrorCodes.NO_ERROR))
+        self.assertEqual(
+            {sid: e.retry for sid, e in self.failed(events).items()}, {1: False, 3: True}
+        )
+        self.assertEqual(events[-1], CloseConnection())
+
+    def test_late_frames_on_a_stream_cancelled_by_graceful_goaway(self) -> None:
+        """
+        A graceful GOAWAY resets the streams above last_stream_id (CANCEL);
+        what the peer still sends on them makes no event, and the stream at
+        or below it completes.
+        """
+        session = self.connect()
+        first = session.start_request(GET, None)
+        above = session.start_request(POST, b"x" * 100)
+        assert first is not None and above is not None
+        session.data_to_send()
+        session.receive_data(self.ff.goaway(1, ErrorCodes.NO_ERROR))
+        resets = of_type(parse(session.data_to_send()), RstStreamFrame)
+        self.assertEqual(
+            [(r.stream_id, r.error_code) for r in resets], [(above, ErrorCodes.CANCEL)]
+        )
+        late = [
+            self.ff.window_update(above, 100),
+            self.ff.response(above),
+            self.ff.data(above, b"late", end_stream=True),
+        ]
+        for frame in late:
+            self.assertEqual(session.receive_data(frame), [])
+        events = session.receive_data(self.ff.response(first, end_stream=True))
+        self.assertEqual(events[-1], CloseConnection())
+
     def test_goaway_tolerant_state_machine_available(self) -> None:
         """Without it, graceful GOAWAYs would fail streams the peer still answers."""
         machine = goaway_tolerant_state_machine()
@@ -295,6 +349,18 @@ class ResetTests(_Base):
         session.receive_data(self.ff.response(sid, end_stream=True))
         events = session.receive_data(self.ff.rst(sid, ErrorCodes.NO_ERROR))
         self.assertEqual(self.failed(events), {})
+        self.assertEqual(session.open_streams, 0)
+
+    def test_cancel_after_our_goaway(self) -> None:
+        """Cancelling after close() (GOAWAY sent; h2 refuses RST_STREAM) just forgets it."""
+        session = self.connect()
+        sid = session.start_request(GET, None)
+        assert sid is not None
+        session.close()
+        self.assertEqual(session.next_events(), [CloseConnection()])
+        self.assertEqual(len(of_type(parse(session.data_to_send()), GoAwayFrame)), 1)
+        session.cancel(sid)
+        self.assertEqual((session.next_events(), session.data_to_send()), ([], b""))
         self.assertEqual(session.open_streams, 0)
 
     def test_cancel_sends_rst_stream(self) -> None:
@@ -386,12 +452,95 @@ class LifecycleTests(_Base):
         self.assertEqual(session.next_events(), [CloseConnection()])
         self.assertEqual(len(of_type(parse(session.data_to_send()), GoAwayFrame)), 1)
 
+    def test_stream_ids_exhausted(self) -> None:
+        """RFC 9113 5.1.1: out of stream ids, the session retires (a new connection is needed)."""
+        session = self.connect()
+        session._conn.highest_outbound_stream_id = 2**31 - 1  # fast-forward
+        self.assertEqual(session.start_request(GET, None), None)
+        self.assertEqual(session.next_events(), [SessionRetired(), CloseConnection()])
+        self.assertEqual(session.capacity, 0)
+
+    def test_h2_counting_more_streams_than_we_do(self) -> None:
+        """
+        If h2 counts an open stream we do not (here one opened behind the
+        session's back), start_request returns None and capacity stays 0 until
+        one of our streams ends.
+        """
+        session = self.connect(max_concurrent_streams=2)
+        ours = session.start_request(GET, None)
+        assert ours is not None
+        session._conn.send_headers(3, GET, end_stream=True)
+        self.assertEqual(session.capacity, 1)
+        self.assertIsNone(session.start_request(GET, None))
+        self.assertEqual(session.capacity, 0)
+        events = session.receive_data(self.ff.response(ours, end_stream=True))
+        self.assertEqual(events[-1], CapacityChanged())
+        self.assertEqual(session.capacity, 2)  # our count again; h2 has room for one
+        self.assertEqual(session.start_request(GET, None), 5)
+        # The peer's answer on the stream we do not track makes no event.
+        answer = self.ff.response(3) + self.ff.data(3, b"x", end_stream=True)
+        self.assertEqual(session.receive_data(answer), [])
+        self.assertEqual(session.open_streams, 1)
+
+    def test_start_request_after_close(self) -> None:
+        session = self.connect()
+        session.close()
+        self.assertRaises(H2ProtocolError, session.start_request, GET, None)
+
+    def test_retire_twice(self) -> None:
+        session = self.connect()
+        session.start_request(GET, None)
+        session.retire()
+        session.retire()
+        self.assertEqual(session.next_events(), [SessionRetired()])
+
+    def test_closed_before_the_preface(self) -> None:
+        """Closed before HTTP/2 started (TLS still in progress): no GOAWAY, just close."""
+        session = ClientSession(idle_timeout=5.0)
+        session.close()
+        self.assertEqual(
+            (session.next_events(), session.data_to_send()), ([CloseConnection()], b"")
+        )
+        self.assertIsNone(session.timer)
+
+    def test_after_connection_lost_nothing_happens(self) -> None:
+        session = self.connect()
+        sid = session.start_request(GET, None)
+        assert sid is not None
+        session.connection_lost()
+        self.assertEqual(session.receive_data(self.ff.response(sid, end_stream=True)), [])
+        session.acknowledge(sid, 100)
+        session.abort()
+        session.close()
+        session.cancel(sid)
+        self.assertEqual((session.next_events(), session.data_to_send()), ([], b""))
+
     def test_connection_lost(self) -> None:
         session = self.connect()
         session.start_request(GET, None)
         session.connection_lost()
         self.assertEqual((session.open_streams, session.capacity, session.timer), (0, 0, None))
         self.assertEqual(session.data_to_send(), b"")
+
+
+class BaseSessionTests(SynchronousTestCase):
+    def test_role_hooks_default_to_nothing(self) -> None:
+        """
+        H2Session without a role: closing, timers and finished streams need
+        no hook; handling h2's events does (a role must say what they mean).
+        """
+        session = H2Session(client_side=True, local_settings={}, connection_window=1)
+        session.initiate()
+        self.assertTrue(session.data_to_send().startswith(PREFACE))
+        self.assertRaises(NotImplementedError, session._receive, FrameFactory().settings())
+        session._timer = timer = Timer("idle", 1.0)
+        session.timer_expired(timer)
+        stream = StreamState(1, None)
+        session._streams[1] = stream
+        session._reset(stream, ErrorCodes.CANCEL)
+        self.assertEqual((session.open_streams, stream.finished), (0, True))
+        session.close()
+        self.assertEqual(session.next_events(), [CloseConnection()])
 
 
 class RequestHeadersTests(SynchronousTestCase):
