@@ -166,7 +166,7 @@ class NodeService(MultiService):
         except (CannotListenError, OptionError) as exc:
             what = getattr(service, "name", None) or "a listener"
             message = f"cannot start {what}: {exc}"
-            _log.critical("{message}", message=message)
+            _log.critical("{reason}", reason=message)
             raise SystemExit(f"ilphttp: {message}") from None
 
 

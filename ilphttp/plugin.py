@@ -424,6 +424,9 @@ class PluginHttp(Service):
                 raise ChildNameError(f"{prepare.destination[:200]} is not a child of {ours}")
             assert self._child_urls is not None
             url = self._child_urls.url_for(name)
+            children = self.options.incoming and self.options.incoming.children
+            if children and name not in children:
+                raise ChildNameError(f"no child named {name} is configured")
         except ChildNameError as exc:
             reason = f"account {self.name}: {exc}" if self.name else str(exc)
             _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)

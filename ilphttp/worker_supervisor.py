@@ -277,7 +277,7 @@ class WorkersService(Service):
             except CannotListenError as exc:
                 self._close()
                 message = f"cannot start {listener.account}: {exc}"
-                _log.critical("{message}", message=message)
+                _log.critical("{reason}", reason=message)
                 raise SystemExit(f"ilphttp: {message}") from None
 
     def startService(self) -> None:
@@ -361,7 +361,7 @@ class WorkersService(Service):
             return
         if not slot.ever_ready:
             self.fatal = f"worker {slot.number} could not start ({how}); stopping the node"
-            _log.critical("{message}", message=self.fatal)
+            _log.critical("{reason}", reason=self.fatal)
             self._on_fatal()
             return
         delay = slot.next_delay(self._reactor.seconds() - process.started)

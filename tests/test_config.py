@@ -791,3 +791,70 @@ class AuthOptionsReachTheListenerTests(SynchronousTestCase):
             header[7:], self.SECRET, algorithms=["HS256"], options={"verify_exp": False}
         )
         self.assertEqual(claims["sub"], "bob")
+
+
+class ChildrenOptionTests(SynchronousTestCase):
+    """incoming.children: each child of a multi account bound to its own credentials."""
+
+    def test_both_spellings(self) -> None:
+        py_options = py(
+            incoming={
+                "jwt_secret": "s" * 32,
+                "children": {
+                    "alice": {"static_tokens": ["a1", "a2"]},
+                    "bob": {"subject": "bob"},
+                },
+            },
+            multi=True,
+        )
+        js_options = js(
+            {
+                "multi": True,
+                "incoming": {
+                    "jwtSecret": "s" * 32,
+                    "children": {
+                        "alice": {"staticTokens": ["a1", "a2"]},
+                        "bob": {"subject": "bob"},
+                    },
+                },
+            }
+        )
+        for options in (py_options, js_options):
+            assert options.incoming is not None and options.incoming.children is not None
+            children = options.incoming.children
+            self.assertEqual(sorted(children), ["alice", "bob"])
+            self.assertEqual(children["alice"].static_tokens, ("a1", "a2"))
+            self.assertEqual(children["bob"].subject, "bob")
+            self.assertNotIn("a1", repr(options))
+
+    def test_refused(self) -> None:
+        cases: list[tuple[dict[str, Any], bool, str]] = [
+            ({"children": {"alice": {"static_tokens": ["a"]}}}, False, "for multi accounts"),
+            (
+                {"static_token": "t", "children": {"alice": {"static_tokens": ["a"]}}},
+                True,
+                "incoming.static_token and incoming.children",
+            ),
+            ({"children": {}}, True, "must be an object of child names"),
+            ({"children": {"a.b": {"static_tokens": ["a"]}}}, True, "not a valid address segment"),
+            ({"children": {"alice": {}}}, True, "incoming.children.alice needs static_tokens"),
+            ({"children": {"alice": {"subject": "a"}}}, True, "applies to JWTs"),
+            (
+                {"children": {"a": {"static_tokens": ["t"]}, "b": {"static_tokens": ["t"]}}},
+                True,
+                "incoming.children.b.static_tokens[0] is also incoming.children.a's",
+            ),
+            (
+                {
+                    "jwt_secret": "s" * 32,
+                    "children": {"a": {"subject": "x"}, "b": {"subject": "x"}},
+                },
+                True,
+                "two children have the same subject",
+            ),
+            ({"children": {"alice": {"static_tokens": ["a"], "x": 1}}}, True, "unknown setting"),
+        ]
+        for incoming, multi, words in cases:
+            with self.assertRaises(OptionError, msg=words) as caught:
+                py(incoming=incoming, multi=multi)
+            self.assertIn(words, str(caught.exception))

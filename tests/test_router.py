@@ -111,6 +111,25 @@ class RoutingTableTests(SynchronousTestCase):
             self.assertEqual(decision.prepare.data, b"hello")
             self.assertEqual(decision.prepare.execution_condition, CONDITION)
 
+    def test_never_back_to_the_sending_child(self) -> None:
+        """Through a multi account, a child reaches its siblings but not itself."""
+        table = hub()
+        for destination, sender, forwarded in [
+            ("test.hub.kids.alice.wallet", "alice", False),
+            ("test.hub.kids.alice", "alice", False),
+            ("test.hub.kids.bob", "alice", True),
+            ("test.hub.kids.alicex", "alice", True),  # segment boundaries
+            ("test.hub.kids.alice", None, True),  # sender unknown: as before
+        ]:
+            decision = table.decide("kids", prepare(destination), NOW, sender)
+            if forwarded:
+                self.assertIsInstance(decision, Forward, (destination, sender))
+            else:
+                self.assertEqual(
+                    decision,
+                    Refuse("F02", f"no route to {destination} other than back to its sender"),
+                )
+
     def test_refusals(self) -> None:
         table = hub()
         cases = [
