@@ -32,6 +32,7 @@ from tests.support.jsinterop import (
     start_stream_server,
 )
 from tests.support.packets import data_prepare, fulfil_from_data, largest_data_prepare, reject_of
+from tests.support.plugins import connected_plugin
 from tests.support.ports import free_port
 
 JWT_SECRET_PY = "python-side-jwt-secret-0123456789abcdef"
@@ -44,14 +45,8 @@ class InteropCase(unittest.TestCase):
     def setUp(self) -> None:
         require_node()
 
-    @defer.inlineCallbacks
-    def python_plugin(self, handler: Any = fulfil_from_data, **kwargs: Any) -> Any:
-        plugin = PluginHttp(**kwargs)
-        if handler is not None:
-            plugin.register_data_handler(handler)
-        yield plugin.connect()
-        self.addCleanup(plugin.disconnect)
-        return plugin
+    def python_plugin(self, handler: Any = fulfil_from_data, **options: Any) -> Any:
+        return connected_plugin(self, handler, **options)
 
 
 class BilateralTests(InteropCase):

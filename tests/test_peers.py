@@ -41,6 +41,7 @@ from tests.support.peers import (
     shared_peer_config,
     start_emulated_peer,
 )
+from tests.support.plugins import connected_plugin
 from tests.support.ports import LOOPBACK_ENDPOINT, free_port, plugin_url
 
 #: the token each peer expects from us, and the one we expect from it
@@ -108,14 +109,8 @@ class _Case(unittest.TestCase):
     def setUp(self) -> None:
         require_peers()
 
-    @defer.inlineCallbacks
     def plugin(self, handler: Any = fulfil_from_data, **options: Any) -> Any:
-        plugin = PluginHttp(**options)
-        if handler is not None:
-            plugin.register_data_handler(handler)
-        yield plugin.connect()
-        self.addCleanup(plugin.disconnect)
-        return plugin
+        return connected_plugin(self, handler, **options)
 
     @defer.inlineCallbacks
     def link(self, impl: str, strict: bool = False, **outgoing: Any) -> Any:

@@ -17,6 +17,7 @@ from tests.support.certs import CertificateAuthority
 from tests.support.h2node import NodeH2Server
 from tests.support.jsinterop import plugin_options, require_node, start_peer
 from tests.support.packets import data_prepare, fulfil_from_data, largest_data_prepare
+from tests.support.plugins import connected_plugin
 from tests.support.ports import free_port
 
 
@@ -27,14 +28,8 @@ def _esc(path: str) -> str:
 class _Case(unittest.TestCase):
     timeout = 60
 
-    @defer.inlineCallbacks
-    def plugin(self, handler: Any = fulfil_from_data, **kwargs: Any) -> Any:
-        plugin = PluginHttp(**kwargs)
-        if handler is not None:
-            plugin.register_data_handler(handler)
-        yield plugin.connect()
-        self.addCleanup(plugin.disconnect)
-        return plugin
+    def plugin(self, handler: Any = fulfil_from_data, **options: Any) -> Any:
+        return connected_plugin(self, handler, **options)
 
     @defer.inlineCallbacks
     def pair(self, url_scheme: str = "http", **outgoing: Any) -> Any:
