@@ -132,6 +132,9 @@ class OutgoingOptions:
     #: the ``Content-Type`` of the Prepares sent, one of :data:`CONTENT_TYPES`;
     #: ``Accept`` is always :data:`OCTET_STREAM`
     content_type: str = OCTET_STREAM
+    #: multi accounts whose child's name fills the port of ``url``: the
+    #: ports a name may select, inclusive (JS ``childPortRange``: ``[low, high]``)
+    child_port_range: tuple[int, int] = (1, 65535)
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,7 @@ _OUTGOING = {
     "client_cert_file",
     "client_key_file",
     "content_type",
+    "child_port_range",
 }
 _TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
 
@@ -432,7 +436,18 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
         ),
         client_key_file=validate.optional_string(where("client_key_file"), opt("client_key_file")),
         content_type=_content_type(where("content_type"), opt("content_type")),
+        child_port_range=_port_range(where("child_port_range"), opt("child_port_range")),
     )
+
+
+def _port_range(where: str, value: Any) -> tuple[int, int]:
+    if value is None:
+        return (1, 65535)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise OptionError(f"{where} must be [lowest port, highest port]")
+    low = validate.integer(f"{where}[0]", value[0], 1, 65535)
+    high = validate.integer(f"{where}[1]", value[1], low, 65535)
+    return (low, high)
 
 
 def _content_type(where: str, value: Any) -> str:
@@ -469,7 +484,7 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
         validate.http_url("outgoing.url", outgoing.url)
         if multi:
             try:
-                ChildUrlTemplate(outgoing.url, delimiter)
+                ChildUrlTemplate(outgoing.url, delimiter, outgoing.child_port_range)
             except ValueError as exc:
                 raise OptionError(f"outgoing.url: {exc}") from None
     ildcp = None

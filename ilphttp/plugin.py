@@ -152,7 +152,9 @@ class PluginHttp(Service):
         #: where a multi account's children are reached
         self._child_urls: ChildUrlTemplate | None = None
         if out is not None and options.multi:
-            self._child_urls = ChildUrlTemplate(out.url, options.multi_delimiter)
+            self._child_urls = ChildUrlTemplate(
+                out.url, options.multi_delimiter, out.child_port_range
+            )
         if out is not None:
             self._outgoing_auth = OutgoingAuth(
                 out.static_token,

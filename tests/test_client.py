@@ -507,6 +507,38 @@ class MultiOutgoingTests(_LoopbackBase):
         self.assertEqual([r[1] for r in agent.requests], [b"http://127.0.0.1:7790/"])
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_child_port_range(self) -> None:
+        """``child_port_range`` narrows the ports a child's name may select."""
+        clock = Clock()
+        clock.advance(CLOCK_START)
+        agent = FakeAgent()
+        plugin = PluginHttp.from_options(
+            {
+                "multi": True,
+                "ildcp": {"clientAddress": "test.hub", "assetScale": 9, "assetCode": "XRP"},
+                "outgoing": {
+                    "url": "http://127.0.0.1:%/",
+                    "staticToken": "t",
+                    "childPortRange": [7700, 7799],
+                },
+            },
+            reactor=clock,
+            agent=agent,
+        )
+        self.successResultOf(plugin.connect())
+        for port, sent in (("7790", True), ("22", False), ("8000", False)):
+            made = make_prepare(clock.seconds(), destination=f"test.hub.{port}")
+            reply = plugin.send_data(made.packet)
+            if not sent:
+                reject = expect_reject(self, self.successResultOf(reply), "F02")
+                self.assertIn("a number from 7700 to 7799", reject.message)
+        self.assertEqual([r[1] for r in agent.requests], [b"http://127.0.0.1:7790/"])
+        for bad in ([1], [0, 10], [10, 5], "7700-7799"):
+            with self.assertRaises(OptionError):
+                PluginHttp.from_options(
+                    {"outgoing": {"url": "http://h/", "staticToken": "t", "childPortRange": bad}}
+                )
+
     @inlineCallbacks
     def test_ildcp_fetched_once_through_the_handler_for_sending(self) -> Any:
         plugin = yield self.sender({"url": self.capture.url("/%/")}, multi=True)
