@@ -16,7 +16,7 @@ from ilphttp import validate
 from ilphttp.auth import PublicKey, load_public_key
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
-from ilphttp.multi import ChildUrlTemplate
+from ilphttp.multi import ChildNameError, ChildUrlTemplate
 
 __all__ = [
     "CONTENT_TYPES",
@@ -484,9 +484,14 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
         validate.http_url("outgoing.url", outgoing.url)
         if multi:
             try:
-                ChildUrlTemplate(outgoing.url, delimiter, outgoing.child_port_range)
+                template = ChildUrlTemplate(outgoing.url, delimiter, outgoing.child_port_range)
             except ValueError as exc:
                 raise OptionError(f"outgoing.url: {exc}") from None
+            for name in (incoming.children or {}) if incoming is not None else ():
+                try:
+                    template.url_for(name)  # a listed child must be reachable
+                except ChildNameError as exc:
+                    raise OptionError(f"incoming.children.{name}: {exc}") from None
     ildcp = None
     if opts.get("ildcp") is not None:
         try:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilphttp import validate
-from ilphttp.config import PluginOptions, options_from_js, options_from_python
+from ilphttp.config import IncomingOptions, PluginOptions, options_from_js, options_from_python
 from ilphttp.errors import ConfigError
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
@@ -400,16 +400,35 @@ def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:
     for spec in shared:
         incoming = spec.options.incoming
         assert incoming is not None
-        for token in filter(None, (incoming.static_token, *incoming.static_tokens)):
+        children = incoming.children or {}
+        for token in _account_tokens(incoming):
             other = tokens.setdefault(token, spec.name)
             if other != spec.name:
                 raise ConfigError(_shared_credential(other, spec.name, "token"))
+        # The subjects a JWT under this account's secrets may carry: its own
+        # (None: any), or, with children, each child's.
+        subjects: list[str | None] = (
+            [c.subject for c in children.values() if c.subject is not None]
+            if children
+            else [incoming.subject]
+        )
         for secret in filter(None, (incoming.jwt_secret, *incoming.jwt_secrets)):
-            for other, subject in secrets.setdefault(secret, []):
-                # Two accounts may share a JWT secret only when each binds its own sub.
-                if subject is None or incoming.subject is None or subject == incoming.subject:
-                    raise ConfigError(_shared_credential(other, spec.name, "JWT secret"))
-            secrets[secret].append((spec.name, incoming.subject))
+            for subject in subjects:
+                for other, taken in secrets.setdefault(secret, []):
+                    # Two accounts may share a JWT secret only when each binds its own sub.
+                    if other != spec.name and (
+                        subject is None or taken is None or subject == taken
+                    ):
+                        raise ConfigError(_shared_credential(other, spec.name, "JWT secret"))
+                secrets[secret].append((spec.name, subject))
+
+
+def _account_tokens(incoming: IncomingOptions) -> list[str]:
+    """Every static token an account accepts: its own, and its children's."""
+    tokens = [t for t in (incoming.static_token, *incoming.static_tokens) if t]
+    for child in (incoming.children or {}).values():
+        tokens.extend(child.static_tokens)
+    return tokens
 
 
 def _shared_credential(first: str, second: str, kind: str) -> str:

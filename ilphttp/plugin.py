@@ -246,7 +246,7 @@ class PluginHttp(Service):
             assert description is not None
             try:
                 endpoint = server_endpoint_from_string(self._reactor, description)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a missing PEM
                 self.running = 0
                 return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
         self._tracker = ConnectionTracker(self.site)

@@ -116,7 +116,7 @@ class SharedListener(Service):
                 self._reactor = reactor
             try:
                 endpoint = server_endpoint_from_string(self._reactor, endpoint)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a missing PEM
                 raise OptionError(f"listen {self._endpoint!r} is invalid: {exc}") from None
         failures: list[Failure] = []
         endpoint.listen(self.tracker).addCallbacks(self._listening, failures.append)

@@ -285,8 +285,8 @@ class WorkersService(Service):
         Service.startService(self)
         for listener, socks in zip(self.listeners, self._sockets):
             _log.info(
-                "account {account}: {description} on port {port}, {how}",
-                account=listener.account,
+                "{owner}: {description} on port {port}, {how}",
+                owner=f"account {listener.account}" if listener.account else "listen",
                 description=listener.description,
                 port=socks[0].getsockname()[1],
                 how=(

@@ -858,3 +858,15 @@ class ChildrenOptionTests(SynchronousTestCase):
             with self.assertRaises(OptionError, msg=words) as caught:
                 py(incoming=incoming, multi=multi)
             self.assertIn(words, str(caught.exception))
+
+    def test_a_listed_child_must_be_reachable(self) -> None:
+        """With the name in the port's place, a listed child must be a port."""
+        outgoing = {"url": "http://127.0.0.1:%/", "static_token": "o"}
+        children = {"7790": {"static_tokens": ["a"]}, "alice": {"static_tokens": ["b"]}}
+        with self.assertRaises(OptionError) as caught:
+            py(incoming={"children": children}, outgoing=outgoing, multi=True)
+        self.assertIn(
+            "incoming.children.alice: the child's name fills the port", str(caught.exception)
+        )
+        del children["alice"]
+        py(incoming={"children": children}, outgoing=outgoing, multi=True)

@@ -359,3 +359,28 @@ staticToken = "o"
         config["accounts"]["bob"]["options"]["incoming"] = {"jwtSecret": secret, "subject": "b"}
         node = self.parse_config(config)["node"]
         self.assertEqual(len(node.shared_accounts()), 2)
+
+    def test_children_credentials_count_on_the_shared_listener(self) -> None:
+        def hub(kids_incoming: dict[str, Any], other_incoming: dict[str, Any]) -> dict[str, Any]:
+            config = self.shared()
+            config["accounts"]["kids"]["options"]["incoming"] = kids_incoming
+            config["accounts"]["kids"]["options"]["outgoing"]["url"] = "http://127.0.0.1:1/%/"
+            config["accounts"]["bob"]["options"]["incoming"] = other_incoming
+            return config
+
+        secret = "s" * 32
+        token_clash = hub({"children": {"c": {"staticTokens": ["T"]}}}, {"staticToken": "T"})
+        self.assertIn(
+            "accounts.kids and accounts.bob have the same incoming token",
+            self.config_error(token_clash),
+        )
+        sub_clash = hub(
+            {"jwtSecret": secret, "children": {"c": {"subject": "x"}}},
+            {"jwtSecret": secret, "subject": "x"},
+        )
+        self.assertIn("have the same incoming JWT secret", self.config_error(sub_clash))
+        own_subs = hub(
+            {"jwtSecret": secret, "children": {"c": {"subject": "y"}}},
+            {"jwtSecret": secret, "subject": "x"},
+        )
+        self.assertEqual(len(self.parse_config(own_subs)["node"].shared_accounts()), 2)

@@ -206,3 +206,15 @@ class SharedNodeTests(TestCase):
             self.assertEqual(reject.message, f"answered by {name}")
         result = yield request(agent, url + "/", make_prepare(time.time()).packet, bearer("x"))
         self.assertEqual(result.code, 401)
+
+    def test_missing_certificate_file_is_one_line(self) -> None:
+        config = shared_node_config(listen="ssl:0:privateKey=/nonexistent/key.pem")
+        node = make_node(parse_node(config), echo_account, global_reactor())
+        node.privilegedStartService()
+        with self.assertRaises(SystemExit) as caught:
+            node.startService()
+        self.addCleanup(node.stopService)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith("ilphttp: cannot start listen-1: listen "), message)
+        self.assertIn("/nonexistent/key.pem", message)
+        self.assertNotIn("Traceback", message)
