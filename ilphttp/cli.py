@@ -2,10 +2,12 @@
 
 ``ilphttp ping --url URL --token-file FILE [--name NAME]`` asks the peer at
 URL for our address over IL-DCP; with ``--destination ADDRESS --amount N`` it
-sends a test Prepare instead.  The reply is printed readably; the exit status
-is 0 for an IL-DCP answer or a Fulfill, 1 for a Reject or a failure, 2 for a
-usage error.  The token may come from ``ILPHTTP_OUTGOING_TOKEN`` (or a JWT
-secret from ``ILPHTTP_OUTGOING_JWT_SECRET``) instead of a file.
+sends a test Prepare instead, whose condition is random unless
+``--fulfillment HEX`` (the condition is its SHA-256) or ``--condition HEX``
+gives it.  The reply is printed readably; the exit status is 0 for an IL-DCP
+answer or a Fulfill, 1 for a Reject or a failure, 2 for a usage error.  The
+token may come from ``ILPHTTP_OUTGOING_TOKEN`` (or a JWT secret from
+``ILPHTTP_OUTGOING_JWT_SECRET``) instead of a file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.python import usage
 
-from ilphttp import __version__, ildcp
+from ilphttp import __version__, ildcp, validate
 from ilphttp.errors import OptionError
 from ilphttp.packet import (
     ERROR_NAMES,
@@ -44,14 +46,44 @@ EXIT_USAGE = 2
 ENV_TOKEN = "ILPHTTP_OUTGOING_TOKEN"
 ENV_JWT_SECRET = "ILPHTTP_OUTGOING_JWT_SECRET"
 
+#: what a usage error adds after its one line
+USAGE_HINT = "(see ilphttp --help, ilphttp ping --help)"
+
+#: the exit statuses, as ``--help`` lists them
+EXIT_HELP = (
+    "Exit status:\n"
+    f"  {EXIT_OK}  an IL-DCP answer, or a Fulfill\n"
+    f"  {EXIT_FAILED}  a Reject, or a failure (no reply, an invalid reply)\n"
+    f"  {EXIT_USAGE}  a usage error\n"
+)
+
+#: the plugin's option names -> the ping options that set them
+_FLAG_OF_OPTION = {"outgoing.url": "--url", "outgoing.name": "--name"}
+
+
+def _hex32(flag: str, text: str) -> bytes:
+    """32 bytes given as 64 hex digits; raises UsageError naming ``flag``."""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise usage.UsageError(f"{flag} must be 32 bytes as 64 hex digits, got {shown!r}")
+    return value
+
 
 class PingOptions(usage.Options):
     """Options of ``ilphttp ping``."""
 
-    synopsis = "--url URL (--token-file FILE | --jwt-secret-file FILE) [options]"
+    synopsis = "Usage: ilphttp ping --url URL [--destination ADDRESS --amount N] [options]"
     longdesc = (
         "Ask the peer at URL for our ILP address over IL-DCP (peer.config), or with "
         "--destination and --amount send a test Prepare, and print the reply. "
+        "The Prepare's condition is random unless --fulfillment gives the preimage "
+        "(the condition is its SHA-256; a handler that checks conditions can then "
+        "fulfil) or --condition gives the condition itself (for a handler that knows "
+        "the fulfillment). "
         f"The secret may also come from {ENV_TOKEN} or {ENV_JWT_SECRET}."
     )
     optParameters = [
@@ -62,6 +94,19 @@ class PingOptions(usage.Options):
         ["destination", "d", None, "Send a test Prepare to this ILP address."],
         ["amount", "a", None, "The test Prepare's amount (with --destination)."],
         ["data", None, None, "The test Prepare's data, as UTF-8 text."],
+        [
+            "fulfillment",
+            None,
+            None,
+            "The test Prepare's fulfillment, 32 bytes in hex (the condition is its SHA-256).",
+        ],
+        [
+            "condition",
+            None,
+            None,
+            "The test Prepare's condition, 32 bytes in hex (for a handler that knows the"
+            " fulfillment).",
+        ],
         ["timeout", "t", "10", "Seconds before the request expires."],
     ]
     optFlags = [["send-ilp-destination", None, "Send the ILP-Destination header."]]
@@ -69,6 +114,14 @@ class PingOptions(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         usage.Options.__init__(self)
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    def getSynopsis(self) -> str:
+        """Our own usage line (twisted would prefix the parent's synopsis)."""
+        return self.synopsis
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The options, the description, and the exit statuses."""
+        return usage.Options.getUsage(self, width) + "\n" + EXIT_HELP
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -78,6 +131,10 @@ class PingOptions(usage.Options):
     def postOptions(self) -> None:
         if self["url"] is None:
             raise usage.UsageError("--url is required")
+        try:
+            validate.http_url("--url", self["url"])
+        except OptionError as exc:
+            raise usage.UsageError(str(exc)) from None
         try:
             self["token"], self["jwt_secret"] = self._secrets()
         except OptionError as exc:
@@ -93,7 +150,7 @@ class PingOptions(usage.Options):
         self["timeout"] = timeout
         destination, amount = self["destination"], self["amount"]
         if destination is None:
-            for name in ("amount", "data"):
+            for name in ("amount", "data", "fulfillment", "condition"):
                 if self[name] is not None:
                     raise usage.UsageError(f"--{name} needs --destination")
             return
@@ -112,6 +169,24 @@ class PingOptions(usage.Options):
         if len(data) > 32767:
             raise usage.UsageError("--data is longer than 32767 bytes")
         self["data"] = data
+        self._condition()
+
+    def _condition(self) -> None:
+        """Set ``fulfillment`` (bytes or None) and ``condition`` (bytes), and how it was chosen."""
+        fulfillment, condition = self["fulfillment"], self["condition"]
+        if fulfillment is not None and condition is not None:
+            raise usage.UsageError("give --fulfillment or --condition, not both")
+        if condition is not None:
+            self["fulfillment"], self["condition"] = None, _hex32("--condition", condition)
+            self["condition_source"] = "given"
+            return
+        if fulfillment is None:
+            preimage = os.urandom(32)
+            self["condition_source"] = "random"
+        else:
+            preimage = _hex32("--fulfillment", fulfillment)
+            self["condition_source"] = "SHA-256 of the fulfillment"
+        self["fulfillment"], self["condition"] = preimage, condition_from_fulfillment(preimage)
 
     def _secrets(self) -> tuple[str | None, str | None]:
         return token_or_jwt_secret(
@@ -127,7 +202,7 @@ class PingOptions(usage.Options):
 class Options(usage.Options):
     """``ilphttp <command>``."""
 
-    synopsis = "ilphttp <command> [options]"
+    synopsis = "Usage: ilphttp <command> [options]"
     longdesc = (
         "Tools for ILP-over-HTTP links. 'ilphttp <command> --help' shows a command's options."
     )
@@ -246,24 +321,32 @@ def ping(reactor: Any, options: PingOptions, out: IO[str]) -> Any:
     try:
         plugin = PluginHttp(outgoing=outgoing, reactor=reactor)
     except OptionError as exc:
-        out.write(f"ilphttp ping: {exc}\n")
+        text = str(exc)
+        for option, flag in _FLAG_OF_OPTION.items():
+            text = text.replace(option, flag)
+        out.write(usage_error(text))
         return EXIT_USAGE
     expires = _dt.datetime.fromtimestamp(reactor.seconds() + options["timeout"], _dt.timezone.utc)
     if options["destination"] is None:
         packet = ildcp.serialize_request(expires)
         what = "IL-DCP request (peer.config)"
+        details = ""
     else:
-        fulfillment = os.urandom(32)
         prepare = Prepare(
             options["amount"],
             expires,
-            condition_from_fulfillment(fulfillment),
+            options["condition"],
             options["destination"],
             options["data"],
         )
         packet = serialize_prepare(prepare)
+        fulfillment = options["fulfillment"]
         what = f"Prepare of {options['amount']} to {options['destination']}"
-    out.write(f"{what} -> {options['url']}\n")
+        details = (
+            f"  condition:    {options['condition'].hex()} ({options['condition_source']})\n"
+            f"  fulfillment:  {'(unknown)' if fulfillment is None else fulfillment.hex()}\n"
+        )
+    out.write(f"{what} -> {options['url']}\n{details}")
     yield plugin.connect()
     started = reactor.seconds()
     try:
@@ -279,6 +362,11 @@ def ping(reactor: Any, options: PingOptions, out: IO[str]) -> Any:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def usage_error(message: str) -> str:
+    """A usage error as printed: ``ilphttp: <message>``, then the help hint (two lines)."""
+    return f"ilphttp: {message}\n{USAGE_HINT}\n"
+
+
 def run(
     reactor: Any,
     argv: Sequence[str],
@@ -290,7 +378,7 @@ def run(
     try:
         options = parse(argv, environ)
     except usage.UsageError as exc:
-        stream.write(f"ilphttp: {exc}\n")
+        stream.write(usage_error(str(exc)))
         return succeed(EXIT_USAGE)
     result: Deferred[int] = ping(reactor, options, stream)
     return result
@@ -303,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         options = parse(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as exc:
-        sys.stderr.write(f"ilphttp: {exc}\n(see ilphttp --help, ilphttp ping --help)\n")
+        sys.stderr.write(usage_error(str(exc)))
         raise SystemExit(EXIT_USAGE) from None
 
     def _main(reactor: Any) -> Deferred[None]:

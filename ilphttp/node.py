@@ -19,6 +19,7 @@ returns that account's data handler.
 
 from __future__ import annotations
 
+import errno
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "NodeService",
     "load_handler_factory",
     "make_node",
+    "startup_error",
 ]
 
 _log = Logger()
@@ -164,10 +166,44 @@ class NodeService(MultiService):
         try:
             start()
         except (CannotListenError, OptionError) as exc:
-            what = getattr(service, "name", None) or "a listener"
-            message = f"cannot start {what}: {exc}"
+            name = getattr(service, "name", None)
+            if name in self.plugins:
+                what = f"account {name!r}"
+            else:
+                what = f"listener {name!r}" if name else "a listener"
+            message = startup_error(what, exc)
             _log.critical("{reason}", reason=message)
             raise SystemExit(f"ilphttp: {message}") from None
+
+
+#: errno -> the few words a start-up error gives for it
+_LISTEN_REASONS = {
+    errno.EADDRINUSE: "address in use",
+    errno.EACCES: "permission denied",
+    errno.EADDRNOTAVAIL: "address not available on this host",
+}
+
+
+def startup_error(what: str, exc: Exception) -> str:
+    """One line for a service that cannot start, without the word "up" left dangling.
+
+    ``startup_error("account 'up'", CannotListenError("127.0.0.1", 7770,
+    OSError(EADDRINUSE, ...)))`` is ``"cannot start account 'up': cannot listen
+    on 127.0.0.1:7770 (address in use)"``; any other error is given as its text.
+
+    :param what: the service, e.g. ``"account 'up'"`` or ``"listener 'listen-1'"``.
+    """
+    if not isinstance(exc, CannotListenError):
+        return f"cannot start {what}: {exc}"
+    interface = exc.interface or ""
+    host = f"[{interface}]" if ":" in interface else interface
+    where = f"{host}:{exc.port}" if host else f"port {exc.port}"
+    cause = exc.socketError
+    code = getattr(cause, "errno", None)
+    reason = _LISTEN_REASONS.get(code) if isinstance(code, int) else None
+    if reason is None:
+        reason = getattr(cause, "strerror", None) or str(cause)
+    return f"cannot start {what}: cannot listen on {where} ({reason})"
 
 
 def make_node(

@@ -21,14 +21,16 @@ naming the option (:class:`~twisted.python.usage.UsageError`).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.copyright import version as twisted_version
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
-from ilphttp import validate
+from ilphttp import __version__, validate
 from ilphttp.errors import OptionError
 from ilphttp.node import NodeService, load_handler_factory, make_node
 from ilphttp.nodeconfig import NodeConfig, load_file, parse_node, single_link
@@ -142,6 +144,12 @@ class Options(usage.Options):
         self["listen"].append(f"tcp:{number}")
 
     opt_p = opt_port
+
+    def opt_version(self) -> None:
+        """Print ilphttp's and Twisted's versions and exit."""
+        print(f"ilphttp {__version__}")
+        print(f"Twisted version: {twisted_version}")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         try:

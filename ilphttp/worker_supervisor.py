@@ -25,7 +25,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from ilphttp.nodeconfig import NodeConfig
+from ilphttp.node import startup_error
+from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
 from ilphttp.worker_setup import CONTROL_FD, FIRST_LISTEN_FD, WorkerSetup, frame_setup
 from ilphttp.worker_sockets import listeners_of, open_sockets, reuse_port_available
 
@@ -276,7 +277,12 @@ class WorkersService(Service):
                 self._sockets.append(open_sockets(listener, self.count, self.reuse_port))
             except CannotListenError as exc:
                 self._close()
-                message = f"cannot start {listener.account}: {exc}"
+                what = (
+                    f"account {listener.account!r}"
+                    if listener.account != SHARED_LISTEN
+                    else f"the node's listener {listener.description!r}"
+                )
+                message = startup_error(what, exc)
                 _log.critical("{reason}", reason=message)
                 raise SystemExit(f"ilphttp: {message}") from None
 

@@ -15,10 +15,20 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ilphttp import ildcp
-from ilphttp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe_ildcp, describe_reply, parse, run
+from ilphttp.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    USAGE_HINT,
+    describe_ildcp,
+    describe_reply,
+    parse,
+    run,
+)
 from ilphttp.packet import (
     Fulfill,
     Reject,
+    condition_from_fulfillment,
     deserialize_prepare,
     serialize_fulfill,
     serialize_reject,
@@ -28,6 +38,8 @@ from ilphttp.plugin import PluginHttp
 TOKEN = "cli-test-token-0123456789"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+#: the preimage PingTests' handler fulfils
+PREIMAGE = bytes(range(100, 132))
 
 
 class ParseTests(SynchronousTestCase):
@@ -63,6 +75,7 @@ class ParseTests(SynchronousTestCase):
     def test_errors(self) -> None:
         url = ["--url", "http://127.0.0.1:1/"]
         env = {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        both = ["--fulfillment", "00" * 32, "--condition", "11" * 32]
         cases: list[tuple[list[str], dict[str, str], str]] = [
             ([], env, "a command is required"),
             (["pong"], env, "Unknown command: pong"),
@@ -87,6 +100,30 @@ class ParseTests(SynchronousTestCase):
             (["ping", *url, "-d", "test.bob", "-a", str(2**64)], env, "--amount must be"),
             (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
             (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
+            (["ping", "--url", "ftp://127.0.0.1/"], env, "--url must be an http:// or https://"),
+            (["ping", "--url", "127.0.0.1:8000"], env, "--url must be an http:// or https://"),
+            (["ping", *url, "--fulfillment", "00" * 32], env, "--fulfillment needs --destination"),
+            (["ping", *url, "--condition", "00" * 32], env, "--condition needs --destination"),
+            (
+                ["ping", *url, "-d", "test.bob", "-a", "1", *both],
+                env,
+                "give --fulfillment or --condition, not both",
+            ),
+            (
+                ["ping", *url, "-d", "test.bob", "-a", "1", "--fulfillment", "00" * 31],
+                env,
+                "--fulfillment must be 32 bytes as 64 hex digits, got '" + "00" * 31 + "'",
+            ),
+            (
+                ["ping", *url, "-d", "test.bob", "-a", "1", "--fulfillment", "zz" * 32],
+                env,
+                "--fulfillment must be 32 bytes as 64 hex digits",
+            ),
+            (
+                ["ping", *url, "-d", "test.bob", "-a", "1", "--condition", "00" * 33],
+                env,
+                "--condition must be 32 bytes as 64 hex digits",
+            ),
         ]
         for argv, environ, words in cases:
             with self.assertRaises(usage.UsageError, msg=repr(argv)) as caught:
@@ -94,20 +131,84 @@ class ParseTests(SynchronousTestCase):
             self.assertIn(words, str(caught.exception))
             self.assertNotIn(TOKEN, str(caught.exception))
 
+    def test_conditions(self) -> None:
+        """--fulfillment gives the condition's preimage, --condition the condition; else random."""
+        argv = ["ping", "-u", "http://127.0.0.1:1/", "-d", "test.bob", "-a", "1"]
+        env = {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        given = parse([*argv, "--fulfillment", PREIMAGE.hex().upper()], env)
+        self.assertEqual(
+            (given["fulfillment"], given["condition"]),
+            (PREIMAGE, condition_from_fulfillment(PREIMAGE)),
+        )
+        condition = bytes(range(32))
+        given = parse([*argv, "--condition", condition.hex()], env)
+        self.assertEqual((given["fulfillment"], given["condition"]), (None, condition))
+        first, second = parse(argv, env), parse(argv, env)
+        self.assertEqual(first["condition"], condition_from_fulfillment(first["fulfillment"]))
+        self.assertNotEqual(first["condition"], second["condition"])
+
     def test_bad_url(self) -> None:
+        """A bad --url is a usage error like the others: the flag's name, then the hint."""
         out = io.StringIO()
         argv = ["ping", "--url", "ftp://127.0.0.1/"]
         status = self.successResultOf(run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}))
         self.assertEqual(status, EXIT_USAGE)
-        self.assertIn(
-            "ilphttp ping: outgoing.url must be an http:// or https:// URL", out.getvalue()
+        self.assertEqual(
+            out.getvalue().splitlines(),
+            [
+                "ilphttp: --url must be an http:// or https:// URL, got 'ftp://127.0.0.1/'",
+                USAGE_HINT,
+            ],
+        )
+
+    def test_plugin_option_error(self) -> None:
+        """What only the plugin refuses is reported with our flag's name too."""
+        out = io.StringIO()
+        argv = ["ping", "--url", "http://127.0.0.1:1/", "--name", "a\nb"]
+        status = self.successResultOf(run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}))
+        self.assertEqual(status, EXIT_USAGE)
+        self.assertEqual(
+            out.getvalue().splitlines(),
+            ["ilphttp: --name must not contain line breaks", USAGE_HINT],
         )
 
     def test_run_usage_error(self) -> None:
         out = io.StringIO()
         status = self.successResultOf(run(reactor, ["ping"], out, {}))
         self.assertEqual(status, EXIT_USAGE)
-        self.assertIn("ilphttp: --url is required", out.getvalue())
+        self.assertEqual(out.getvalue(), f"ilphttp: --url is required\n{USAGE_HINT}\n")
+
+    def help_text(self, argv: list[str]) -> str:
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as caught:
+            parse(argv, {})
+        self.assertIn(caught.exception.code, (None, 0))
+        return out.getvalue()
+
+    def test_ping_help(self) -> None:
+        """A clean usage line first; the new options and the exit statuses are listed."""
+        text = self.help_text(["ping", "--help"])
+        lines = text.splitlines()
+        self.assertEqual(
+            lines[0],
+            "Usage: ilphttp ping --url URL [--destination ADDRESS --amount N] [options]",
+        )
+        for words in ("--fulfillment=", "--condition=", "ILPHTTP_OUTGOING_TOKEN"):
+            self.assertIn(words, text)
+        start = lines.index("Exit status:")
+        self.assertEqual(
+            [line.split()[0] for line in lines[start + 1 : start + 4]],
+            [str(EXIT_OK), str(EXIT_FAILED), str(EXIT_USAGE)],
+        )
+        self.assertIn("Fulfill", lines[start + 1])
+        self.assertIn("Reject", lines[start + 2])
+        self.assertIn("usage", lines[start + 3])
+
+    def test_help(self) -> None:
+        text = self.help_text(["--help"])
+        self.assertEqual(text.splitlines()[0], "Usage: ilphttp <command> [options]")
+        self.assertIn("ping", text)
 
 
 class DescribeTests(SynchronousTestCase):
@@ -174,8 +275,11 @@ class PingTests(TestCase):
         return d
 
     def handler(self, data: bytes) -> bytes:
+        """Fulfils a Prepare whose condition is PREIMAGE's; rejects any other with F99."""
         prepare = deserialize_prepare(data)
         self.received.append(prepare)
+        if prepare.execution_condition == condition_from_fulfillment(PREIMAGE):
+            return serialize_fulfill(Fulfill(PREIMAGE, b"paid"))
         return serialize_reject(Reject("F99", "test.hub", "seen", prepare.data))
 
     @property
@@ -216,9 +320,51 @@ class PingTests(TestCase):
         )
         text = out.getvalue()
         self.assertIn("Prepare of 7 to test.hub.bob", text)
+        condition = prepare.execution_condition
+        self.assertIn(f"  condition:    {condition.hex()} (random)\n", text)
+        [shown] = [line for line in text.splitlines() if line.startswith("  fulfillment:  ")]
+        self.assertEqual(condition_from_fulfillment(bytes.fromhex(shown.split()[1])), condition)
         self.assertIn("Reject F99 Application Error", text)
         self.assertIn("message:      seen", text)
         self.assertIn("data:         'hi' (2 bytes)", text)
+
+    @inlineCallbacks
+    def test_prepare_with_fulfillment(self) -> Any:
+        """The handler checks the condition: with --fulfillment it fulfils, and ping exits 0."""
+        out = io.StringIO()
+        argv = ["ping", "--url", self.url, "-d", "test.hub.bob", "-a", "7"]
+        argv += ["--fulfillment", PREIMAGE.hex()]
+        status = yield run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+        self.assertEqual(status, EXIT_OK, out.getvalue())
+        [prepare] = self.received
+        self.assertEqual(prepare.execution_condition, condition_from_fulfillment(PREIMAGE))
+        lines = out.getvalue().splitlines()
+        self.assertEqual(
+            lines[:3],
+            [
+                f"Prepare of 7 to test.hub.bob -> {self.url}",
+                f"  condition:    {prepare.execution_condition.hex()} (SHA-256 of the fulfillment)",
+                f"  fulfillment:  {PREIMAGE.hex()}",
+            ],
+        )
+        self.assertTrue(lines[3].startswith("Fulfill after "), lines)
+        self.assertIn("data:         'paid' (4 bytes)", out.getvalue())
+
+    @inlineCallbacks
+    def test_prepare_with_condition(self) -> Any:
+        """--condition alone: the handler knows the fulfillment; ping shows it does not."""
+        out = io.StringIO()
+        condition = condition_from_fulfillment(PREIMAGE)
+        argv = ["ping", "--url", self.url, "-d", "test.hub.bob", "-a", "7"]
+        status = yield run(
+            reactor, [*argv, "--condition", condition.hex()], out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        )
+        self.assertEqual(status, EXIT_OK, out.getvalue())
+        text = out.getvalue()
+        self.assertIn(f"  condition:    {condition.hex()} (given)\n", text)
+        self.assertIn("  fulfillment:  (unknown)\n", text)
+        self.assertIn("Fulfill after", text)
+        self.assertIn(f"fulfillment:  {PREIMAGE.hex()}", text)
 
     @inlineCallbacks
     def test_wrong_token(self) -> Any:
@@ -259,5 +405,5 @@ class PingTests(TestCase):
             sys.executable, ["-m", "ilphttp", "ping"], env=env, path=ROOT
         )
         self.assertEqual(code, EXIT_USAGE)
-        self.assertIn(b"ilphttp: --url is required", err)
+        self.assertEqual(err.decode().splitlines(), ["ilphttp: --url is required", USAGE_HINT])
         self.assertNotIn(b"Traceback", err)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import io
 import json
 import os
 import sys
 from typing import Any
 
 from twisted.application.service import IServiceMaker
+from twisted.copyright import version as twisted_version
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ilphttp import ildcp
-from ilphttp.node import HandlerContext, NodeService
+from ilphttp import __version__, ildcp
+from ilphttp.errors import OptionError
+from ilphttp.node import HandlerContext, NodeService, startup_error
 from ilphttp.packet import Reject, deserialize_reject, serialize_reject
 from ilphttp.plugin import PluginHttp
 from ilphttp.router import Router
@@ -335,6 +341,79 @@ class SingleLinkOptionsTests(OptionsCase):
             self.assertIn(flag, text)
 
 
+class VersionTests(TestCase):
+    """``twistd ilphttp --version`` names ilphttp's version beside Twisted's."""
+
+    def test_option(self) -> None:
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as caught:
+            Options(environ={}).parseOptions(["--version"])
+        self.assertIn(caught.exception.code, (None, 0))
+        self.assertEqual(
+            out.getvalue().splitlines(),
+            [f"ilphttp {__version__}", f"Twisted version: {twisted_version}"],
+        )
+
+    @inlineCallbacks
+    def test_twistd(self) -> Any:
+        """The real twistd, this checkout first on the path: exit status 0, no traceback."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        program = "from twisted.scripts.twistd import run; run()"
+        where = self.mktemp()
+        os.makedirs(where)
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-c", program, "ilphttp", "--version"], env=env, path=where
+        )
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.decode().splitlines()[0], f"ilphttp {__version__}")
+        self.assertNotIn(b"Traceback", err)
+
+
+class StartupErrorTests(SynchronousTestCase):
+    """How a service that cannot start is named in the one line (pure)."""
+
+    def test_wording(self) -> None:
+        in_use = OSError(errno.EADDRINUSE, "Address already in use")
+        cases: list[tuple[str, Exception, str]] = [
+            (
+                "account 'up'",
+                CannotListenError("127.0.0.1", 7770, in_use),
+                "cannot start account 'up': cannot listen on 127.0.0.1:7770 (address in use)",
+            ),
+            (
+                "account 'up'",
+                CannotListenError("", 80, OSError(errno.EACCES, "Permission denied")),
+                "cannot start account 'up': cannot listen on port 80 (permission denied)",
+            ),
+            (
+                "listener 'listen-1'",
+                CannotListenError("::1", 7770, in_use),
+                "cannot start listener 'listen-1': cannot listen on [::1]:7770 (address in use)",
+            ),
+            (
+                "account 'b'",
+                CannotListenError("10.9.9.9", 1, OSError(errno.EADDRNOTAVAIL, "x")),
+                "cannot start account 'b': cannot listen on 10.9.9.9:1"
+                " (address not available on this host)",
+            ),
+            (
+                "account 'b'",
+                CannotListenError("127.0.0.1", 1, OSError(errno.EMFILE, "Too many open files")),
+                "cannot start account 'b': cannot listen on 127.0.0.1:1 (Too many open files)",
+            ),
+            (
+                "account 'b'",
+                OptionError("incoming.endpoint 'tcp:x' is invalid: bad port"),
+                "cannot start account 'b': incoming.endpoint 'tcp:x' is invalid: bad port",
+            ),
+        ]
+        for what, exc, expected in cases:
+            self.assertEqual(startup_error(what, exc), expected)
+
+
 class MakeServiceTests(OptionsCase):
     """makeService builds the right services; MemoryReactor, no sockets."""
 
@@ -512,9 +591,40 @@ class StartupFailureTests(TestCase):
         with self.assertRaises(SystemExit) as caught:
             service.startService()
         message = str(caught.exception.code)
-        self.assertTrue(message.startswith("ilphttp: cannot start link: "), message)
-        self.assertIn(str(port), message)
-        self.assertNotIn("\n", message)
+        self.assertEqual(
+            message,
+            f"ilphttp: cannot start account 'link': cannot listen on 127.0.0.1:{port}"
+            " (address in use)",
+        )
+        self.flushLoggedErrors()
+
+    def test_extra_listener_in_use(self) -> None:
+        """An account's extra --listen is named as the listener it is."""
+        busy = global_reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        options = Options(environ={})
+        options.parseOptions(
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--incoming-token-file",
+                _write_temp(self.mktemp(), IN_TOKEN),
+                "--handler",
+                "tests.test_tap:echo_factory",
+            ]
+        )
+        service = make_service(options)
+        self.addCleanup(service.stopService)
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertEqual(
+            caught.exception.code,
+            f"ilphttp: cannot start listener 'link-listen-1': cannot listen on 127.0.0.1:{port}"
+            " (address in use)",
+        )
         self.flushLoggedErrors()
 
     def test_real_stop(self) -> Deferred[None]:

@@ -763,7 +763,9 @@ class SupervisorStartTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertIn(
-            f"ilphttp: cannot start b: Couldn't listen on 127.0.0.1:{port}", str(caught.exception)
+            f"ilphttp: cannot start account 'b': cannot listen on 127.0.0.1:{port}"
+            " (address in use)",
+            str(caught.exception),
         )
         self.assertEqual(service.ports, {}, "account a's sockets are closed again")
 
@@ -1080,8 +1082,8 @@ class TwistdWorkersTests(TestCase):
         log = process.text()
         self.assertEqual(getattr(reason.value, "exitCode", None), 1, log)
         self.assertIn(
-            f"ilphttp: cannot start a: Couldn't listen on 127.0.0.1:{port}:"
-            " [Errno 98] Address already in use.",
+            f"ilphttp: cannot start account 'a': cannot listen on 127.0.0.1:{port}"
+            " (address in use)",
             log,
         )
         self.assertNotIn("worker 1 started", log)
