@@ -215,6 +215,8 @@ class SharedNodeTests(TestCase):
             node.startService()
         self.addCleanup(node.stopService)
         message = str(caught.exception)
-        self.assertTrue(message.startswith("ilphttp: cannot start listen-1: listen "), message)
+        self.assertTrue(
+            message.startswith("ilphttp: cannot start listener 'listen-1': listen "), message
+        )
         self.assertIn("/nonexistent/key.pem", message)
         self.assertNotIn("Traceback", message)
