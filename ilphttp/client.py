@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from twisted.web.iweb import IAgent, IResponse
 
 __all__ = [
+    "FAILURE_LOG_INTERVAL",
     "MAX_REPLY_LENGTH",
     "POOL_IDLE_TIMEOUT",
     "POOL_SIZE",
@@ -74,6 +75,8 @@ __all__ = [
 
 _log = Logger()
 
+#: seconds between two log lines about failing requests to one peer
+FAILURE_LOG_INTERVAL = 1.0
 #: the largest reply body read from a peer; a Reject can be at most ~42 KB
 MAX_REPLY_LENGTH = 65536
 _DONE = Failure(net_error.ConnectionDone())
@@ -133,30 +136,32 @@ def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply:
     reply's envelope are ignored (RFC 30; logged at debug) and left out of the
     :class:`~ilphttp.packet.Reply`'s ``data``, so they are never passed back.
     """
+    checked = _check_reply(body, prepare, triggered_by)
+    return reply_of(checked) if isinstance(checked, Reject) else checked
+
+
+def _check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply | Reject:
+    """:func:`check_reply`, with a Reject of ours still a bare :class:`Reject`."""
     try:
         if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
             raise InvalidPacketError("not a Fulfill or Reject")
         reply = deserialize(body, strict=False)
         end = envelope_length(body)
     except InvalidPacketError as exc:
-        return reply_of(
-            Reject(
-                ErrorCode.T00_INTERNAL_ERROR,
-                triggered_by,
-                f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
-            )
+        return Reject(
+            ErrorCode.T00_INTERNAL_ERROR,
+            triggered_by,
+            f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
         )
     if end != len(body):
         _log.debug("ignored {n} bytes after the envelope of the peer's reply", n=len(body) - end)
         body = body[:end]
     if isinstance(reply, Fulfill):
         if condition_from_fulfillment(reply.fulfillment) != prepare.execution_condition:
-            return reply_of(
-                Reject(
-                    ErrorCode.F05_WRONG_CONDITION,
-                    triggered_by,
-                    "peer's fulfillment does not match the execution condition",
-                )
+            return Reject(
+                ErrorCode.F05_WRONG_CONDITION,
+                triggered_by,
+                "peer's fulfillment does not match the execution condition",
             )
         return Reply(reply, body)
     assert isinstance(reply, Reject)
@@ -275,6 +280,11 @@ class OutgoingClient:
     ``ILP-Destination`` when ``send_ilp_destination`` is true.  The agent adds
     ``Content-Length`` (interledger-rs answers 411 without one).
 
+    The Rejects it makes for a failing peer name ``account`` (the node's name
+    for this link) but never the peer's URL; the URL and the reason go to the
+    local log at info, at most one line a second (:data:`FAILURE_LOG_INTERVAL`)
+    with a count of the lines left out.
+
     :raises ValueError: ``content_type`` is not in :data:`CONTENT_TYPES`.
     """
 
@@ -286,6 +296,7 @@ class OutgoingClient:
         peer_name: str | None,
         send_ilp_destination: bool,
         content_type: str = OCTET_STREAM,
+        account: str | None = None,
     ) -> None:
         if content_type not in CONTENT_TYPES:
             raise ValueError(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
@@ -302,6 +313,9 @@ class OutgoingClient:
         self._auth_value = b""
         self._headers = Headers()
         self._last_auth_log = float("-inf")
+        self._account = account
+        self._last_failure_log = float("-inf")
+        self._failures_not_logged = 0
 
     def _headers_for(self, prepare: Prepare) -> Headers:
         auth = self._auth.header()
@@ -329,12 +343,13 @@ class OutgoingClient:
         delay = prepare.expires_at.timestamp() - reactor.seconds()
         if delay <= 0:
             return succeed(
-                reply_of(
+                self._ours(
+                    url,
                     Reject(
                         ErrorCode.R00_TRANSFER_TIMED_OUT,
                         triggered_by,
                         "prepare expired before it was sent",
-                    )
+                    ),
                 )
             )
         state: dict[str, Any] = {"timed_out": False}
@@ -347,8 +362,8 @@ class OutgoingClient:
             d.cancel()
 
         timer: IDelayedCall = reactor.callLater(delay, expire)
-        d.addCallback(self._read, prepare, triggered_by)
-        d.addErrback(self._failed, state, triggered_by)
+        d.addCallback(self._read, url, prepare, triggered_by)
+        d.addErrback(self._failed, url, state, triggered_by)
 
         def stop_timer(result: Reply) -> Reply:
             if timer.active():
@@ -357,12 +372,12 @@ class OutgoingClient:
 
         return d.addBoth(stop_timer)
 
-    def _read(self, response: IResponse, prepare: Prepare, triggered_by: str) -> Any:
+    def _read(self, response: IResponse, url: bytes, prepare: Prepare, triggered_by: str) -> Any:
         status = response.code
         if status != 200:
             if status in (401, 403):
                 self._log_auth_failure(status)
-            reject = reply_of(reject_for_status(status, triggered_by))
+            reject = self._ours(url, reject_for_status(status, triggered_by))
             # Answer once the body is drained, so the connection is back in
             # the pool (or closed) before the caller sees the result.
             discard = _Discard()
@@ -370,17 +385,49 @@ class OutgoingClient:
             return discard.finished.addCallback(lambda _: reject)
         collector = _BodyCollector(response.length)
         response.deliverBody(collector)
-        return collector.finished.addCallback(check_reply, prepare, triggered_by)
+        return collector.finished.addCallback(self._checked, url, prepare, triggered_by)
 
-    def _failed(self, failure: Failure, state: dict[str, Any], triggered_by: str) -> Reply:
+    def _checked(self, body: bytes, url: bytes, prepare: Prepare, triggered_by: str) -> Reply:
+        checked = _check_reply(body, prepare, triggered_by)
+        if isinstance(checked, Reject):
+            return self._ours(url, checked)  # garbage or a wrong fulfillment
+        return checked
+
+    def _ours(self, url: bytes, reject: Reject) -> Reply:
+        """A Reject we make for this peer: it names the account; the log has the URL."""
+        if self._account is not None:
+            reject = reject._replace(message=f"account {self._account}: {reject.message}")
+        now = self._reactor.seconds()
+        if now - self._last_failure_log < FAILURE_LOG_INTERVAL:
+            self._failures_not_logged += 1
+        else:
+            self._last_failure_log = now
+            _log.info(
+                "{url}: {code} {message}{more}",
+                url=url.decode("ascii", "replace"),
+                code=reject.code,
+                message=reject.message,
+                more=(
+                    f" ({self._failures_not_logged} more since the last line)"
+                    if self._failures_not_logged
+                    else ""
+                ),
+            )
+            self._failures_not_logged = 0
+        return reply_of(reject)
+
+    def _failed(
+        self, failure: Failure, url: bytes, state: dict[str, Any], triggered_by: str
+    ) -> Reply:
         if state["timed_out"]:
             # Whatever the cancelled request failed with, the cause is the expiry.
-            return reply_of(
+            return self._ours(
+                url,
                 Reject(
                     ErrorCode.R00_TRANSFER_TIMED_OUT,
                     triggered_by,
                     "no reply from the peer before the prepare expired",
-                )
+                ),
             )
         if _is_cancellation(failure):
             # Cancelled by the caller; the agent may wrap the CancelledError.
@@ -395,7 +442,7 @@ class OutgoingClient:
                 triggered_by,
                 f"error sending the packet: {failure.value.__class__.__name__}",
             )
-        return reply_of(reject)
+        return self._ours(url, reject)
 
     def _log_auth_failure(self, status: int) -> None:
         now = self._reactor.seconds()

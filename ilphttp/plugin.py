@@ -280,6 +280,7 @@ class PluginHttp(Service):
                 name,
                 out.send_ilp_destination,
                 out.content_type,
+                self.name,
             )
         self._connected = True
         self._emit("connect")

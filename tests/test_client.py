@@ -657,6 +657,23 @@ class FakeAgentTests(SynchronousTestCase):
             self.assertEqual(reject_for_status(status, "x").code, code)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_rejects_name_the_account_and_the_log_has_the_url(self) -> None:
+        logs = LogCapture(self)
+        auth = OutgoingAuth("tok", None, 30.0, True, self.clock.seconds)
+        client = OutgoingClient(self.clock, self.agent, auth, None, False, account="bob")
+        messages = []
+        for step in (0.0, 0.5, 0.6):  # the second failure falls in the same second
+            self.clock.advance(step)
+            d = self.send(client, make_prepare(self.clock.seconds()))
+            self.agent.pending[-1].errback(Failure(net_error.ConnectionRefusedError()))
+            reject = expect_reject(self, self.successResultOf(d), ErrorCode.T01_PEER_UNREACHABLE)
+            messages.append(reject.message)
+        self.assertEqual(messages, ["account bob: peer unreachable: ConnectionRefusedError"] * 3)
+        lines = [e for e in logs.at_least(LogLevel.info) if "url" in e]
+        self.assertEqual([e["url"] for e in lines], ["http://peer.invalid/"] * 2)
+        self.assertEqual([e["more"] for e in lines], ["", " (1 more since the last line)"])
+        self.assertTrue(all(e["code"] == "T01" for e in lines))
+
     def test_transport_failures(self) -> None:
         client = self.client()
         for exc in (
@@ -762,6 +779,8 @@ class FakeAgentTests(SynchronousTestCase):
                 self.assertEqual(reply, expected, body.hex())
             else:
                 expect_reject(self, reply, expected)
-        self.assertEqual(logs.at_least(LogLevel.info), [])
+        # Trailing bytes are noted at debug only; info has just our two Rejects.
+        louder = logs.at_least(LogLevel.info)
+        self.assertEqual([e["code"] for e in louder], ["F05", "T00"])
         ignored = [e for e in logs.at_least(LogLevel.debug) if "ignored" in e["log_format"]]
         self.assertEqual([e["n"] for e in ignored], [1, 7, len(fulfill), len(peer_reject), 2, 1])
