@@ -151,6 +151,24 @@ class Options(usage.Options):
         print(f"Twisted version: {twisted_version}")
         sys.exit(0)
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse; under twistd, a bad option is one line on stderr, not the usage text.
+
+        twistd itself prints ~45 lines of usage before the error; as its
+        subcommand (``self.parent`` is twistd's options) the error comes first
+        and alone, with a hint to ``--help``, and the exit status is 2.
+        Called on its own (tests, other programs) it raises ``UsageError``.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as exc:
+            if getattr(self, "parent", None) is None:
+                raise
+            sys.stderr.write(
+                f"twistd ilphttp: {exc}\ntwistd ilphttp: see 'twistd ilphttp --help'\n"
+            )
+            raise SystemExit(2) from None
+
     def postOptions(self) -> None:
         try:
             if self["config"] is not None:

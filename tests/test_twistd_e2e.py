@@ -256,25 +256,18 @@ class TwistdEndToEndTests(unittest.TestCase):
             "http://127.0.0.1:%/",
         )
         output = result.stdout + result.stderr
-        # twistd exits 1 after a usage error since Twisted 26.10; before, 0.
-        probe = self.run_sync(
-            self.bin("python"),
-            "-c",
-            "import inspect, twisted.application.app as a;"
-            " print('sys.exit(1)' in inspect.getsource(a.run))",
-        )
-        expected = 1 if probe.stdout.strip() == "True" else 0
-        self.assertEqual(result.returncode, expected, output)
+        self.assertEqual(result.returncode, 2, output)
         self.assertNotIn("starting up", output)
-        # twistd prints the usage, then "<argv[0] argv[1]>: <the error>"
-        last = output.strip().splitlines()[-1]
-        self.assertTrue(
-            last.endswith(
-                ": incoming authentication is missing: give"
+        # The error first and alone, then a hint; no usage text.
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(
+            result.stderr.splitlines(),
+            [
+                "twistd ilphttp: incoming authentication is missing: give"
                 " --incoming-token-file or --incoming-jwt-secret-file,"
-                " or set ILPHTTP_INCOMING_TOKEN or ILPHTTP_INCOMING_JWT_SECRET"
-            ),
-            last,
+                " or set ILPHTTP_INCOMING_TOKEN or ILPHTTP_INCOMING_JWT_SECRET",
+                "twistd ilphttp: see 'twistd ilphttp --help'",
+            ],
         )
         self.assertNotIn("Traceback", output)
 
