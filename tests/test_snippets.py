@@ -13,7 +13,7 @@ checked by language, from the repository root as the current directory:
     time, a random condition); a command without output lines must exit 0.
     ``ilphttp ping`` and friends talk to a live hub,
     ``twistd -n --pidfile= ilphttp --config examples/hub.json``, started
-    once for the module.
+    for the test.
 ``sh``/``bash``: the block runs as one ``bash -e`` script.
 ``json``: parsed; an object with ``accounts`` is a node config and goes
     through :func:`ilphttp.nodeconfig.parse_node` (secret files relative to
@@ -364,6 +364,12 @@ def console_commands(text: str) -> list[tuple[str, list[str]]]:
 class SnippetTests(unittest.TestCase):
     """Table-driven: one test per block, added below from :func:`all_blocks`."""
 
+    def live_hub(self) -> None:
+        """The hub runs until this test ends (it leaves the ports to the rest of the suite)."""
+        if HUB.process is None:
+            HUB.start()
+            self.addCleanup(HUB.stop)
+
     def run_block(self, block: Block) -> None:
         self.assertIn(block.kind, _KINDS, f"{block.path}:{block.line}: unknown snippet mark")
         if block.kind == "skip":
@@ -456,7 +462,7 @@ class SnippetTests(unittest.TestCase):
                 self.run_server(block, script)
                 continue
             if "ilphttp ping" in command:
-                HUB.start()
+                self.live_hub()
             done = subprocess.run(
                 ["/bin/bash", "-c", script],
                 cwd=ROOT,
@@ -482,7 +488,7 @@ class SnippetTests(unittest.TestCase):
             self.run_server(block, block.text)
             return
         if "ilphttp ping" in block.text:
-            HUB.start()
+            self.live_hub()
         self.run_to_end(block, ["/bin/bash", "-e", "-c", block.text])
 
     # json
