@@ -221,13 +221,16 @@ def markdown_blocks(path: str, text: str) -> Iterator[Block]:
 
 
 def all_blocks() -> list[Block]:
-    """Every block of ``docs/*.rst`` and ``README.md``."""
+    """Every block of ``docs/*.rst``, ``docs/peering/*.rst`` and ``README.md``."""
     blocks: list[Block] = []
     docs = os.path.join(ROOT, "docs")
-    for name in sorted(os.listdir(docs)):
-        if name.endswith(".rst"):
-            with open(os.path.join(docs, name), encoding="utf-8") as f:
-                blocks.extend(rst_blocks(f"docs/{name}", f.read()))
+    for folder in ("", "peering"):
+        here = os.path.join(docs, folder)
+        for name in sorted(os.listdir(here)):
+            if name.endswith(".rst"):
+                path = os.path.join(folder, name) if folder else name
+                with open(os.path.join(here, name), encoding="utf-8") as f:
+                    blocks.extend(rst_blocks(f"docs/{path}", f.read()))
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         blocks.extend(markdown_blocks("README.md", f.read()))
     return blocks
