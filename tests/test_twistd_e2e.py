@@ -24,12 +24,15 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessTerminated
@@ -45,7 +48,7 @@ from ilphttp.packet import (
     deserialize,
     deserialize_prepare,
 )
-from tests.support.jsinterop import plugin_options, require_node, start_peer
+from tests.support.jsinterop import in_ci, plugin_options, require_node, start_peer
 from tests.support.packets import data_prepare
 from tests.support.peers import (
     SHARED_ENV,
@@ -544,6 +547,212 @@ class EditableInstallTests(unittest.TestCase):
         self.assertEqual(plugin, os.path.join(source, "twisted", "plugins", "ilphttp_plugin.py"))
         # the checkout's twisted/ (no __init__.py) must not shadow Twisted itself
         self.assertIn("site-packages", twisted_init)
+
+
+#: the walk-through's fixed ports (examples/hub.json, examples/peers.json, examples/js-child.js)
+WALKTHROUGH_PORTS = (7770, 7771, 7772, 7780, 7782, 7790)
+#: commands of the walk-through that the test environment has done already
+_DONE_BEFORE = (("python3", "-m", "pip", "install"), ("npm", "ci"))
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
+_ELAPSED = re.compile(r"after \d+(\.\d+)? ms")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+class Step(NamedTuple):
+    """One ``$ command`` of a console block, and the lines shown after it."""
+
+    document: str
+    command: str
+    expected: tuple[str, ...]
+
+
+def _normalized(line: str) -> str:
+    """A line without what changes from run to run: the log's timestamp, the elapsed time."""
+    return _ELAPSED.sub("after N ms", _TIMESTAMP.sub("", line.rstrip()))
+
+
+def _console_steps(document: str, lines: list[str]) -> list[Step]:
+    """The ``$ command`` lines (``\\``-continued) of one console block and their output."""
+    steps: list[Step] = []
+    command: list[str] = []
+    expected: list[str] = []
+    continued = False
+    for line in lines:
+        if continued or line.startswith("$ "):
+            if not continued and command:
+                steps.append(Step(document, " ".join(command), tuple(expected)))
+                command, expected = [], []
+            part = line[2:] if line.startswith("$ ") and not continued else line
+            continued = part.rstrip().endswith("\\")
+            command.append(part.rstrip().rstrip("\\").strip())
+        elif command and line.strip():
+            expected.append(line.rstrip())
+    if command:
+        steps.append(Step(document, " ".join(command), tuple(expected)))
+    return steps
+
+
+def readme_walkthrough() -> list[Step]:
+    """The console blocks of README.md's "Five minutes with a hub", in order."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Five minutes with a hub", 1)[1].split("\n## ", 1)[0]
+    steps: list[Step] = []
+    block: list[str] | None = None
+    indent = 0
+    for line in section.splitlines():
+        if block is None and line.strip() == "```console":
+            block, indent = [], len(line) - len(line.lstrip())
+        elif block is not None and line.strip() == "```":
+            steps += _console_steps("README.md", block)
+            block = None
+        elif block is not None:
+            block.append(line[indent:])
+    return steps
+
+
+def tutorial_walkthrough() -> list[Step]:
+    """The ``.. code-block:: console`` blocks of docs/tutorial.rst, in order."""
+    with open(os.path.join(ROOT, "docs", "tutorial.rst"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    steps: list[Step] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() != ".. code-block:: console":
+            i += 1
+            continue
+        directive = len(lines[i]) - len(lines[i].lstrip())
+        i += 1
+        block: list[str] = []
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > directive
+        ):
+            block.append(lines[i])
+            i += 1
+        body = [line for line in block if line.strip()]
+        indent = min(len(line) - len(line.lstrip()) for line in body) if body else 0
+        steps += _console_steps("docs/tutorial.rst", [line[indent:] for line in block])
+    return steps
+
+
+def _require_walkthrough_ports() -> None:
+    """Skip (fail with CI=true) when a port of the walk-through is taken."""
+    taken = []
+    for port in WALKTHROUGH_PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(str(port))
+    if taken:
+        problem = (
+            f"the walk-through's fixed ports are taken on 127.0.0.1: {', '.join(taken)}"
+            " (is a hub from README.md still running?)"
+        )
+        if in_ci():
+            raise unittest.FailTest(problem + " with CI=true")
+        raise unittest.SkipTest(problem)
+
+
+def _stopped(process: TwistdProcess) -> defer.Deferred[None]:
+    """Kill ``process`` if it still runs; fires when it has ended."""
+    process.kill()
+    return process.ended
+
+
+class WalkThroughTests(unittest.TestCase):
+    """README.md's "Five minutes with a hub" and docs/tutorial.rst, run as written.
+
+    Every ``$ command`` of their console blocks runs from the repository root,
+    with the installed package's ``twistd`` and ``ilphttp`` first on PATH and
+    the example ports (7770-7790, fixed by ``examples/``). A node (``twistd``)
+    or a child kept running (``--stay``) is started and must log each line
+    shown after it; any other command must print exactly the lines shown
+    (timestamps and elapsed milliseconds aside) and exit with 1 after a
+    Reject, else 0. ``pip install`` and ``npm ci`` are what the test
+    environment did already.
+    """
+
+    timeout = INSTALL_TIMEOUT + 120
+
+    def setUp(self) -> None:
+        self.node = require_node(("ilp-plugin-http", "ilp-packet", "ilp-protocol-ildcp", "koa"))
+        _require_walkthrough_ports()
+        self.venv = installed_venv()
+        self.running: dict[str, TwistdProcess] = {}
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PATH"] = os.path.join(self.venv, "bin") + os.pathsep + env.get("PATH", "")
+        env.update(extra)
+        return env
+
+    def argv(self, step: Step) -> tuple[list[str], dict[str, str]] | None:
+        """The command's argv (its program resolved) and its ``NAME=value`` prefix.
+
+        None for a command the test environment has run already.
+        """
+        self.assertFalse(
+            set(step.command) & set("|;&<>`$()*?"),
+            f"{step.document}: a walk-through command must run without a shell: {step.command}",
+        )
+        words = shlex.split(step.command)
+        extra = {}
+        while words and _ASSIGNMENT.match(words[0]):
+            name, value = words.pop(0).split("=", 1)
+            extra[name] = value
+        if any(tuple(words[: len(done)]) == done for done in _DONE_BEFORE):
+            return None
+        programs = {"twistd": self.bin("twistd"), "ilphttp": self.bin("ilphttp"), "node": self.node}
+        self.assertIn(words[0], programs, f"{step.document}: unexpected program in {step.command}")
+        return [programs[words[0]], *words[1:]], extra
+
+    def bin(self, name: str) -> str:
+        return os.path.join(self.venv, "bin", name)
+
+    @defer.inlineCallbacks
+    def run_step(self, step: Step) -> Any:
+        resolved = self.argv(step)
+        if resolved is None:
+            return
+        argv, extra = resolved
+        where = f"{step.document}: $ {step.command}"
+        expected = [_normalized(line) for line in step.expected]
+        if argv[0] == self.bin("twistd") or "--stay" in argv:
+            process = self.running.get(step.command)
+            if process is None:
+                process = TwistdProcess()
+                reactor.spawnProcess(  # type: ignore[attr-defined]
+                    process, argv[0], argv, env=self.env(extra), path=ROOT
+                )
+                self.addCleanup(_stopped, process)
+                self.running[step.command] = process
+            for line in expected:
+                yield process.wait_for(line.strip(), timeout=20)
+            return
+        out, err, code = yield deferToProcess(argv, self.env(extra), ROOT)
+        self.assertEqual([_normalized(line) for line in out.splitlines()], expected, where + err)
+        rejected = any(line.lstrip().startswith("Reject ") for line in expected)
+        self.assertEqual(code, 1 if rejected else 0, where + "\n" + out + err)
+
+    @defer.inlineCallbacks
+    def test_walkthrough_as_written(self) -> Any:
+        readme = readme_walkthrough()
+        tutorial = tutorial_walkthrough()
+        for name, steps in (("README.md", readme), ("docs/tutorial.rst", tutorial)):
+            shown = "\n".join(line for step in steps for line in step.expected)
+            # the walk-through's promise: a Fulfill, a Reject on purpose, and an F02
+            for words in ("Fulfill after", "Reject F05 Wrong Condition", "Reject F02 Unreachable"):
+                self.assertIn(words, shown, f"{name} no longer shows {words!r}")
+            self.assertIn("node examples/js-child.js", [s.command for s in steps], name)
+        # README first: the tutorial's nodes are the same commands, still running.
+        for step in readme + tutorial:
+            yield self.run_step(step)
+        for command, process in self.running.items():
+            process.transport.signalProcess("TERM")
+            yield process.ended
+            self.assertNotIn("Traceback", process.text(), command)
+            self.assertNotIn("Unhandled", process.text(), command)
 
 
 class _Collect(ProcessProtocol):
