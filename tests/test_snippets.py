@@ -42,9 +42,9 @@ A comment just before a block (rst ``.. snippet: WORD — reason``, Markdown
     the block is also the file ``NAME`` that the page's Python blocks open:
     they then run in a directory that holds it (not the repository root).
 
-A block of ``README.md`` listed in ``README_PENDING`` (by its first line) is
-skipped with the reason given there: the README walk-through is rewritten in
-parallel (issue 15), and a rewritten block runs, or carries its own mark.
+``walkthrough``
+    a step of the README's walk-through or of ``docs/tutorial.rst``: those run
+    in order, with the nodes they start, in ``test_twistd_e2e.WalkThroughTests``.
 """
 
 from __future__ import annotations
@@ -90,20 +90,7 @@ _DIRECTIVE = re.compile(r"^(\s*)\.\. (?:code-block|code|sourcecode)::\s*(\S*)\s*
 _FENCE = re.compile(r"^(\s*)```\s*(\S*)\s*$")
 _WILDCARD = re.compile(r"[0-9a-f]{64}|\d+(?:\.\d+)*")
 _RUN = {"python", "py", "console", "sh", "bash", "json"}
-_KINDS = {"", "skip", "server", "tac", "trial", "file"}
-
-README_PENDING = {
-    "python3 -m pip install . && twistd -n ilphttp --config examples/hub.json": (
-        "installs the package into the running environment, then runs the hub in the "
-        "foreground (needs a <!-- snippet: skip --> or a split into two blocks)"
-    ),
-    "python3 -m pip install tox && python3 -m tox": (
-        "runs every tox environment, this test included (needs <!-- snippet: skip -->)"
-    ),
-    "from twisted.internet import defer, task": (
-        "NameError: my_handler, prepare_bytes; and nothing listens on 8001"
-    ),
-}
+_KINDS = {"", "skip", "walkthrough", "server", "tac", "trial", "file"}
 
 
 @dataclass(frozen=True)
@@ -377,9 +364,10 @@ class SnippetTests(unittest.TestCase):
         self.assertIn(block.kind, _KINDS, f"{block.path}:{block.line}: unknown snippet mark")
         if block.kind == "skip":
             raise unittest.SkipTest(block.mark)
-        pending = README_PENDING.get(block.text.splitlines()[0].strip())
-        if block.path == "README.md" and pending:
-            raise unittest.SkipTest(f"README.md, pending its rewrite: {pending}")
+        if block.kind == "walkthrough":
+            raise unittest.SkipTest(
+                "run in order, with the nodes it starts, by test_twistd_e2e.WalkThroughTests"
+            )
         check = _CHECKS.get(block.language)
         if check is None:
             raise unittest.SkipTest(f"{block.language} blocks are not run")

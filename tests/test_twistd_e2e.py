@@ -640,6 +640,9 @@ def _require_walkthrough_ports() -> None:
     taken = []
     for port in WALKTHROUGH_PORTS:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As Twisted's listen does: a port whose last connections linger
+            # in TIME_WAIT (an earlier test's hub) is free to listen on.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
