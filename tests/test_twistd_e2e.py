@@ -475,7 +475,8 @@ class SharedListenerTwistdTests(unittest.TestCase):
         self.addCleanup(node.kill)
         yield node.wait_for("our address is test.ours")
         for impl in peers:
-            self.assertIn(f"account {impl}: peer, on the node's listeners", node.text())
+            # Logged one line after another: wait for each (PyPy is slow to start).
+            yield node.wait_for(f"account {impl}: peer, on the node's listeners")
 
         # rafiki -> /, Java -> /accounts/java/ilp (JWT), rust -> /accounts/rust/ilp;
         # the router forwards to the next peer's server.
