@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilphttp import validate
-from ilphttp.auth import PublicKey, load_public_key
+from ilphttp.auth import PublicKey
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
 from ilphttp.multi import ChildNameError, ChildUrlTemplate
+from ilphttp.secrets import read_public_key
 
 __all__ = [
     "CONTENT_TYPES",
@@ -232,22 +233,6 @@ def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, 
     return static_token, jwt_secret
 
 
-def _string_list(where: str, value: Any, first: str | None) -> tuple[str, ...]:
-    """A list of non-empty strings, none repeated (nor equal to ``first``)."""
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)):
-        raise OptionError(f"{where} must be a list of strings, got {type(value).__name__}")
-    items = tuple(validate.string(f"{where}[{i}]", item) for i, item in enumerate(value))
-    seen = set() if first is None else {first}
-    for i, item in enumerate(items):
-        if item in seen:
-            # The value itself stays out of the message: it is a secret.
-            raise OptionError(f"{where}[{i}] is given twice")
-        seen.add(item)
-    return items
-
-
 def _children(
     sp: _Spelling, where: str, value: Any, verifies_jwt: bool
 ) -> dict[str, ChildCredentials]:
@@ -260,7 +245,9 @@ def _children(
         validate.segment(f"{where} name", name)
         at = f"{where}.{name}"
         validate.check_keys(at, entry, sp.names(_CHILD))
-        tokens = _string_list(f"{at}.{sp('static_tokens')}", entry.get(sp("static_tokens")), None)
+        tokens = validate.string_list(
+            f"{at}.{sp('static_tokens')}", entry.get(sp("static_tokens")), None
+        )
         subject = validate.optional_string(f"{at}.subject", entry.get("subject"))
         if not tokens and subject is None:
             raise OptionError(f"{at} needs {sp('static_tokens')} or a subject")
@@ -289,21 +276,6 @@ def _leeway(sp: _Spelling, where: str, value: Any) -> float:
     return float(value) * sp.expiry_unit
 
 
-def _public_key(where: str, path: Any) -> tuple[str | None, PublicKey | None]:
-    name = validate.optional_string(where, path)
-    if name is None:
-        return None, None
-    try:
-        with open(name, "rb") as f:
-            pem = f.read()
-    except OSError as exc:
-        raise OptionError(f"{where}: cannot read {name!r} ({exc.strerror})") from None
-    try:
-        return name, load_public_key(pem)
-    except ValueError as exc:
-        raise OptionError(f"{where} {name!r}: {exc}") from None
-
-
 def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     validate.check_keys("incoming", inc, sp.names(_INCOMING))
 
@@ -320,9 +292,9 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = _auth(sp, "incoming", inc)
-    static_tokens = _string_list(where("static_tokens"), opt("static_tokens"), static_token)
-    jwt_secrets = _string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
-    key_file, public_key = _public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
+    static_tokens = validate.string_list(where("static_tokens"), opt("static_tokens"), static_token)
+    jwt_secrets = validate.string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
+    key_file, public_key = read_public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
     verifies_jwt = jwt_secret is not None or bool(jwt_secrets) or public_key is not None
     children = None
     if opt("children") is not None:
@@ -436,18 +408,8 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
         ),
         client_key_file=validate.optional_string(where("client_key_file"), opt("client_key_file")),
         content_type=_content_type(where("content_type"), opt("content_type")),
-        child_port_range=_port_range(where("child_port_range"), opt("child_port_range")),
+        child_port_range=validate.port_range(where("child_port_range"), opt("child_port_range")),
     )
-
-
-def _port_range(where: str, value: Any) -> tuple[int, int]:
-    if value is None:
-        return (1, 65535)
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise OptionError(f"{where} must be [lowest port, highest port]")
-    low = validate.integer(f"{where}[0]", value[0], 1, 65535)
-    high = validate.integer(f"{where}[1]", value[1], low, 65535)
-    return (low, high)
 
 
 def _content_type(where: str, value: Any) -> str:

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilphttp import validate
-from ilphttp.config import IncomingOptions, PluginOptions, options_from_js, options_from_python
+from ilphttp.config import PluginOptions, options_from_js
+from ilphttp.credentials import check_distinct_credentials
 from ilphttp.errors import ConfigError
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
@@ -43,7 +44,6 @@ from ilphttp.routing import (
     DEFAULT_MAX_HOLD_TIME,
     DEFAULT_MIN_MESSAGE_WINDOW,
     PARENT,
-    PEER,
     RELATIONS,
     Account,
     RouterConfig,
@@ -58,7 +58,6 @@ __all__ = [
     "NodeConfig",
     "load_file",
     "parse_node",
-    "single_link",
 ]
 
 
@@ -395,47 +394,8 @@ def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:
             f"{where}: every account has a port of its own; give an account incoming"
             " options without port or endpoint to serve it on the node's listeners"
         )
-    tokens: dict[str, str] = {}
-    secrets: dict[str, list[tuple[str, str | None]]] = {}
-    for spec in shared:
-        incoming = spec.options.incoming
-        assert incoming is not None
-        children = incoming.children or {}
-        for token in _account_tokens(incoming):
-            other = tokens.setdefault(token, spec.name)
-            if other != spec.name:
-                raise ConfigError(_shared_credential(other, spec.name, "token"))
-        # The subjects a JWT under this account's secrets may carry: its own
-        # (None: any), or, with children, each child's.
-        subjects: list[str | None] = (
-            [c.subject for c in children.values() if c.subject is not None]
-            if children
-            else [incoming.subject]
-        )
-        for secret in filter(None, (incoming.jwt_secret, *incoming.jwt_secrets)):
-            for subject in subjects:
-                for other, taken in secrets.setdefault(secret, []):
-                    # Two accounts may share a JWT secret only when each binds its own sub.
-                    if other != spec.name and (
-                        subject is None or taken is None or subject == taken
-                    ):
-                        raise ConfigError(_shared_credential(other, spec.name, "JWT secret"))
-                secrets[secret].append((spec.name, subject))
-
-
-def _account_tokens(incoming: IncomingOptions) -> list[str]:
-    """Every static token an account accepts: its own, and its children's."""
-    tokens = [t for t in (incoming.static_token, *incoming.static_tokens) if t]
-    for child in (incoming.children or {}).values():
-        tokens.extend(child.static_tokens)
-    return tokens
-
-
-def _shared_credential(first: str, second: str, kind: str) -> str:
-    return (
-        f"accounts.{first} and accounts.{second} have the same incoming {kind}: on a"
-        " shared listener a request could not tell them apart"
-        + (" (give each its own subject)" if kind == "JWT secret" else "")
+    check_distinct_credentials(
+        [(spec.name, spec.options.incoming) for spec in shared if spec.options.incoming]
     )
 
 
@@ -527,74 +487,3 @@ def _check_routing(node: NodeConfig) -> None:
             )
         return  # completed by IL-DCP at run time
     config.table()
-
-
-# -- one link from command-line flags ------------------------------------------------
-
-
-def single_link(
-    listen: tuple[str, ...] = (),
-    incoming_token: str | None = None,
-    incoming_jwt_secret: str | None = None,
-    outgoing_url: str | None = None,
-    outgoing_token: str | None = None,
-    outgoing_jwt_secret: str | None = None,
-    name: str | None = None,
-    send_ilp_destination: bool = False,
-    multi: bool = False,
-    multi_delimiter: str | None = None,
-    ildcp_address: str | None = None,
-    asset_code: str | None = None,
-    asset_scale: int | None = None,
-    account: str = "link",
-) -> NodeConfig:
-    """A node of one link (``twistd ilphttp --listen ... --outgoing-url ...``).
-
-    In multi mode the link is a child account whose children are
-    ``<ildcp_address>.<their name>``, and the router passes packets between
-    them.  The caller has validated each value under its own name (flags);
-    errors here name the plugin option.
-    """
-    incoming: dict[str, Any] | None = None
-    if listen:
-        incoming = {"endpoint": listen[0]}
-        if incoming_token is not None:
-            incoming["static_token"] = incoming_token
-        if incoming_jwt_secret is not None:
-            incoming["jwt_secret"] = incoming_jwt_secret
-    outgoing: dict[str, Any] | None = None
-    if outgoing_url is not None:
-        outgoing = {"url": outgoing_url, "send_ilp_destination": send_ilp_destination}
-        if outgoing_token is not None:
-            outgoing["static_token"] = outgoing_token
-        if outgoing_jwt_secret is not None:
-            outgoing["jwt_secret"] = outgoing_jwt_secret
-        if name is not None:
-            outgoing["name"] = name
-    ildcp = None
-    if ildcp_address is not None:
-        if asset_code is None or asset_scale is None:
-            raise ConfigError("the IL-DCP address needs an asset code and scale")
-        ildcp = {
-            "client_address": ildcp_address,
-            "asset_scale": asset_scale,
-            "asset_code": asset_code,
-        }
-    options = options_from_python(
-        incoming,
-        outgoing,
-        multi,
-        "%" if multi_delimiter is None else multi_delimiter,
-        ildcp,
-        ildcp_address,
-    )
-    spec = AccountSpec(account, CHILD if multi else PEER, options, extra_listen=listen[1:])
-    return NodeConfig(
-        accounts=(spec,),
-        routing=RouterConfig(
-            accounts=(spec.routing(),),
-            address=ildcp_address,
-            asset_code=asset_code,
-            asset_scale=asset_scale,
-        ),
-    )

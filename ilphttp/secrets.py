@@ -11,9 +11,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ilphttp.auth import PublicKey, load_public_key
 from ilphttp.errors import OptionError
+from ilphttp.validate import optional_string
 
-__all__ = ["read_secret_file", "resolve_secret", "token_or_jwt_secret"]
+__all__ = ["read_public_key", "read_secret_file", "resolve_secret", "token_or_jwt_secret"]
 
 
 def read_secret_file(path: str, what: str) -> str:
@@ -110,3 +112,22 @@ def token_or_jwt_secret(
         second = jwt_flag if jwt_path is not None else jwt_env
         raise OptionError(f"{label}: give {first} or {second}, not both")
     return token, jwt
+
+
+def read_public_key(where: str, path: Any) -> tuple[str | None, PublicKey | None]:
+    """A PEM public key file (option ``where``): its name and its key, read once.
+
+    :raises OptionError: naming ``where`` when it is unreadable or not a usable key.
+    """
+    name = optional_string(where, path)
+    if name is None:
+        return None, None
+    try:
+        with open(name, "rb") as f:
+            pem = f.read()
+    except OSError as exc:
+        raise OptionError(f"{where}: cannot read {name!r} ({exc.strerror})") from None
+    try:
+        return name, load_public_key(pem)
+    except ValueError as exc:
+        raise OptionError(f"{where} {name!r}: {exc}") from None

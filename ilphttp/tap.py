@@ -31,9 +31,11 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
 
 from ilphttp import __version__, validate
-from ilphttp.errors import OptionError
+from ilphttp.config import options_from_python
+from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import NodeService, load_handler_factory, make_node
-from ilphttp.nodeconfig import NodeConfig, load_file, parse_node, single_link
+from ilphttp.nodeconfig import AccountSpec, NodeConfig, load_file, parse_node
+from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
 __all__ = [
@@ -331,3 +333,71 @@ def makeService(options: Mapping[str, Any]) -> IService:
 
         return WorkersService(options["node"], options.get("handler"), workers)
     return make_service(options)
+
+
+def single_link(
+    listen: tuple[str, ...] = (),
+    incoming_token: str | None = None,
+    incoming_jwt_secret: str | None = None,
+    outgoing_url: str | None = None,
+    outgoing_token: str | None = None,
+    outgoing_jwt_secret: str | None = None,
+    name: str | None = None,
+    send_ilp_destination: bool = False,
+    multi: bool = False,
+    multi_delimiter: str | None = None,
+    ildcp_address: str | None = None,
+    asset_code: str | None = None,
+    asset_scale: int | None = None,
+    account: str = "link",
+) -> NodeConfig:
+    """A node of one link (``twistd ilphttp --listen ... --outgoing-url ...``).
+
+    In multi mode the link is a child account whose children are
+    ``<ildcp_address>.<their name>``, and the router passes packets between
+    them.  The caller has validated each value under its own name (flags);
+    errors here name the plugin option.
+    """
+    incoming: dict[str, Any] | None = None
+    if listen:
+        incoming = {"endpoint": listen[0]}
+        if incoming_token is not None:
+            incoming["static_token"] = incoming_token
+        if incoming_jwt_secret is not None:
+            incoming["jwt_secret"] = incoming_jwt_secret
+    outgoing: dict[str, Any] | None = None
+    if outgoing_url is not None:
+        outgoing = {"url": outgoing_url, "send_ilp_destination": send_ilp_destination}
+        if outgoing_token is not None:
+            outgoing["static_token"] = outgoing_token
+        if outgoing_jwt_secret is not None:
+            outgoing["jwt_secret"] = outgoing_jwt_secret
+        if name is not None:
+            outgoing["name"] = name
+    ildcp = None
+    if ildcp_address is not None:
+        if asset_code is None or asset_scale is None:
+            raise ConfigError("the IL-DCP address needs an asset code and scale")
+        ildcp = {
+            "client_address": ildcp_address,
+            "asset_scale": asset_scale,
+            "asset_code": asset_code,
+        }
+    options = options_from_python(
+        incoming,
+        outgoing,
+        multi,
+        "%" if multi_delimiter is None else multi_delimiter,
+        ildcp,
+        ildcp_address,
+    )
+    spec = AccountSpec(account, CHILD if multi else PEER, options, extra_listen=listen[1:])
+    return NodeConfig(
+        accounts=(spec,),
+        routing=RouterConfig(
+            accounts=(spec.routing(),),
+            address=ildcp_address,
+            asset_code=asset_code,
+            asset_scale=asset_scale,
+        ),
+    )

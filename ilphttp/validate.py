@@ -24,9 +24,11 @@ __all__ = [
     "integer_text",
     "milliseconds",
     "optional_string",
+    "port_range",
     "positive_number",
     "segment",
     "string",
+    "string_list",
 ]
 
 
@@ -142,3 +144,30 @@ def check_keys(
             + f"; known: {', '.join(sorted(known))}"
         )
     return given
+
+
+def string_list(where: str, value: Any, first: str | None) -> tuple[str, ...]:
+    """A list of non-empty strings, none repeated (nor equal to ``first``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise OptionError(f"{where} must be a list of strings, got {type(value).__name__}")
+    items = tuple(string(f"{where}[{i}]", item) for i, item in enumerate(value))
+    seen = set() if first is None else {first}
+    for i, item in enumerate(items):
+        if item in seen:
+            # The value itself stays out of the message: it is a secret.
+            raise OptionError(f"{where}[{i}] is given twice")
+        seen.add(item)
+    return items
+
+
+def port_range(where: str, value: Any) -> tuple[int, int]:
+    """``[low, high]``: TCP ports, ``low <= high`` (None: every port, 1 to 65535)."""
+    if value is None:
+        return (1, 65535)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise OptionError(f"{where} must be [lowest port, highest port]")
+    low = integer(f"{where}[0]", value[0], 1, 65535)
+    high = integer(f"{where}[1]", value[1], low, 65535)
+    return (low, high)

@@ -23,6 +23,7 @@ CORE = {
     "ilphttp._version",
     "ilphttp.auth",
     "ilphttp.config",
+    "ilphttp.credentials",
     "ilphttp.errors",
     "ilphttp.ildcp",
     "ilphttp.multi",
