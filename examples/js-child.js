@@ -53,7 +53,13 @@ function token (name) {
 const Koa = need('koa')
 const listen = Koa.prototype.listen
 Koa.prototype.listen = function (port) {
-  return listen.call(this, port, '127.0.0.1')
+  const server = listen.call(this, port, '127.0.0.1')
+  server.on('error', (err) => {
+    // e.g. a second js-child on the same port: one line, not a stack trace
+    console.error(`js-child: cannot listen on 127.0.0.1:${port}: ${err.code || err.message}`)
+    process.exit(1)
+  })
+  return server
 }
 
 const plugin = new PluginHttp({

@@ -158,12 +158,13 @@ class PingOptions(usage.Options):
             raise usage.UsageError(f"--destination {destination!r} is not a valid ILP address")
         if amount is None:
             raise usage.UsageError("--destination needs --amount")
-        try:
-            value = int(amount, 10)
-        except ValueError:
-            value = -1
-        if not 0 <= value < 2**64:
-            raise usage.UsageError(f"--amount must be an integer from 0 to 2**64-1, got {amount!r}")
+        shown = amount if len(amount) <= 40 else amount[:40] + "..."
+        # ASCII digits only: int() would take "10_000" and other scripts' digits.
+        if not (
+            amount.isascii() and amount.isdigit() and len(amount) <= 20 and int(amount) < 2**64
+        ):
+            raise usage.UsageError(f"--amount must be an integer from 0 to 2**64-1, got {shown!r}")
+        value = int(amount)
         self["amount"] = value
         data = (self["data"] or "").encode("utf-8")
         if len(data) > 32767:

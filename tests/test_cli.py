@@ -97,6 +97,13 @@ class ParseTests(SynchronousTestCase):
             (["ping", *url, "-d", "test.bob"], env, "--destination needs --amount"),
             (["ping", *url, "-d", "bob", "-a", "1"], env, "is not a valid ILP address"),
             (["ping", *url, "-d", "test.bob", "-a", "-1"], env, "--amount must be an integer"),
+            (["ping", *url, "-d", "test.bob", "-a", "10_000"], env, "--amount must be an integer"),
+            (
+                ["ping", *url, "-d", "test.bob", "-a", "\u0661\u0660"],
+                env,
+                "--amount must be an integer",
+            ),
+            (["ping", *url, "-d", "test.bob", "-a", "9" * 5000], env, "got '9999999999"),
             (["ping", *url, "-d", "test.bob", "-a", str(2**64)], env, "--amount must be"),
             (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
             (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
