@@ -1,19 +1,19 @@
 """The incoming side: a twisted.web resource that takes ILP Prepares over HTTP.
 
-The resource does only HTTP: the health check, authorization, the size
-limit, the body's shape.  What happens to a valid Prepare is the
-:class:`PacketReceiver`'s business (the plugin), which always answers with a
-serialized Fulfill or Reject.
+The resource does only twisted.web's part; what it answers is decided by
+:class:`ilphttp.front.AccountDoor` (health check, authorization, content
+type, the Prepare's shape), the same rules as the plugin's own listeners.
+What happens to a valid Prepare is the :class:`PacketReceiver`'s business
+(the plugin), which always answers with a serialized Fulfill or Reject.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -21,14 +21,18 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from ilphttp._compat import request_disconnected
 from ilphttp.auth import SHORT_SECRET, ChildrenAuth, IncomingAuth
 from ilphttp.config import IncomingOptions
-from ilphttp.h2c import H2CSiteFactory
-from ilphttp.packet import (
-    MAX_PREPARE_LENGTH,
-    InvalidPacketError,
-    Prepare,
-    deserialize_prepare,
-    envelope_length,
+from ilphttp.front import (
+    TEXT_PLAIN,
+    AccountDoor,
+    Answer,
+    Door,
+    NotReady,
+    OverCapacity,
+    PacketReceiver,
+    answer_now,
 )
+from ilphttp.h2c import H2CSiteFactory
+from ilphttp.packet import MAX_PREPARE_LENGTH
 from ilphttp.tls import peer_identity
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionTracker",
+    "DoorResource",
     "IlpRequest",
     "IlpResource",
     "IlpSite",
@@ -50,50 +55,59 @@ __all__ = [
 
 _log = Logger()
 
-OCTET_STREAM = b"application/octet-stream"
-_ACCEPTED_TYPES = (b"application/octet-stream", b"application/ilp+octet-stream")
-
-
-class NotReady(Exception):
-    """The receiver cannot take packets now (answered with HTTP 502)."""
-
-
-class OverCapacity(Exception):
-    """The receiver has too many packets in flight (answered with HTTP 503)."""
-
-
-class PacketReceiver(Protocol):
-    """What the resource hands valid, authorized Prepares to."""
-
-    def receive_prepare(
-        self, body: bytes, prepare: Prepare, peer_name: bytes | None
-    ) -> Deferred[bytes]:
-        """Fire with a serialized Fulfill or Reject; never fail.
-
-        ``body`` is ``prepare``'s envelope as received: any bytes the peer
-        sent after it are already cut off.
-
-        Raise NotReady (HTTP 502) or OverCapacity (HTTP 503) to refuse.
-        """
-
 
 def error_body(request: Request, code: int, message: str) -> bytes:
     """Set ``code`` and a plain-text ``message`` on ``request``; the body to return."""
     request.setResponseCode(code)
-    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-type", TEXT_PLAIN)
     return message.encode("utf-8")
 
 
-class IlpResource(Resource):
+class DoorResource(Resource):
+    """A twisted.web resource that answers every request as ``door`` decides.
+
+    The path is passed on (a shared door reads the account from it);
+    ``GET`` is the health check.  See :mod:`ilphttp.front` for the rules.
+    """
+
+    isLeaf = True
+
+    def __init__(self, door: Door) -> None:
+        super().__init__()
+        self.door = door
+
+    def render(self, request: Request) -> bytes | int:
+        assert request.method is not None and request.path is not None
+        body = b""
+        if request.method != b"GET":
+            assert request.content is not None
+            # One byte over the limit is enough to refuse (only reached when
+            # mounted in a Site without IlpRequest).
+            body = request.content.read(MAX_PREPARE_LENGTH + 1)
+        result = self.door.answer(
+            request.method, request.path, request.getHeader, body, lambda: peer_identity(request)
+        )
+        answer = answer_now(result)
+        if answer is not None:
+            return _set_answer(request, answer)
+        assert isinstance(result, Deferred)
+        result.addCallback(_write_answer, request)
+        request.notifyFinish().addErrback(lambda _: result.cancel())
+        return NOT_DONE_YET
+
+
+class IlpResource(DoorResource):
     """Answers ``GET`` with ``OK`` and every other method with an ILP reply.
 
     Mount it anywhere in a twisted.web tree: the path is ignored, as in the JS
     plugin.  Build the Site with :func:`make_site` (or at least
     ``parsePOSTFormSubmission=False`` and :class:`IlpRequest`) to have the size
-    limit enforced before the body is read.
+    limit enforced before the body is read.  What it answers is
+    :class:`ilphttp.front.AccountDoor`'s decision, the same as on the plugin's
+    own listeners.
     """
 
-    isLeaf = True
+    door: AccountDoor
 
     def __init__(
         self,
@@ -101,108 +115,28 @@ class IlpResource(Resource):
         receiver: PacketReceiver,
         client_identity: str | None = None,
     ) -> None:
-        super().__init__()
-        self._auth = auth
-        self._receiver = receiver
-        self._client_identity = client_identity
-
-    def render(self, request: Request) -> bytes | int:
-        if request.method == b"GET":
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"OK"
-        if not self._auth.verify(request.getHeader(b"authorization")):
-            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
-        return self.render_authorized(request)
+        super().__init__(AccountDoor(auth, receiver, client_identity))
 
     def authorizes(self, header: bytes | None) -> bool:
         """True when the Authorization value ``header`` is one of this account's credentials."""
-        return self._auth.verify(header)
+        return self.door.authorizes(header)
 
-    def render_authorized(self, request: Request) -> bytes | int:
-        """Answer ``request``, whose credential was checked already (a shared listener did)."""
-        if isinstance(self._auth, ChildrenAuth) and not self._auth.verify_child(
-            request.getHeader(b"ilp-peer-name"), request.getHeader(b"authorization")
-        ):
-            # A child may only speak for itself: its name must go with its credential.
-            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
-        if self._client_identity is not None and not self._identity_matches(request):
-            return error_body(request, http.FORBIDDEN, "client certificate does not match")
-        content_type = request.getHeader(b"content-type")
-        if content_type is not None:
-            media_type = content_type.split(b";", 1)[0].strip().lower()
-            if media_type not in _ACCEPTED_TYPES:
-                return error_body(
-                    request,
-                    http.UNSUPPORTED_MEDIA_TYPE,
-                    "content-type must be application/octet-stream or application/ilp+octet-stream",
-                )
-        assert request.content is not None
-        body = request.content.read(MAX_PREPARE_LENGTH + 1)
-        if len(body) > MAX_PREPARE_LENGTH:
-            # Only reached when mounted in a Site without IlpRequest.
-            return error_body(
-                request,
-                http.REQUEST_ENTITY_TOO_LARGE,
-                f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH} bytes",
-            )
-        try:
-            # Liberal reader (RFC 30): bytes after the envelope are ignored,
-            # and cut off here, so nothing downstream ever forwards them.
-            prepare = deserialize_prepare(body, strict=False)
-            end = envelope_length(body)
-        except InvalidPacketError as exc:
-            return error_body(request, http.BAD_REQUEST, f"invalid ILP Prepare: {exc}")
-        if end != len(body):
-            _log.debug("ignored {n} bytes after the envelope of a Prepare", n=len(body) - end)
-            body = body[:end]
-        try:
-            reply = self._receiver.receive_prepare(
-                body, prepare, request.getHeader(b"ilp-peer-name")
-            )
-        except NotReady as exc:
-            return error_body(request, http.BAD_GATEWAY, str(exc))
-        except OverCapacity as exc:
-            request.setHeader(b"retry-after", b"1")
-            return error_body(request, http.SERVICE_UNAVAILABLE, str(exc))
-        if reply.called:
-            # The common fast path: a synchronous handler already answered.
-            result = reply.result
-            if isinstance(result, bytes):
-                request.setHeader(b"content-type", OCTET_STREAM)
-                return result
-        reply.addCallbacks(
-            self._write_reply,
-            self._write_failure,
-            callbackArgs=(request,),
-            errbackArgs=(request,),
-        )
-        request.notifyFinish().addErrback(lambda _: reply.cancel())
-        return NOT_DONE_YET
 
-    def _identity_matches(self, request: Request) -> bool:
-        identity = peer_identity(request)
-        return identity is not None and self._client_identity in identity.names()
+def _set_answer(request: Request, answer: Answer) -> bytes:
+    request.setResponseCode(answer.status)
+    request.setHeader(b"content-type", answer.content_type)
+    for name, value in answer.headers:
+        request.setHeader(name, value)
+    return answer.body
 
-    @staticmethod
-    def _write_reply(result: bytes, request: Request) -> None:
-        if request_disconnected(request):
-            return
-        request.setHeader(b"content-type", OCTET_STREAM)
-        request.setHeader(b"content-length", b"%d" % len(result))
-        request.write(result)
-        request.finish()
 
-    @staticmethod
-    def _write_failure(failure: Failure, request: Request) -> None:
-        # The receiver promises never to fail; if it does anyway, answer 500
-        # without a traceback and keep the details in our log.
-        _log.failure("ILP receiver failed unexpectedly", failure)
-        if request_disconnected(request):
-            return
-        request.setResponseCode(http.INTERNAL_SERVER_ERROR)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.write(b"internal error")
-        request.finish()
+def _write_answer(answer: Answer, request: Request) -> None:
+    if request_disconnected(request):
+        return
+    body = _set_answer(request, answer)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
 
 
 _TOO_LARGE = (

@@ -17,19 +17,16 @@ its own port (content type, size limit, ``ILP-Peer-Name`` for multi accounts).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
-from twisted.web import http
-from twisted.web.resource import Resource
-from twisted.web.server import Request
 
 from ilphttp.errors import OptionError
-from ilphttp.server import ConnectionTracker, IlpResource, error_body, make_site
+from ilphttp.front import SharedDoor, account_in_path
+from ilphttp.server import ConnectionTracker, DoorResource, IlpResource, make_site
 from ilphttp.tls import server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -37,48 +34,16 @@ if TYPE_CHECKING:
 
 __all__ = ["AccountsResource", "SharedListener", "account_in_path"]
 
-_PATH = re.compile(rb"/accounts/([^/]+)/ilp/?\Z")
 
-
-def account_in_path(path: bytes) -> str | None:
-    """The account named by ``/accounts/{account}/ilp``, or None for any other path."""
-    match = _PATH.match(path)
-    if match is None:
-        return None
-    try:
-        return match.group(1).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-class AccountsResource(Resource):
-    """The resource of a shared listener: picks the account, then lets it answer.
+class AccountsResource(DoorResource):
+    """The resource of a shared listener: picks the account, then lets it answer
+    (:class:`ilphttp.front.SharedDoor`'s rules).
 
     :param accounts: account name -> that account's resource.
     """
 
-    isLeaf = True
-
     def __init__(self, accounts: Mapping[str, IlpResource]) -> None:
-        super().__init__()
-        self._accounts = dict(accounts)
-
-    def render(self, request: Request) -> bytes | int:
-        if request.method == b"GET":
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"OK"
-        header = request.getHeader(b"authorization")
-        assert request.path is not None
-        name = account_in_path(request.path)
-        if name is not None:
-            named = self._accounts.get(name)
-            chosen = [named] if named is not None and named.authorizes(header) else []
-        else:
-            # Every account is asked, so the time taken does not tell which matched.
-            chosen = [r for r in self._accounts.values() if r.authorizes(header)]
-        if len(chosen) != 1:
-            return error_body(request, http.UNAUTHORIZED, "invalid authorization")
-        return chosen[0].render_authorized(request)
+        super().__init__(SharedDoor({name: r.door for name, r in accounts.items()}))
 
 
 class SharedListener(Service):

@@ -44,6 +44,7 @@ LINK = {
     "ilphttp.http2_events",
     "ilphttp.http2_session",
     "ilphttp.client",
+    "ilphttp.front",
     "ilphttp.h2_guard",
     "ilphttp.h2c",
     "ilphttp.http2",

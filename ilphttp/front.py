@@ -1,0 +1,302 @@
+"""What every front door answers: one decision for each incoming HTTP request.
+
+ilphttp takes Prepares through several front doors: the twisted.web resource
+users mount in their own ``Site`` (:class:`~ilphttp.server.IlpResource`), the
+lean HTTP/1.1 server and the HTTP/2 server of the plugin's own listeners.  All
+of them hand a complete request (method, path, headers, body) to a
+:class:`Door` and write back the :class:`Answer` it gives, so the rules live
+here once:
+
+- ``GET`` (any path) is the health check: ``200 OK``;
+- a wrong credential is ``401``; a child speaking for another child is ``401``;
+  a TLS client certificate that does not match ``clientIdentity`` is ``403``;
+- a ``Content-Type`` other than ``application/octet-stream`` or
+  ``application/ilp+octet-stream`` is ``415`` (none at all is accepted, as the
+  JS plugin does);
+- a body over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is ``413``;
+- a body that is not an ILP Prepare is ``400`` (bytes after the envelope are
+  ignored and cut off, RFC 30's liberal reader);
+- a receiver that is not ready is ``502``, one over capacity ``503`` with
+  ``Retry-After: 1``;
+- otherwise ``200`` with the serialized Fulfill or Reject, or ``500`` (no
+  details) if the receiver broke its promise never to fail.
+
+A front door only does HTTP: framing, the size limit before the body is read,
+``Expect: 100-continue``, keep-alive.  It passes a header lookup
+(``header(b"authorization") -> bytes | None``, names lower case) rather than a
+header object so that each door keeps its own representation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, Protocol, Union
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ilphttp.auth import ChildrenAuth, IncomingAuth
+from ilphttp.packet import (
+    MAX_PREPARE_LENGTH,
+    InvalidPacketError,
+    Prepare,
+    deserialize_prepare,
+    envelope_length,
+)
+
+__all__ = [
+    "OCTET_STREAM",
+    "TEXT_PLAIN",
+    "AccountDoor",
+    "Answer",
+    "Door",
+    "HeaderLookup",
+    "IdentityLookup",
+    "NotReady",
+    "OverCapacity",
+    "PacketReceiver",
+    "SharedDoor",
+    "account_in_path",
+    "answer_now",
+]
+
+_log = Logger()
+
+OCTET_STREAM = b"application/octet-stream"
+TEXT_PLAIN = b"text/plain; charset=utf-8"
+_ACCEPTED_TYPES = (b"application/octet-stream", b"application/ilp+octet-stream")
+
+#: ``header(name)``: the value of the request header ``name`` (lower case), or None.
+HeaderLookup = Callable[[bytes], Union[bytes, None]]
+#: ``identity()``: the verified TLS client's ``PeerIdentity``, or None (asked
+#: only when the account has a ``clientIdentity``).
+IdentityLookup = Callable[[], Any]
+
+
+class NotReady(Exception):
+    """The receiver cannot take packets now (answered with HTTP 502)."""
+
+
+class OverCapacity(Exception):
+    """The receiver has too many packets in flight (answered with HTTP 503)."""
+
+
+class PacketReceiver(Protocol):
+    """What a door hands valid, authorized Prepares to (the plugin)."""
+
+    def receive_prepare(
+        self, body: bytes, prepare: Prepare, peer_name: bytes | None
+    ) -> Deferred[bytes]:
+        """Fire with a serialized Fulfill or Reject; never fail.
+
+        ``body`` is ``prepare``'s envelope as received: any bytes the peer
+        sent after it are already cut off.
+
+        Raise NotReady (HTTP 502) or OverCapacity (HTTP 503) to refuse.
+        """
+
+
+class Answer(NamedTuple):
+    """An HTTP answer: status, body and the headers that go with it.
+
+    ``content_type`` is always sent; ``headers`` are any others, as
+    ``(lower-case name, value)`` pairs.  Framing headers (``Content-Length``,
+    ``Connection``) are the front door's business.
+    """
+
+    status: int
+    body: bytes
+    content_type: bytes = TEXT_PLAIN
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _text(status: int, message: str) -> Answer:
+    return Answer(status, message.encode("utf-8"))
+
+
+HEALTHY = Answer(200, b"OK")
+UNAUTHORIZED = _text(401, "invalid authorization")
+_WRONG_CERTIFICATE = _text(403, "client certificate does not match")
+_WRONG_TYPE = _text(
+    415, "content-type must be application/octet-stream or application/ilp+octet-stream"
+)
+TOO_LARGE = _text(413, f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH} bytes")
+_BROKEN = _text(500, "internal error")
+
+
+class Door(Protocol):
+    """A front door's one call: the answer to a complete request."""
+
+    def answer(
+        self,
+        method: bytes,
+        path: bytes,
+        header: HeaderLookup,
+        body: bytes,
+        identity: IdentityLookup,
+    ) -> Answer | Deferred[Answer]:
+        """The answer now, or a Deferred that fires with it (and never fails).
+
+        Cancelling the Deferred (the client went away) cancels the packet's
+        handling.  ``body`` is the request body, at most
+        ``MAX_PREPARE_LENGTH + 1`` bytes is enough to decide.
+        """
+
+
+def answer_now(result: Answer | Deferred[Answer]) -> Answer | None:
+    """``result`` if it is an answer already (the common, synchronous case), else None."""
+    if isinstance(result, Answer):
+        return result
+    if result.called and isinstance(result.result, Answer):
+        answer: Answer = result.result
+        return answer
+    return None
+
+
+def _reply_answer(reply: bytes) -> Answer:
+    return Answer(200, reply, OCTET_STREAM)
+
+
+def _broken(failure: Failure) -> Answer | Failure:
+    # The receiver promises never to fail; if it does anyway, answer 500
+    # without a traceback and keep the details in our log.  A cancellation
+    # (the client went away) is not a failure of the receiver.
+    if failure.check(Exception) and not _is_cancel(failure):
+        _log.failure("ILP receiver failed unexpectedly", failure)
+        return _BROKEN
+    return failure
+
+
+def _is_cancel(failure: Failure) -> bool:
+    return failure.check(CancelledError) is not None
+
+
+class AccountDoor:
+    """One account's incoming rules (see the module docstring).
+
+    :param auth: the account's incoming credentials (or its children's).
+    :param receiver: takes the Prepares (the plugin).
+    :param client_identity: the name the TLS client certificate must carry, or None.
+    """
+
+    def __init__(
+        self,
+        auth: IncomingAuth | ChildrenAuth,
+        receiver: PacketReceiver,
+        client_identity: str | None = None,
+    ) -> None:
+        self._auth = auth
+        self._receiver = receiver
+        self._client_identity = client_identity
+
+    def authorizes(self, authorization: bytes | None) -> bool:
+        """True when the ``Authorization`` value is one of this account's credentials."""
+        return self._auth.verify(authorization)
+
+    def answer(
+        self,
+        method: bytes,
+        path: bytes,
+        header: HeaderLookup,
+        body: bytes,
+        identity: IdentityLookup,
+    ) -> Answer | Deferred[Answer]:
+        if method == b"GET":
+            return HEALTHY
+        if not self._auth.verify(header(b"authorization")):
+            return UNAUTHORIZED
+        return self.answer_authorized(header, body, identity)
+
+    def answer_authorized(
+        self, header: HeaderLookup, body: bytes, identity: IdentityLookup
+    ) -> Answer | Deferred[Answer]:
+        """The answer to a POST whose credential was checked already (a shared door did)."""
+        peer_name = header(b"ilp-peer-name")
+        if isinstance(self._auth, ChildrenAuth) and not self._auth.verify_child(
+            peer_name, header(b"authorization")
+        ):
+            # A child may only speak for itself: its name must go with its credential.
+            return UNAUTHORIZED
+        if self._client_identity is not None:
+            names = identity()
+            if names is None or self._client_identity not in names.names():
+                return _WRONG_CERTIFICATE
+        content_type = header(b"content-type")
+        if content_type is not None:
+            media_type = content_type.split(b";", 1)[0].strip().lower()
+            if media_type not in _ACCEPTED_TYPES:
+                return _WRONG_TYPE
+        if len(body) > MAX_PREPARE_LENGTH:
+            return TOO_LARGE
+        try:
+            # Liberal reader (RFC 30): bytes after the envelope are ignored,
+            # and cut off here, so nothing downstream ever forwards them.
+            prepare = deserialize_prepare(body, strict=False)
+            end = envelope_length(body)
+        except InvalidPacketError as exc:
+            return _text(400, f"invalid ILP Prepare: {exc}")
+        if end != len(body):
+            _log.debug("ignored {n} bytes after the envelope of a Prepare", n=len(body) - end)
+            body = body[:end]
+        try:
+            reply = self._receiver.receive_prepare(body, prepare, peer_name)
+        except NotReady as exc:
+            return _text(502, str(exc))
+        except OverCapacity as exc:
+            return Answer(503, str(exc).encode("utf-8"), headers=((b"retry-after", b"1"),))
+        if reply.called and isinstance(reply.result, bytes):
+            # The common fast path: a synchronous handler already answered.
+            return _reply_answer(reply.result)
+        return reply.addCallbacks(_reply_answer, _broken)
+
+
+_PATH = re.compile(rb"/accounts/([^/]+)/ilp/?\Z")
+
+
+def account_in_path(path: bytes) -> str | None:
+    """The account named by ``/accounts/{account}/ilp``, or None for any other path."""
+    match = _PATH.match(path)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class SharedDoor:
+    """The door of a listener shared by many accounts (see :mod:`ilphttp.shared`).
+
+    The account is the one named by the path ``/accounts/{account}/ilp``, whose
+    credential must then match; on any other path, the one account whose
+    credential matches (all are checked, so the time taken does not tell which
+    matched).  Anything else is ``401``.
+
+    :param accounts: account name -> that account's door.
+    """
+
+    def __init__(self, accounts: Mapping[str, AccountDoor]) -> None:
+        self._accounts = dict(accounts)
+
+    def answer(
+        self,
+        method: bytes,
+        path: bytes,
+        header: HeaderLookup,
+        body: bytes,
+        identity: IdentityLookup,
+    ) -> Answer | Deferred[Answer]:
+        if method == b"GET":
+            return HEALTHY
+        authorization = header(b"authorization")
+        name = account_in_path(path)
+        if name is not None:
+            named = self._accounts.get(name)
+            chosen = [named] if named is not None and named.authorizes(authorization) else []
+        else:
+            chosen = [door for door in self._accounts.values() if door.authorizes(authorization)]
+        if len(chosen) != 1:
+            return UNAUTHORIZED
+        return chosen[0].answer_authorized(header, body, identity)
