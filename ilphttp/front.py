@@ -137,9 +137,10 @@ class Door(Protocol):
         body: bytes,
         identity: IdentityLookup,
     ) -> Answer | Deferred[Answer]:
-        """The answer now, or a Deferred that fires with it (and never fails).
+        """The answer now, or a Deferred that fires with it.
 
-        Cancelling the Deferred (the client went away) cancels the packet's
+        The Deferred never fails, except with ``CancelledError`` once the front
+        door cancelled it (the client went away), which cancels the packet's
         handling.  ``body`` is the request body, at most
         ``MAX_PREPARE_LENGTH + 1`` bytes is enough to decide.
         """

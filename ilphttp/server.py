@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -91,7 +92,7 @@ class DoorResource(Resource):
         if answer is not None:
             return _set_answer(request, answer)
         assert isinstance(result, Deferred)
-        result.addCallback(_write_answer, request)
+        result.addCallback(_write_answer, request).addErrback(_ignore_cancel)
         request.notifyFinish().addErrback(lambda _: result.cancel())
         return NOT_DONE_YET
 
@@ -120,6 +121,11 @@ class IlpResource(DoorResource):
     def authorizes(self, header: bytes | None) -> bool:
         """True when the Authorization value ``header`` is one of this account's credentials."""
         return self.door.authorizes(header)
+
+
+def _ignore_cancel(failure: Failure) -> None:
+    # The client went away and the answer was cancelled: nothing to write.
+    failure.trap(CancelledError)
 
 
 def _set_answer(request: Request, answer: Answer) -> bytes:

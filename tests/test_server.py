@@ -742,7 +742,10 @@ class InMemoryServerTests(SynchronousTestCase):
         def fail_on_cancel(d: Deferred[Any]) -> None:
             d.errback(RuntimeError("failed while cancelled"))
 
-        for canceller, errors in ((on_cancel, 0), (fail_on_cancel, 1)):
+        def ignore_cancel(d: Deferred[Any]) -> None:
+            pass  # Deferred.cancel then fails it with CancelledError
+
+        for canceller, errors in ((on_cancel, 0), (fail_on_cancel, 1), (ignore_cancel, 0)):
             pending: Deferred[Any] = Deferred(canceller)
             channel, transport, _ = self.connect(lambda pending=pending: pending)
             channel.dataReceived(_post_bytes(make_prepare(time.time()).packet))
@@ -751,6 +754,9 @@ class InMemoryServerTests(SynchronousTestCase):
             self.assertTrue(pending.called, "the answer was not cancelled")
             self.assertEqual(transport.value(), b"", canceller)
             self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), errors)
+            # The end of the answer's chain: nothing left unhandled (a
+            # CancelledError there would be logged when it is collected).
+            self.assertIsNone(pending.result, canceller)
 
     def test_oversized_body_gets_one_413(self) -> None:
         """
