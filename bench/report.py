@@ -99,7 +99,7 @@ def add_ratios(rows: list[dict], samples: dict[tuple, list[dict]]) -> None:
 def describe(section: str, cfg: Any) -> str:
     if isinstance(cfg, MemCfg):
         hold = f" hold {cfg.hold:g}s" if cfg.kind == "inflight" else ""
-        return f"{cfg.kind} {cfg.count}{hold}"
+        return f"{cfg.kind} {cfg.connections}{hold}"
     size = "1KB" if cfg.size == 1024 else f"{cfg.size}B"
     text = f"{size:>5} C={cfg.concurrency:<3}"
     if isinstance(cfg, PairCfg):
@@ -223,6 +223,6 @@ def targets(rows: Sequence[dict], h2c_before: float) -> list[str]:
             unit = "connections" if cfg.kind == "idle" else "Prepares in flight"
             lines.append(
                 f"memory {name}: {r['per_1000_kb']['median'] / 1024:.1f} MiB per 1000 {unit}"
-                f" (RSS {r['rss_kb']['median'] / 1024:.0f} MiB with {cfg.count})"
+                f" (RSS {r['rss_kb']['median'] / 1024:.0f} MiB with {cfg.connections})"
             )
     return lines

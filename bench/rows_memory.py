@@ -29,7 +29,7 @@ from rows_server import check_server
 
 class MemCfg(NamedTuple):
     kind: str  # "idle" | "inflight"
-    count: int
+    connections: int
     hold: float  # seconds the handler holds each Prepare (inflight)
 
 
@@ -41,10 +41,10 @@ def _rss(pid: int, name: str) -> int:
 
 
 def memory_sample(impl: Impl, cfg: MemCfg, opts: argparse.Namespace) -> dict:
-    """Receiver RSS before and with ``cfg.count`` connections (idle, or holding a Prepare)."""
+    """Receiver RSS before and with ``cfg.connections`` connections (idle, or holding a Prepare)."""
     hold = cfg.hold if cfg.kind == "inflight" else 0.0
     env = None if impl.python is None else python_env()
-    holder_opts = {"count": cfg.count, "mode": cfg.kind}
+    holder_opts = {"count": cfg.connections, "mode": cfg.kind}
     with Server(receiver_argv(impl, False, opts, hold), env, f"{impl.key} receiver") as srv:
         for _ in range(3):  # the first requests allocate what every request needs
             check_server(srv.port, 100, False, impl.key)
@@ -81,7 +81,7 @@ def memory_sample(impl: Impl, cfg: MemCfg, opts: argparse.Namespace) -> dict:
         "rss_before_kb": before,
         "rss_kb": after,
         "delta_kb": after - before,
-        "per_1000_kb": (after - before) * 1000 / cfg.count,
+        "per_1000_kb": (after - before) * 1000 / cfg.connections,
         "opened": int(ready.get("open", 0)),
         "open_after": int(done.get("open", 0)),
         "open_s": float(ready.get("seconds", 0.0)),

@@ -49,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import NODE_MODULES, ROOT, BenchError, Impl, python_env
+from harness import NODE_MODULES, ROOT, BenchError, Impl, python_env, warmup_for
 from report import build_rows, describe, print_table, targets
 from rows_memory import MemCfg, memory_sample
 from rows_pair import H2cCfg, PairCfg, h2c_sample, pair_sample
@@ -234,14 +234,16 @@ def make_plan(opts: argparse.Namespace, impls: list[Impl]) -> list[tuple[str, An
 
 
 def estimate_seconds(opts: argparse.Namespace, plan: list[tuple[str, Any, Impl]]) -> float:
-    pair = opts.warmup + opts.duration + 1.5
-    per = {
-        "pair": pair,
-        "h2c": pair,
-        "server": opts.wrk_warmup + opts.wrk_duration + 1.5,
-        "memory": 4.0,
-    }
-    return opts.repeat * sum(per[section] for section, _, _ in plan)
+    """A rough duration: warm-ups (PyPy's at their least), windows, start-up."""
+    total = 0.0
+    for section, cfg, impl in plan:
+        if section in ("pair", "h2c"):
+            total += warmup_for(impl, opts, opts.warmup)[0] + opts.duration + 1.5
+        elif section == "server":
+            total += warmup_for(impl, opts, opts.wrk_warmup)[0] + opts.wrk_duration + 1.5
+        else:
+            total += 3.0 + (cfg.hold if cfg.kind == "inflight" else cfg.connections / 3000)
+    return opts.repeat * total
 
 
 def run_one(section: str, cfg: Any, impl: Impl, opts: argparse.Namespace) -> dict:
