@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 
@@ -115,3 +116,46 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float, impl: str)
         "mean_ms": sum(latencies_ms) / n if n else None,
         "max_ms": latencies_ms[-1] if n else None,
     }
+
+
+# -- process accounting (Linux /proc; None elsewhere) -------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    # fields after "pid (comm)": comm may hold spaces, so split after the last ')'
+    fields = text[text.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    """Resident set size of process ``pid`` in KiB (VmRSS in /proc/<pid>/status)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (up to the hard limit)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft

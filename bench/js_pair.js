@@ -7,16 +7,20 @@
 // this same process: the one-process pair), token, jwtSecret (the sender signs
 // HS256 JWTs instead of sending the static token), size (bytes of Prepare
 // data), concurrency, duration and warmup (seconds), expiresIn (seconds),
-// http2 (send over h2c; needs an HTTP/2-capable receiver such as server_ilphttp.py).
+// http2 (send over h2c; needs an HTTP/2-capable receiver such as server_ilphttp.py),
+// receiverPid (the receiver's process: its CPU time over the window is read
+// from /proc/<pid>/stat and reported beside this process's own).
 //
 // `concurrency` workers each send one Prepare, wait for the reply and send the
 // next.  The measuring window opens when the warm-up is over and every worker
 // has had a reply (at most 20 s later); packets answered in the window count,
 // and latency is per packet, send to reply.  Prints one line:
-// {"event":"result","packets":..,"errors":..,"seconds":..,"pps":..,"p50_ms":..,"p99_ms":..}
+// {"event":"result","packets":..,"errors":..,"seconds":..,"pps":..,"p50_ms":..,"p99_ms":..,
+//  "cpu_s":{"sender":..,"receiver":..}}
 // and exits.  The process bounds itself: it exits after warmup + duration + 35 s.
 
 const crypto = require('crypto')
+const fs = require('fs')
 const { startReceiver, req, FULFILLMENT, DEFAULT_TOKEN } = require('./js_server')
 
 const TYPE_FULFILL = 13
@@ -26,6 +30,27 @@ function percentile (sorted, p) {
   if (sorted.length === 0) return null
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
   return sorted[i]
+}
+
+// USER_HZ: 100 on every Linux that node runs on (/proc/<pid>/stat counts in it)
+const CLK_TCK = 100
+
+// user + system CPU seconds of another process (all its threads), or null
+function procCpuSeconds (pid) {
+  if (!pid) return null
+  try {
+    const text = fs.readFileSync('/proc/' + pid + '/stat', 'latin1')
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch (err) {
+    return null
+  }
+}
+
+// this process's CPU seconds (all threads: libuv's pool too)
+function selfCpuSeconds () {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
 }
 
 async function main () {
@@ -80,6 +105,9 @@ async function main () {
   // (opening C connections at once can take seconds), or MAX_EXTRA_WARMUP_MS later.
   let tStart = null
   let tEnd = Infinity
+  let cpu0 = null
+  let cpu1 = null
+  const cpuNow = () => ({ sender: selfCpuSeconds(), receiver: procCpuSeconds(o.receiverPid) })
   let warmed = 0
   const latencies = []
   let errors = 0
@@ -90,6 +118,8 @@ async function main () {
     if (warmed === o.concurrency || t >= warmEnd + MAX_EXTRA_WARMUP_MS) {
       tStart = t
       tEnd = t + o.duration * 1000
+      cpu0 = cpuNow()
+      setTimeout(() => { cpu1 = cpuNow() }, o.duration * 1000)
     }
   }
 
@@ -122,6 +152,8 @@ async function main () {
   for (let i = 0; i < o.concurrency; i++) workers.push(worker())
   await Promise.all(workers)
 
+  if (cpu0 !== null && cpu1 === null) cpu1 = cpuNow()
+  const cpuDelta = (k) => (cpu0 && cpu1 && cpu0[k] !== null && cpu1[k] !== null) ? cpu1[k] - cpu0[k] : null
   latencies.sort((a, b) => a - b)
   const sum = latencies.reduce((a, b) => a + b, 0)
   const result = {
@@ -135,6 +167,7 @@ async function main () {
     p99_ms: percentile(latencies, 0.99),
     mean_ms: latencies.length ? sum / latencies.length : null,
     max_ms: latencies.length ? latencies[latencies.length - 1] : null,
+    cpu_s: { sender: cpuDelta('sender'), receiver: cpuDelta('receiver') },
     warmup_s: tStart === null ? null : (tStart - began) / 1000,
     last_error: lastError
   }

@@ -5,7 +5,9 @@
 //
 // Options (all optional): token (static token, default "bench-static-token"),
 // jwtSecret (HS256 secret: then JWTs are accepted, and the static token too,
-// as the JS plugin does when both are set), port (default 0: any free port).
+// as the JS plugin does when both are set), port (default 0: any free port),
+// holdMs (the handler holds every Prepare this long before it fulfils: the
+// packets-in-flight memory row).
 // It listens on 127.0.0.1 only, prints {"event":"ready","port":N} on stdout,
 // and exits when stdin closes (or on SIGTERM/SIGINT), so it never outlives the
 // harness.  Used alone (under wrk) and as the receiver of the two-process pair;
@@ -64,8 +66,10 @@ async function startReceiver (opts) {
     outgoing: { url: 'http://127.0.0.1:9/', staticToken: 'unused' }
   })
   const fulfill = IlpPacket.serializeIlpFulfill({ fulfillment: FULFILLMENT, data: Buffer.alloc(0) })
+  const holdMs = Number(opts.holdMs) || 0
   plugin.registerDataHandler(async (data) => {
     IlpPacket.deserializeIlpPrepare(data)
+    if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs))
     return fulfill
   })
   await plugin.connect()

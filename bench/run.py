@@ -3,334 +3,61 @@
     python bench/run.py [--quick] [--json out.json] [--repeat N] [--python PATH ...]
 
 Runs with the dev venv's python or PyPy (standard library only here; every
-measurement runs in child processes).  Everything is on 127.0.0.1, HTTP/1.1
-keep-alive, and the receiver fulfils every Prepare.
+measurement runs in child processes).  Everything is on 127.0.0.1 and the
+receiver fulfils every Prepare.  Sections (``--sections``, all by default):
 
-Sections:
+``pair``    a sender plugin -> a receiver plugin over HTTP/1.1 keep-alive:
+            ilphttp -> ilphttp or JS -> JS (rows_pair.py); 100-byte and 1 KB
+            Prepare data, concurrency 1/16/64/256 (closed loop), sender and
+            receiver in one process or two, static token or HS256 JWT.
+``h2c``     two processes over cleartext HTTP/2 into an ilphttp receiver: from
+            ilphttp's sender, and from the JS plugin's ``http2: true`` sender;
+            compared with the JS pair over HTTP/1.1 (added to ``pair`` if needed).
+``server``  each server alone under ``wrk -t1 -cC`` (rows_server.py): the JS
+            plugin's, ilphttp's, a bare node ``http`` server (the ceiling of any
+            node server) and, with ``--servers ...,bare``, a bare twisted.web one.
+``memory``  a receiver's RSS holding ``--idle-conns`` idle keep-alive connections,
+            and with ``--inflight`` Prepares held by its handler (rows_memory.py).
 
-``pair``    a sender plugin -> a receiver plugin: ilphttp -> ilphttp
-            (bench/ilphttp_pair.py, bench/server_ilphttp.py) and JS -> JS
-            (bench/js_pair.js, bench/js_server.js); 100-byte and 1 KB Prepare
-            data, concurrency 1/16/64/256 (closed loop: C packets in flight),
-            sender and receiver in one process or in two, static token or
-            HS256 JWT.
-``server``  each server alone under wrk (bench/wrk_prepare.lua POSTs a fixed
-            Prepare with the Authorization header): the JS plugin's server vs
-            ilphttp's (and, with ``--servers ...,bare``, a bare twisted.web
-            Resource: the ceiling of any Twisted HTTP/1.1 server).
+Each row runs ``--repeat`` times, interleaved (every row once, then again), and
+reports packets/s and p50/p99 latency (median [min-max] over the repetitions),
+CPU microseconds per packet of the sender and receiver processes, and ilphttp's
+ratio to the JS row (and, for servers, to bare node) per repetition, median
+[min-max].  Under PyPy the warm-up is at least ``--pypy-warmup`` and lasts until
+the throughput is stable (see harness.warmup_for).  A summary checks issue 11's
+targets.  ``--python`` (repeatable) picks the interpreters that run ilphttp.
 
-Each row is run ``--repeat`` times (interleaved: every implementation and
-configuration once, then again), and reports packets/s, p50/p99 latency as
-min/median/max over the repetitions, and the ratio of ilphttp's median
-packets/s to the JS one's.  ``--python`` (repeatable) picks the interpreters
-that run ilphttp, e.g. the dev venv's CPython and a PyPy venv: one row each.
-
-``--quick`` runs one small row of each kind (well under a minute); it is what
-CI runs, and it only checks that every part works: the exit status is 1 when a
-run failed or a reply was not a Fulfill.  Missing tools are skipped with a line
-saying so, except node under ``CI=true`` (the project's rule for JS peers) and
-anything named by ``--require``.
+``--quick`` runs one small row of each kind (under 40 s); it is what CI runs,
+and it only checks that every part works: the exit status is 1 when a run
+failed, a reply was not a Fulfill, or a section produced no row.  Missing tools
+are skipped with a line saying so, except node under ``CI=true`` (the project's
+rule for JS peers) and anything named by ``--require``.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import select
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path.insert(0, BENCH)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchlib  # noqa: E402
+from harness import NODE_MODULES, ROOT, BenchError, Impl, python_env, warmup_for
+from report import build_rows, describe, print_table, targets
+from rows_memory import MemCfg, memory_sample
+from rows_pair import H2cCfg, PairCfg, h2c_sample, pair_sample
+from rows_server import ServerCfg, server_sample
 
-NODE_MODULES = os.path.join(ROOT, "interop", "node_modules")
-WRK_SCRIPT = os.path.join(BENCH, "wrk_prepare.lua")
-READY_TIMEOUT = 30.0
-
-
-class PairCfg(NamedTuple):
-    size: int
-    concurrency: int
-    procs: int
-    jwt: bool
-
-
-class ServerCfg(NamedTuple):
-    size: int
-    concurrency: int
-    jwt: bool
-
-
-class Impl(NamedTuple):
-    key: str  # "js", "ilphttp@cpython3.11", "bare@pypy3.9"
-    family: str  # "js" | "ilphttp" | "bare"
-    python: str | None
-
-
-class BenchError(Exception):
-    """One measurement failed (a child crashed, timed out or printed no result)."""
-
-
-# -- child processes ---------------------------------------------------------------
-
-
-def python_env() -> dict[str, str]:
-    """The environment for Python children: the working tree's ilphttp first."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return env
-
-
-class Server:
-    """A receiver/server child that prints a ready line and exits when stdin closes."""
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None, name: str) -> None:
-        self.name = name
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        self.port = self._wait_ready()
-
-    def _wait_ready(self) -> int:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([fd], [], [], 0.2)
-            if readable:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                for line in buf.split(b"\n")[:-1]:
-                    try:
-                        msg = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(msg, dict) and msg.get("event") == "ready":
-                        return int(msg["port"])
-            elif self.proc.poll() is not None:
-                break
-        self.stop()
-        raise BenchError(f"{self.name} did not start: {self.stderr_tail()}")
-
-    def stderr_tail(self, n: int = 600) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")[-n:].strip()
-
-    def stop(self) -> None:
-        """Close stdin (the child exits), then SIGTERM, then SIGKILL: always bounded."""
-        proc = self.proc
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
-        for action, wait in ((None, 5.0), (proc.terminate, 3.0), (proc.kill, 3.0)):
-            if proc.poll() is not None:
-                break
-            if action is not None:
-                action()
-            try:
-                proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def run_sender(argv: list[str], env: dict[str, str] | None, timeout: float, name: str) -> dict:
-    """Run a sender child to completion; its last JSON ``result`` line."""
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{name} ran over {timeout:.0f} s") from None
-    for line in reversed(done.stdout.decode("utf-8", "replace").splitlines()):
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(msg, dict) and msg.get("event") == "result":
-            if done.returncode != 0:
-                raise BenchError(f"{name} exited {done.returncode}")
-            return msg
-    tail = done.stderr.decode("utf-8", "replace")[-600:].strip()
-    raise BenchError(f"{name} printed no result (exit {done.returncode}): {tail}")
-
-
-def auth_header(jwt: bool) -> str:
-    if jwt:
-        return "Bearer " + benchlib.hs256_jwt(benchlib.JWT_SECRET, 3600)
-    return "Bearer " + benchlib.DEFAULT_TOKEN
-
-
-def check_server(port: int, size: int, jwt: bool, name: str) -> None:
-    """One POST by hand before the load generator: the reply must be a Fulfill."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(
-            "POST",
-            "/",
-            body=benchlib.bench_prepare(size, 600),
-            headers={
-                "Authorization": auth_header(jwt),
-                "Content-Type": "application/octet-stream",
-            },
-        )
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200 or body[:1] != bytes([benchlib.TYPE_FULFILL]):
-        raise BenchError(f"{name} answered {resp.status} {body[:60]!r}, not a Fulfill")
-
-
-# -- the measurements ----------------------------------------------------------------
-
-
-def sender_options(cfg: PairCfg, opts: argparse.Namespace, url: str | None) -> dict[str, Any]:
-    o: dict[str, Any] = {
-        "token": benchlib.DEFAULT_TOKEN,
-        "size": cfg.size,
-        "concurrency": cfg.concurrency,
-        "duration": opts.duration,
-        "warmup": opts.warmup,
-        "expiresIn": 600,
-    }
-    if cfg.jwt:
-        o["jwtSecret"] = benchlib.JWT_SECRET
-    if url:
-        o["url"] = url
-    return o
-
-
-def receiver_options(jwt: bool) -> dict[str, Any]:
-    o: dict[str, Any] = {"token": benchlib.DEFAULT_TOKEN}
-    if jwt:
-        o["jwtSecret"] = benchlib.JWT_SECRET
-    return o
-
-
-def js_pair_sample(cfg: PairCfg, opts: argparse.Namespace) -> dict:
-    """JS sender -> JS receiver (ilp-plugin-http@1.6.1 on both ends)."""
-    timeout = opts.warmup + opts.duration + 60
-    pair = [opts.node, os.path.join(BENCH, "js_pair.js")]
-    if cfg.procs == 1:
-        return run_sender([*pair, json.dumps(sender_options(cfg, opts, None))], None, timeout, "js")
-    server_argv = [opts.node, os.path.join(BENCH, "js_server.js")]
-    with Server([*server_argv, json.dumps(receiver_options(cfg.jwt))], None, "js_server") as srv:
-        url = f"http://127.0.0.1:{srv.port}/"
-        return run_sender([*pair, json.dumps(sender_options(cfg, opts, url))], None, timeout, "js")
-
-
-def ilphttp_pair_sample(impl: Impl, cfg: PairCfg, opts: argparse.Namespace) -> dict:
-    """ilphttp sender -> ilphttp receiver (PluginHttp on both ends), under ``impl.python``."""
-    assert impl.python is not None
-    env = python_env()
-    timeout = opts.warmup + opts.duration + 60
-    pair = [impl.python, os.path.join(BENCH, "ilphttp_pair.py")]
-    if cfg.procs == 1:
-        argv = [*pair, json.dumps(sender_options(cfg, opts, None))]
-        return run_sender(argv, env, timeout, impl.key)
-    server_argv = [impl.python, os.path.join(BENCH, "server_ilphttp.py")]
-    with Server(
-        [*server_argv, json.dumps(receiver_options(cfg.jwt))], env, "server_ilphttp"
-    ) as srv:
-        url = f"http://127.0.0.1:{srv.port}/"
-        argv = [*pair, json.dumps(sender_options(cfg, opts, url))]
-        return run_sender(argv, env, timeout, impl.key)
-
-
-def server_argv(impl: Impl, jwt: bool, opts: argparse.Namespace) -> list[str]:
-    config = json.dumps(receiver_options(jwt))
-    if impl.family == "js":
-        return [opts.node, os.path.join(BENCH, "js_server.js"), config]
-    assert impl.python is not None
-    script = "server_ilphttp.py" if impl.family == "ilphttp" else "bare_twisted.py"
-    return [impl.python, os.path.join(BENCH, script), config]
-
-
-def run_wrk(port: int, cfg: ServerCfg, seconds: int, opts: argparse.Namespace) -> dict:
-    env = dict(os.environ)
-    env["ILPBENCH_BODY_HEX"] = benchlib.bench_prepare(cfg.size, 3600).hex()
-    env["ILPBENCH_AUTH"] = auth_header(cfg.jwt)
-    argv = [
-        opts.wrk,
-        "-t1",
-        f"-c{cfg.concurrency}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "-s",
-        WRK_SCRIPT,
-        f"http://127.0.0.1:{port}/",
-    ]
-    try:
-        done = subprocess.run(
-            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=seconds + 30
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"wrk ran over {seconds + 30} s") from None
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("ILPBENCH "):
-            return dict(json.loads(line[len("ILPBENCH ") :]))
-    raise BenchError(f"wrk printed no summary: {done.stderr.decode('utf-8', 'replace')[-400:]}")
-
-
-def server_sample(impl: Impl, cfg: ServerCfg, opts: argparse.Namespace) -> dict:
-    """One server alone under wrk: start it, check one POST, warm up, measure, stop."""
-    env = None if impl.family == "js" else python_env()
-    with Server(server_argv(impl, cfg.jwt, opts), env, impl.key) as srv:
-        check_server(srv.port, cfg.size, cfg.jwt, impl.key)
-        if opts.wrk_warmup > 0:
-            run_wrk(srv.port, cfg, opts.wrk_warmup, opts)
-        w = run_wrk(srv.port, cfg, opts.wrk_duration, opts)
-    seconds = w["duration_us"] / 1e6
-    errors = sum(int(v) for v in w["errors"].values())
-    return {
-        "impl": impl.key,
-        "packets": w["requests"],
-        "errors": errors,
-        "seconds": seconds,
-        "pps": w["requests"] / seconds if seconds else 0.0,
-        "p50_ms": w["latency_us"]["p50"] / 1000.0,
-        "p99_ms": w["latency_us"]["p99"] / 1000.0,
-        "mean_ms": w["latency_us"]["mean"] / 1000.0,
-        "wrk_errors": w["errors"],
-    }
-
+SECTIONS = ("pair", "h2c", "server", "memory")
+#: the JS plugin's h2c sender into an ilphttp receiver before issue 11 (bench/README.md)
+H2C_BEFORE = 700.0
 
 # -- what is there -------------------------------------------------------------------
 
@@ -394,19 +121,26 @@ def discover(opts: argparse.Namespace, skipped: list[str], fatal: list[str]) -> 
             skipped.append(f"SKIP {why}")
 
     wanted = set(opts.impls) | set(opts.servers)
-    if "js" in wanted:
+    have_node = False
+    if wanted & {"js", "node"}:
         node = opts.node and shutil.which(opts.node)
         if not node:
-            missing("node", "JS rows: node not found (install Node.js >= 18)")
-        elif not os.path.isdir(os.path.join(NODE_MODULES, "ilp-plugin-http")):
+            missing("node", "JS and bare node rows: node not found (install Node.js >= 18)")
+        else:
+            opts.node = node
+            have_node = True
+            if "node" in opts.servers:
+                impls.append(Impl("node", "node", None))
+    if have_node and "js" in wanted:
+        if not os.path.isdir(os.path.join(NODE_MODULES, "ilp-plugin-http")):
             missing(
                 "node",
                 "JS rows: interop/node_modules has no ilp-plugin-http"
                 " (run: npm ci --prefix interop)",
             )
         else:
-            opts.node = node
             impls.append(Impl("js", "js", None))
+    js = any(i.family == "js" for i in impls)
     for python in opts.python:
         label, error = python_label(python)
         if label is None:
@@ -416,6 +150,8 @@ def discover(opts: argparse.Namespace, skipped: list[str], fatal: list[str]) -> 
             why = can_import(python, "import ilphttp; ilphttp.PluginHttp; import twisted.web")
             if why is None:
                 impls.append(Impl(f"ilphttp@{label}", "ilphttp", python))
+                if js and "h2c" in opts.sections:
+                    impls.append(Impl(f"js-h2c>ilphttp@{label}", "js-h2c", python))
             else:
                 missing("ilphttp", f"ilphttp rows ({label}, {python}): import failed: {why}")
         if "bare" in wanted:
@@ -431,6 +167,9 @@ def discover(opts: argparse.Namespace, skipped: list[str], fatal: list[str]) -> 
         else:
             opts.wrk = None
             missing("wrk", "server rows: wrk not found (apt-get install wrk)")
+    if "memory" in opts.sections and not os.path.exists("/proc/self/status"):
+        missing("proc", "memory rows: no /proc (Linux only)")
+        opts.sections = [s for s in opts.sections if s != "memory"]
     return impls
 
 
@@ -439,7 +178,8 @@ def discover(opts: argparse.Namespace, skipped: list[str], fatal: list[str]) -> 
 
 def pair_configs(opts: argparse.Namespace) -> list[PairCfg]:
     if opts.quick:
-        return [PairCfg(100, 16, 1, False), PairCfg(1024, 64, 2, True)]
+        # 2proc C=16 is also the h2c row's baseline; C=1 shows the p99 column
+        return [PairCfg(100, 16, 2, False), PairCfg(1024, 1, 1, True)]
     return [
         PairCfg(size, c, procs, jwt)
         for jwt in opts.jwt
@@ -449,54 +189,87 @@ def pair_configs(opts: argparse.Namespace) -> list[PairCfg]:
     ]
 
 
+def h2c_configs(opts: argparse.Namespace) -> list[H2cCfg]:
+    if opts.quick:
+        return [H2cCfg(100, 16, False)]
+    return [H2cCfg(size, c, jwt) for jwt in opts.jwt for size in opts.sizes for c in opts.h2c_c]
+
+
 def server_configs(opts: argparse.Namespace) -> list[ServerCfg]:
     if opts.quick:
         return [ServerCfg(100, 64, False)]
     return [
-        ServerCfg(size, c, jwt) for jwt in opts.jwt for size in opts.sizes for c in opts.concurrency
+        ServerCfg(size, c, jwt) for jwt in opts.jwt for size in opts.sizes for c in opts.server_c
     ]
 
 
-def stats(values: Iterable[float | None]) -> dict[str, float] | None:
-    vs = sorted(v for v in values if v is not None)
-    if not vs:
-        return None
-    return {"min": vs[0], "median": statistics.median(vs), "max": vs[-1]}
+def memory_configs(opts: argparse.Namespace) -> list[MemCfg]:
+    return [
+        MemCfg("idle", opts.idle_conns, 0.0),
+        MemCfg("inflight", opts.inflight, opts.hold),
+    ]
+
+
+def make_plan(opts: argparse.Namespace, impls: list[Impl]) -> list[tuple[str, Any, Impl]]:
+    """Every (section, config, implementation) to run, in table order."""
+    by_family: dict[str, list[Impl]] = {}
+    for impl in impls:
+        by_family.setdefault(impl.family, []).append(impl)
+    pairs = [i for i in impls if i.family in ("js", "ilphttp") and i.family in opts.impls]
+    plan: list[tuple[str, Any, Impl]] = []
+    if "pair" in opts.sections or "h2c" in opts.sections:
+        cfgs = pair_configs(opts) if "pair" in opts.sections else []
+        if "h2c" in opts.sections:  # the JS pair over HTTP/1.1 that h2c rows compare with
+            cfgs += [c.http1_pair() for c in h2c_configs(opts) if c.http1_pair() not in cfgs]
+        plan += [("pair", cfg, impl) for cfg in cfgs for impl in pairs]
+    if "h2c" in opts.sections:
+        h2c = [i for i in impls if i.family in ("ilphttp", "js-h2c")]
+        plan += [("h2c", cfg, impl) for cfg in h2c_configs(opts) for impl in h2c]
+    if "server" in opts.sections and opts.wrk:
+        servers = [i for i in impls if i.family in opts.servers]
+        plan += [("server", cfg, impl) for cfg in server_configs(opts) for impl in servers]
+    if "memory" in opts.sections:
+        plan += [("memory", cfg, impl) for cfg in memory_configs(opts) for impl in pairs]
+    return plan
+
+
+def estimate_seconds(opts: argparse.Namespace, plan: list[tuple[str, Any, Impl]]) -> float:
+    """A rough duration: warm-ups (PyPy's at their least), windows, start-up."""
+    total = 0.0
+    for section, cfg, impl in plan:
+        if section in ("pair", "h2c"):
+            total += warmup_for(impl, opts, opts.warmup)[0] + opts.duration + 1.5
+        elif section == "server":
+            total += warmup_for(impl, opts, opts.wrk_warmup)[0] + opts.wrk_duration + 1.5
+        else:
+            total += 3.0 + (cfg.hold if cfg.kind == "inflight" else cfg.connections / 3000)
+    return opts.repeat * total
+
+
+def run_one(section: str, cfg: Any, impl: Impl, opts: argparse.Namespace) -> dict:
+    if section == "pair":
+        return pair_sample(impl, cfg, opts)
+    if section == "h2c":
+        return h2c_sample(impl, cfg, opts)
+    if section == "server":
+        return server_sample(impl, cfg, opts)
+    return memory_sample(impl, cfg, opts)
 
 
 def measure(opts: argparse.Namespace, impls: list[Impl]) -> tuple[list[dict], list[str]]:
-    plan: list[tuple[str, Any, Impl]] = []
-    if "pair" in opts.sections:
-        for pcfg in pair_configs(opts):
-            for impl in impls:
-                if impl.family in ("js", "ilphttp") and impl.family in opts.impls:
-                    plan.append(("pair", pcfg, impl))
-    if "server" in opts.sections and opts.wrk:
-        for scfg in server_configs(opts):
-            for impl in impls:
-                if impl.family in opts.servers:
-                    plan.append(("server", scfg, impl))
-    per_run = {
-        "pair": opts.warmup + opts.duration + 1.5,
-        "server": opts.wrk_warmup + opts.wrk_duration + 1.5,
-    }
-    estimate = opts.repeat * sum(per_run[section] for section, _, _ in plan)
+    plan = make_plan(opts, impls)
     print(
-        f"# {len(plan)} rows x {opts.repeat} repetitions, about {estimate / 60:.1f} min",
+        f"# {len(plan)} rows x {opts.repeat} repetitions,"
+        f" about {estimate_seconds(opts, plan) / 60:.1f} min",
         flush=True,
     )
-    samples: dict[tuple[str, Any, str], list[dict]] = {}
+    samples: dict[tuple, list[dict]] = {}
     failures: list[str] = []
     for rep in range(opts.repeat):
         for section, cfg, impl in plan:
-            label = f"{section} {describe(cfg)} {impl.key} #{rep + 1}"
+            label = f"{section} {describe(section, cfg)} {impl.key} #{rep + 1}"
             try:
-                if section == "server":
-                    sample = server_sample(impl, cfg, opts)
-                elif impl.family == "js":
-                    sample = js_pair_sample(cfg, opts)
-                else:
-                    sample = ilphttp_pair_sample(impl, cfg, opts)
+                sample = run_one(section, cfg, impl, opts)
             except BenchError as exc:
                 failures.append(f"{label}: {exc}")
                 print(f"  FAILED {label}: {exc}", flush=True)
@@ -508,89 +281,13 @@ def measure(opts: argparse.Namespace, impls: list[Impl]) -> tuple[list[dict], li
                 )
             samples.setdefault((section, cfg, impl.key), []).append(sample)
             if opts.verbose:
-                print(f"  {label}: {sample['pps']:.0f} pkt/s", flush=True)
-    rows: list[dict[str, Any]] = []
-    for section, cfg, impl in plan:
-        key = (section, cfg, impl.key)
-        if key not in samples or any(r["key"] == key for r in rows):
-            continue
-        got = samples[key]
-        rows.append(
-            {
-                "key": key,
-                "section": section,
-                "config": dict(cfg._asdict()),
-                "impl": impl.key,
-                "family": impl.family,
-                "repetitions": len(got),
-                "pps": stats(s["pps"] for s in got),
-                "p50_ms": stats(s["p50_ms"] for s in got),
-                "p99_ms": stats(s["p99_ms"] for s in got),
-                "packets": sum(s["packets"] for s in got),
-                "errors": sum(s["errors"] for s in got),
-                "samples": got,
-            }
-        )
-    add_ratios(rows)
-    for r in rows:
-        del r["key"]
+                print(f"  {label}: {sample.get('pps') or 0:.0f} pkt/s", flush=True)
+    rows = build_rows(plan, samples)
+    for section in opts.sections:
+        planned = any(s == section for s, _, _ in plan)
+        if opts.quick and planned and not any(r["section"] == section for r in rows):
+            failures.append(f"{section}: no row was measured")
     return rows, failures
-
-
-def add_ratios(rows: list[dict]) -> None:
-    """ratio_vs_js: this row's median over the JS row's median, same section and config."""
-    js = {(r["section"], r["key"][1]): r for r in rows if r["family"] == "js"}
-    for r in rows:
-        base = js.get((r["section"], r["key"][1]))
-        if r["family"] == "js" or base is None:
-            r["ratio_vs_js"] = None
-            continue
-        ratio: dict[str, float | None] = {}
-        for metric in ("pps", "p50_ms", "p99_ms"):
-            mine, theirs = r[metric], base[metric]
-            ok = mine is not None and theirs is not None and theirs["median"]
-            ratio[metric] = mine["median"] / theirs["median"] if ok else None
-        r["ratio_vs_js"] = ratio
-
-
-def describe(cfg: Any) -> str:
-    size = "1KB" if cfg.size == 1024 else f"{cfg.size}B"
-    text = f"{size:>5} C={cfg.concurrency:<3}"
-    if isinstance(cfg, PairCfg):
-        text += f" {cfg.procs}proc"
-    return text + (" jwt" if cfg.jwt else " tok")
-
-
-def fmt_range(s: dict[str, float] | None, digits: int = 0) -> str:
-    if s is None:
-        return "-"
-    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
-
-
-def print_table(rows: Sequence[dict], out: Any = sys.stdout) -> None:
-    head = (
-        f"{'section':7} {'row':22} {'impl':20} {'packets/s median [min-max]':28}"
-        f" {'p50 ms':>7} {'p99 ms':>7} {'x JS':>6}"
-    )
-    print(head, file=out)
-    print("-" * len(head), file=out)
-    last = None
-    for r in rows:
-        cfg = r["config"]
-        cls = PairCfg if r["section"] == "pair" else ServerCfg
-        row = describe(cls(**cfg))
-        if last is not None and (r["section"], row) != last:
-            print("", file=out)
-        last = (r["section"], row)
-        p50 = r["p50_ms"]["median"] if r["p50_ms"] else float("nan")
-        p99 = r["p99_ms"]["median"] if r["p99_ms"] else float("nan")
-        ratio = r["ratio_vs_js"]["pps"] if r["ratio_vs_js"] and r["ratio_vs_js"]["pps"] else None
-        flag = " !errors" if r["errors"] else ""
-        print(
-            f"{r['section']:7} {row:22} {r['impl']:20} {fmt_range(r['pps']):28}"
-            f" {p50:7.2f} {p99:7.2f} {'' if ratio is None else f'{ratio:.2f}':>6}{flag}",
-            file=out,
-        )
 
 
 def meta(opts: argparse.Namespace, impls: list[Impl]) -> dict[str, Any]:
@@ -638,49 +335,64 @@ def onoff(text: str) -> list[bool]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="one small row of each kind (CI)")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON here")
-    p.add_argument("--repeat", type=int, default=3, help="repetitions of each row (default 3)")
-    p.add_argument("--duration", type=float, default=3.0, help="pair: measured seconds")
-    p.add_argument("--warmup", type=float, default=1.0, help="pair: seconds before measuring")
-    p.add_argument("--wrk-duration", type=int, default=3, help="server: measured seconds (wrk)")
-    p.add_argument("--wrk-warmup", type=int, default=1, help="server: wrk warm-up seconds")
-    p.add_argument("--sizes", type=csv_ints, default=[100, 1024], help="data bytes: 100,1024")
-    p.add_argument("--concurrency", type=csv_ints, default=[1, 16, 64, 256], help="1,16,64,256")
-    p.add_argument("--procs", type=csv_ints, default=[1, 2], help="pair: 1, 2 or 1,2")
-    p.add_argument("--jwt", type=onoff, default=[False, True], help="off, on or off,on")
-    p.add_argument("--sections", type=csv_words, default=["pair", "server"], help="pair,server")
-    p.add_argument("--impls", type=csv_words, default=["js", "ilphttp"], help="js,ilphttp")
-    p.add_argument(
-        "--servers",
-        type=csv_words,
-        default=["js", "ilphttp"],
-        help="server section: js,ilphttp,bare",
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--quick", action="store_true", help="one small row of each kind (CI)")
+    add("--json", metavar="PATH", help="write the results as JSON here")
+    add("--repeat", type=int, default=3, help="repetitions of each row (default 3)")
+    add("--sections", type=csv_words, default=list(SECTIONS), help=",".join(SECTIONS))
+    add("--duration", type=float, default=3.0, help="pair/h2c: measured seconds")
+    add("--warmup", type=float, default=1.0, help="pair/h2c: seconds before measuring")
+    add("--wrk-duration", type=int, default=3, help="server: measured seconds (wrk)")
+    add("--wrk-warmup", type=int, default=1, help="server: wrk warm-up seconds")
+    add("--pypy-warmup", type=float, default=10.0, help="least warm-up under PyPy (s)")
+    add("--stable-bucket", type=float, default=1.0, help="PyPy: throughput window (s)")
+    add("--stable-tolerance", type=float, default=0.1, help="PyPy: stable within (0.1)")
+    add("--max-extra-warmup", type=float, default=20.0, help="warm-up cap beyond the least")
+    add("--sizes", type=csv_ints, default=[100, 1024], help="data bytes: 100,1024")
+    add("--concurrency", type=csv_ints, default=[1, 16, 64, 256], help="pair: 1,16,64,256")
+    add("--h2c-c", type=csv_ints, default=[64], help="h2c rows' concurrency (64)")
+    add("--server-c", type=csv_ints, default=None, help="server rows (default --concurrency)")
+    add("--procs", type=csv_ints, default=[1, 2], help="pair: 1, 2 or 1,2")
+    add("--jwt", type=onoff, default=[False, True], help="off, on or off,on")
+    add("--impls", type=csv_words, default=["js", "ilphttp"], help="js,ilphttp")
+    add("--servers", type=csv_words, default=["js", "ilphttp", "node"], help="js,ilphttp,node,bare")
+    add("--idle-conns", type=int, default=10000, help="memory: idle connections (10000)")
+    add("--inflight", type=int, default=1000, help="memory: Prepares in flight (1000)")
+    add("--hold", type=float, default=2.0, help="memory: seconds each Prepare is held (2)")
+    add("--h2c-before", type=float, default=H2C_BEFORE, help="JS h2c pkt/s before issue 11")
+    add(
         "--python",
         action="append",
         default=None,
         help="interpreter for the ilphttp rows (repeatable; default: this one)",
     )
-    p.add_argument("--node", default="node", help="node executable (default: node on PATH)")
-    p.add_argument("--wrk", default="wrk", help="wrk executable (default: wrk on PATH)")
-    p.add_argument(
+    add("--node", default="node", help="node executable (default: node on PATH)")
+    add("--wrk", default="wrk", help="wrk executable (default: wrk on PATH)")
+    add(
         "--require",
         type=csv_words,
         default=[],
         help="node,wrk,ilphttp: fail instead of skipping when missing (CI=true implies node)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="print every sample")
+    add("-v", "--verbose", action="store_true", help="print every sample")
     opts = p.parse_args(argv)
     if opts.python is None:
         opts.python = [sys.executable]
+    if opts.server_c is None:
+        opts.server_c = opts.concurrency
+    unknown = set(opts.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
     if opts.quick:
         opts.repeat = 1
-        opts.duration, opts.warmup = 1.0, 0.3
+        opts.duration, opts.warmup = 0.8, 0.3
         opts.wrk_duration, opts.wrk_warmup = 1, 0
+        opts.pypy_warmup, opts.stable_bucket, opts.max_extra_warmup = 0.5, 0.2, 2.0
+        opts.idle_conns, opts.inflight, opts.hold = 200, 50, 0.5
     if opts.repeat < 1 or opts.duration <= 0 or opts.wrk_duration < 1:
         p.error("--repeat and --wrk-duration are at least 1, --duration above 0")
+    if opts.idle_conns < 1 or opts.inflight < 1 or opts.hold <= 0:
+        p.error("--idle-conns and --inflight are at least 1, --hold above 0")
     return opts
 
 
@@ -699,13 +411,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, failures = measure(opts, impls)
     print("")
     print_table(rows)
+    goals = targets(rows, opts.h2c_before)
+    if goals:
+        print(
+            "\n# issue 11 targets (medians)" + (" - --quick: not meaningful" if opts.quick else "")
+        )
+        for line in goals:
+            print(f"  {line}")
     elapsed = time.monotonic() - started
     print(f"\n# {elapsed:.1f} s; {os.cpu_count()} CPUs; load average {info['loadavg']}")
     if opts.json:
         info["elapsed_s"] = elapsed
+        for r in rows:
+            del r["key"]
         with open(opts.json, "w", encoding="utf-8") as f:
             json.dump(
-                {"meta": info, "skipped": skipped, "failures": failures, "rows": rows},
+                {
+                    "meta": info,
+                    "skipped": skipped,
+                    "failures": failures,
+                    "rows": rows,
+                    "targets": goals,
+                },
                 f,
                 indent=1,
             )

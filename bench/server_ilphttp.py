@@ -4,7 +4,9 @@
 
 Options (all optional): ``token`` (static token), ``jwtSecret`` (JWTs are then
 accepted, and the static token too, as the JS plugin does), ``port`` (default
-0: any free port), ``maxSeconds`` (exit after this long; default 3600).  It
+0: any free port), ``maxSeconds`` (exit after this long; default 3600),
+``holdSeconds`` (the handler holds every Prepare this long before it fulfils:
+the packets-in-flight memory row).  It
 listens on 127.0.0.1 only, prints ``{"event":"ready","port":N}`` and runs until
 stdin closes, SIGTERM, or ``maxSeconds``.  Used alone (under wrk) and as the
 receiver of the two-process pair; ilphttp_pair.py imports :func:`make_receiver`
@@ -37,11 +39,23 @@ def handler(data: bytes) -> bytes:
     return FULFILL
 
 
+def holding_handler(reactor: Any, seconds: float) -> Any:
+    """A handler that answers the Fulfill ``seconds`` after each Prepare arrives."""
+    from twisted.internet import task
+
+    def hold(data: bytes) -> Any:
+        deserialize_prepare(data)
+        return task.deferLater(reactor, seconds, lambda: FULFILL)
+
+    return hold
+
+
 def make_receiver(
     token: str = benchlib.DEFAULT_TOKEN,
     jwt_secret: str | None = None,
     port: int = 0,
     reactor: Any = None,
+    hold_seconds: float = 0.0,
 ) -> PluginHttp:
     """A receive-only PluginHttp on 127.0.0.1 with the fulfilling handler (not yet connected)."""
     incoming: dict[str, Any] = {
@@ -51,7 +65,14 @@ def make_receiver(
     if jwt_secret:
         incoming["jwt_secret"] = jwt_secret
     plugin = PluginHttp(incoming=incoming, outgoing=None, reactor=reactor)
-    plugin.register_data_handler(handler)
+    if hold_seconds > 0:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        plugin.register_data_handler(holding_handler(reactor, hold_seconds))
+    else:
+        plugin.register_data_handler(handler)
     return plugin
 
 
@@ -77,7 +98,10 @@ def main() -> None:
 
     opts = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     plugin = make_receiver(
-        opts.get("token", benchlib.DEFAULT_TOKEN), opts.get("jwtSecret"), int(opts.get("port", 0))
+        opts.get("token", benchlib.DEFAULT_TOKEN),
+        opts.get("jwtSecret"),
+        int(opts.get("port", 0)),
+        hold_seconds=float(opts.get("holdSeconds", 0)),
     )
     stopping: list[bool] = []
 
