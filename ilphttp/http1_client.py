@@ -43,6 +43,7 @@ from ilphttp._http1_response import BadResponse, ReplyTooLarge, ResponseReader, 
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
+    from twisted.web.iweb import IAgentEndpointFactory
 
 __all__ = ["Http1Client"]
 
@@ -205,6 +206,9 @@ class Http1Client:
     :param idle_timeout: seconds after which an idle connection is closed.
     :param max_body: the largest response body read, in bytes.
     :param parser: ``"httptools"`` or ``"h11"`` (default: the fastest installed).
+    :param endpoints: an ``IAgentEndpointFactory`` to connect with instead of
+        Twisted's standard one (then ``tls_policy`` and ``connect_timeout``
+        are not used).
     :raises ImportError: when the parser (or any) is not installed.
     """
 
@@ -217,13 +221,16 @@ class Http1Client:
         idle_timeout: float = 4.0,
         max_body: int = 65536,
         parser: str | None = None,
+        endpoints: IAgentEndpointFactory | None = None,
     ) -> None:
-        if tls_policy is None:
-            from twisted.web.client import BrowserLikePolicyForHTTPS
+        if endpoints is None:
+            if tls_policy is None:
+                from twisted.web.client import BrowserLikePolicyForHTTPS
 
-            tls_policy = BrowserLikePolicyForHTTPS()
+                tls_policy = BrowserLikePolicyForHTTPS()
+            endpoints = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
         self._reactor = reactor
-        self._endpoints = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
+        self._endpoints = endpoints
         self._reader = reader_class(parser)
         self.pool_size = pool_size
         self.idle_timeout = idle_timeout
