@@ -44,9 +44,15 @@ setup(
         "service-identity>=21.1",
         "pyopenssl>=22.0",
         "h2>=4.1",
+        # The outgoing HTTP/1.1 client's response parser: httptools (llhttp)
+        # where it has wheels (CPython); h11, pure Python, on PyPy, where
+        # httptools does not build.
+        "httptools>=0.6; platform_python_implementation=='CPython'",
+        "h11>=0.14; platform_python_implementation!='CPython'",
     ],
     extras_require={
-        "test": ["hypothesis>=6.0", "cryptography"],
+        # h11 on CPython too: the client's tests run both parsers.
+        "test": ["hypothesis>=6.0", "cryptography", "h11>=0.14"],
         "docs": ["sphinx>=5"],
         "lint": ["ruff", "mypy", "mypy-zope"],
         "toml": ["tomli; python_version<'3.11'"],

@@ -7,35 +7,25 @@ HTTP and transport failures to ILP error codes is pure (:func:`reject_for_status
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    PotentialDataLoss,
     RequestNotSent,
     RequestTransmissionFailed,
-    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
-from zope.interface import implementer
 
-from ilphttp._compat import quiet_pool, standard_endpoint_factory, wrapped_reasons
+from ilphttp._compat import wrapped_reasons
+from ilphttp._http1_response import ReplyTooLarge
+from ilphttp.agent_sender import AgentSender, make_http11_agent
 from ilphttp.auth import OutgoingAuth
 from ilphttp.config import CONTENT_TYPES, OCTET_STREAM
-
-# One body producer for both agents: HTTP2Agent takes its bytes without copying.
-from ilphttp.http2 import BytesProducer
+from ilphttp.http1_client import Http1Client
 from ilphttp.packet import (
     TYPE_FULFILL,
     TYPE_REJECT,
@@ -52,19 +42,17 @@ from ilphttp.packet import (
 )
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import (
-        IDelayedCall,
-        IReactorTime,
-        IStreamClientEndpoint,
-    )
-    from twisted.web.iweb import IAgent, IResponse
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+    from twisted.web.iweb import IAgent
 
 __all__ = [
     "FAILURE_LOG_INTERVAL",
     "MAX_REPLY_LENGTH",
     "POOL_IDLE_TIMEOUT",
     "POOL_SIZE",
+    "AgentSender",
     "OutgoingClient",
+    "ReplyTooLarge",
     "check_reply",
     "make_agent",
     "make_http11_agent",
@@ -79,7 +67,6 @@ _log = Logger()
 FAILURE_LOG_INTERVAL = 1.0
 #: the largest reply body read from a peer; a Reject can be at most ~42 KB
 MAX_REPLY_LENGTH = 65536
-_DONE = Failure(net_error.ConnectionDone())
 _NETWORK_ERRORS = (
     net_error.ConnectError,
     net_error.ConnectionLost,
@@ -90,10 +77,6 @@ _NETWORK_ERRORS = (
     ResponseFailed,
     RequestNotSent,
 )
-
-
-class ReplyTooLarge(Exception):
-    """The peer's reply body is longer than any ILP reply can be."""
 
 
 def reject_for_status(status: int, triggered_by: str) -> Reject:
@@ -181,104 +164,21 @@ def _is_cancellation(failure: Failure) -> bool:
     return any(reason.check(CancelledError) for reason in reasons)
 
 
-class _BodyReader(Protocol):
-    """Base of the body protocols: cancelling :attr:`finished` drops the
-    connection (a peer that stops mid-body must not keep it) and ignores
-    whatever the connection does afterwards."""
-
-    _gave_up = False
-
-    def __init__(self) -> None:
-        self.finished: Deferred[bytes] = Deferred(self._cancel)
-
-    def _cancel(self, _: Deferred[bytes]) -> None:
-        self._gave_up = True
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
-
-
-class _BodyCollector(_BodyReader):
-    """Reads a response body up to :data:`MAX_REPLY_LENGTH`."""
-
-    def __init__(self, expected: int) -> None:
-        super().__init__()
-        self._finished = self.finished
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._too_large = expected != UNKNOWN_LENGTH and expected > MAX_REPLY_LENGTH
-
-    def connectionMade(self) -> None:
-        if self._too_large:
-            self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._too_large:
-            return
-        self._size += len(data)
-        if self._size > MAX_REPLY_LENGTH:
-            self._too_large = True
-            self._chunks = []
-            self.transport.stopProducing()  # type: ignore[union-attr]
-            return
-        self._chunks.append(data)
-
-    def connectionLost(self, reason: Failure = _DONE) -> None:
-        if self._gave_up:
-            return
-        if self._too_large:
-            self._finished.errback(ReplyTooLarge())
-        elif reason.check(ResponseDone, PotentialDataLoss):
-            self._finished.callback(b"".join(self._chunks))
-        else:
-            self._finished.errback(reason)
-
-
-@implementer(IAgentEndpointFactory)
-class _CachedEndpoints:
-    """Twisted's standard endpoint factory, remembered per scheme, host and port.
-
-    Agent asks for an endpoint on every request, even when a pooled
-    connection will serve it; building one costs an IDNA encoding of the host.
-    """
-
-    def __init__(self, reactor: Any, tls_policy: Any, connect_timeout: float | None) -> None:
-        self._factory = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
-        self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._cache.get(key)
-        if endpoint is None:
-            if len(self._cache) > 1024:
-                self._cache.clear()
-            endpoint = self._cache[key] = self._factory.endpointForURI(uri)
-        return endpoint
-
-
-def make_http11_agent(
-    reactor: Any,
-    pool: HTTPConnectionPool,
-    tls_policy: Any = None,
-    connect_timeout: float | None = None,
-) -> IAgent:
-    """A twisted.web Agent over ``pool`` that caches its endpoints."""
-    if tls_policy is None:
-        tls_policy = BrowserLikePolicyForHTTPS()
-    agent: IAgent = Agent.usingEndpointFactory(
-        reactor, _CachedEndpoints(reactor, tls_policy, connect_timeout), pool=pool
-    )
-    return agent
+#: what :class:`OutgoingClient` sends through
+Sender = Union[AgentSender, Http1Client]
 
 
 class OutgoingClient:
-    """Sends serialized Prepares to one peer over an ``IAgent``.
+    """Sends serialized Prepares to one peer over an ``IAgent`` or an
+    :class:`~ilphttp.http1_client.Http1Client`.
 
     Every request carries ``Content-Type: <content_type>`` (one of
     :data:`CONTENT_TYPES`; default :data:`OCTET_STREAM`), ``Accept:
     application/octet-stream`` (both RFC 35 MUSTs), ``Authorization`` from
     ``auth``, ``ILP-Peer-Name`` when ``peer_name`` is given and
-    ``ILP-Destination`` when ``send_ilp_destination`` is true.  The agent adds
-    ``Content-Length`` (interledger-rs answers 411 without one).
+    ``ILP-Destination`` when ``send_ilp_destination`` is true.  The agent or
+    client adds ``Host`` and ``Content-Length`` (interledger-rs answers 411
+    without one).
 
     The Rejects it makes for a failing peer name ``account`` (the node's name
     for this link) but never the peer's URL; the URL and the reason go to the
@@ -291,7 +191,7 @@ class OutgoingClient:
     def __init__(
         self,
         reactor: IReactorTime,
-        agent: IAgent,
+        agent: IAgent | Http1Client,
         auth: OutgoingAuth,
         peer_name: str | None,
         send_ilp_destination: bool,
@@ -301,36 +201,30 @@ class OutgoingClient:
         if content_type not in CONTENT_TYPES:
             raise ValueError(f"content_type must be one of {', '.join(CONTENT_TYPES)}")
         self._reactor = reactor
-        self._agent = agent
+        self._sender: Sender = (
+            agent if isinstance(agent, Http1Client) else AgentSender(agent, MAX_REPLY_LENGTH)
+        )
         self._auth = auth
         self._send_destination = send_ilp_destination
         self._base: list[tuple[bytes, bytes]] = [
-            (b"content-type", content_type.encode("ascii")),
-            (b"accept", OCTET_STREAM.encode("ascii")),
+            (b"Content-Type", content_type.encode("ascii")),
+            (b"Accept", OCTET_STREAM.encode("ascii")),
         ]
         if peer_name is not None:
-            self._base.append((b"ilp-peer-name", peer_name.encode("utf-8")))
+            self._base.append((b"ILP-Peer-Name", peer_name.encode("utf-8")))
         self._auth_value = b""
-        self._headers = Headers()
+        self._headers: list[tuple[bytes, bytes]] = []
         self._last_auth_log = float("-inf")
         self._account = account
         self._last_failure_log = float("-inf")
         self._failures_not_logged = 0
 
-    def _headers_for(self, prepare: Prepare) -> Headers:
+    def _headers_for(self) -> list[tuple[bytes, bytes]]:
         auth = self._auth.header()
         if auth is not self._auth_value:
-            # Rebuilt only when the token changes; the Agent copies it per request.
-            headers = Headers()
-            for name, value in self._base:
-                headers.addRawHeader(name, value)
-            headers.addRawHeader(b"authorization", auth)
-            self._headers = headers
+            # A new list only when the token changes: the sender keeps what it made of it.
+            self._headers = [*self._base, (b"Authorization", auth)]
             self._auth_value = auth
-        if self._send_destination:
-            headers = self._headers.copy()
-            headers.addRawHeader(b"ilp-destination", prepare.destination.encode("ascii"))
-            return headers
         return self._headers
 
     def send(self, url: bytes, body: bytes, prepare: Prepare, triggered_by: str) -> Deferred[Reply]:
@@ -353,16 +247,17 @@ class OutgoingClient:
                 )
             )
         state: dict[str, Any] = {"timed_out": False}
-        d: Deferred[Any] = self._agent.request(
-            b"POST", url, self._headers_for(prepare), BytesProducer(body)
-        )
+        extra = None
+        if self._send_destination:
+            extra = (b"ILP-Destination", prepare.destination.encode("ascii"))
+        d: Deferred[Any] = self._sender.post(url, self._headers_for(), body, extra)
 
         def expire() -> None:
             state["timed_out"] = True
             d.cancel()
 
         timer: IDelayedCall = reactor.callLater(delay, expire)
-        d.addCallback(self._read, url, prepare, triggered_by)
+        d.addCallback(self._answer, url, prepare, triggered_by)
         d.addErrback(self._failed, url, state, triggered_by)
 
         def stop_timer(result: Reply) -> Reply:
@@ -372,22 +267,14 @@ class OutgoingClient:
 
         return d.addBoth(stop_timer)
 
-    def _read(self, response: IResponse, url: bytes, prepare: Prepare, triggered_by: str) -> Any:
-        status = response.code
+    def _answer(
+        self, answer: tuple[int, bytes], url: bytes, prepare: Prepare, triggered_by: str
+    ) -> Reply:
+        status, body = answer
         if status != 200:
             if status in (401, 403):
                 self._log_auth_failure(status)
-            reject = self._ours(url, reject_for_status(status, triggered_by))
-            # Answer once the body is drained, so the connection is back in
-            # the pool (or closed) before the caller sees the result.
-            discard = _Discard()
-            response.deliverBody(discard)
-            return discard.finished.addCallback(lambda _: reject)
-        collector = _BodyCollector(response.length)
-        response.deliverBody(collector)
-        return collector.finished.addCallback(self._checked, url, prepare, triggered_by)
-
-    def _checked(self, body: bytes, url: bytes, prepare: Prepare, triggered_by: str) -> Reply:
+            return self._ours(url, reject_for_status(status, triggered_by))
         checked = _check_reply(body, prepare, triggered_by)
         if isinstance(checked, Reject):
             return self._ours(url, checked)  # garbage or a wrong fulfillment
@@ -455,17 +342,6 @@ class OutgoingClient:
             )
 
 
-class _Discard(_BodyReader):
-    """Reads and drops a body; :attr:`finished` fires when it has ended, however."""
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = _DONE) -> None:
-        if not self._gave_up:
-            self.finished.callback(b"")
-
-
 #: Idle keep-alive connections are dropped before the JS plugin's server
 #: (node, ``keepAliveTimeout`` 5 s) would close them under us: a POST is never
 #: retried, so a connection closed by the peer mid-send would cost a packet.
@@ -474,13 +350,14 @@ POOL_IDLE_TIMEOUT = 4
 POOL_SIZE = 256
 
 
-def make_agent(reactor: Any, out: Any, tls_policy: Any) -> tuple[IAgent, HTTPConnectionPool | None]:
-    """The agent for a plugin's outgoing options: ``(agent, its pool or None)``.
+def make_agent(reactor: Any, out: Any, tls_policy: Any) -> IAgent | Http1Client:
+    """What sends a plugin's outgoing Prepares, for its options ``out``.
 
     HTTP/2 (``out.http2``) gets an :class:`ilphttp.http2.HTTP2Agent`; HTTP/1.1
-    a keep-alive pool of :data:`POOL_SIZE` connections per peer, idle ones
-    dropped after :data:`POOL_IDLE_TIMEOUT` seconds, never retried (a POST is
-    not idempotent).
+    an :class:`~ilphttp.http1_client.Http1Client`: keep-alive connections, at
+    most :data:`POOL_SIZE` per peer, idle ones closed after
+    :data:`POOL_IDLE_TIMEOUT` seconds, never retried (a POST is not
+    idempotent).  Both have ``close()``.
     """
     if out.http2:
         from ilphttp.http2 import HTTP2Agent
@@ -490,9 +367,11 @@ def make_agent(reactor: Any, out: Any, tls_policy: Any) -> tuple[IAgent, HTTPCon
             max_requests_per_session=out.http2_max_requests_per_session,
             tls_policy=tls_policy,
         )
-        return agent, None
-    pool = quiet_pool(HTTPConnectionPool(reactor, persistent=True))
-    pool.maxPersistentPerHost = POOL_SIZE
-    pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
-    pool.retryAutomatically = False
-    return make_http11_agent(reactor, pool, tls_policy), pool
+        return agent
+    return Http1Client(
+        reactor,
+        tls_policy,
+        pool_size=POOL_SIZE,
+        idle_timeout=POOL_IDLE_TIMEOUT,
+        max_body=MAX_REPLY_LENGTH,
+    )

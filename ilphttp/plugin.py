@@ -20,7 +20,6 @@ from twisted.internet.defer import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool
 
 from ilphttp import ildcp
 from ilphttp.auth import OutgoingAuth
@@ -133,7 +132,6 @@ class PluginHttp(Service):
         self._ildcp: SharedFetch[ildcp.IldcpResponse] = SharedFetch(options.ildcp)
         self.address: str | None = options.address
         self.port: IListeningPort | None = None
-        self._pool: HTTPConnectionPool | None = None
         self._agent: Any = None
         self._client: OutgoingClient | None = None
         self._in_flight: set[Deferred[Any]] = set()
@@ -288,8 +286,7 @@ class PluginHttp(Service):
     def _make_agent(self) -> Any:
         out = self.options.outgoing
         assert out is not None
-        agent, self._pool = make_agent(self._reactor, out, self._tls_policy)
-        return agent
+        return make_agent(self._reactor, out, self._tls_policy)
 
     def disconnect(self) -> Deferred[None]:
         """Stop taking packets, let those in flight finish, close every connection."""
@@ -310,9 +307,6 @@ class PluginHttp(Service):
             if self._tracker is not None:
                 closing.append(self._tracker.close_all())
                 self._tracker = None
-            if self._pool is not None:
-                closing.append(self._pool.closeCachedConnections())
-                self._pool = None
             agent_close = getattr(self._agent, "close", None)
             if self._agent is not self._injected_agent and agent_close is not None:
                 closing.append(maybeDeferred(agent_close))
