@@ -44,9 +44,14 @@ setup(
         "service-identity>=21.1",
         "pyopenssl>=22.0",
         "h2>=4.1",
+        # The lean HTTP/1.1 server's parser (ilphttp.http1_parse): llhttp on
+        # CPython; h11 (pure Python) where httptools does not build (PyPy).
+        "httptools>=0.6; platform_python_implementation=='CPython'",
+        "h11>=0.14; platform_python_implementation!='CPython'",
     ],
     extras_require={
-        "test": ["hypothesis>=6.0", "cryptography"],
+        # h11: the tests run the lean server over both parsers
+        "test": ["hypothesis>=6.0", "cryptography", "h11>=0.14"],
         "docs": ["sphinx>=5"],
         "lint": ["ruff", "mypy", "mypy-zope"],
         "toml": ["tomli; python_version<'3.11'"],
