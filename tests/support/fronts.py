@@ -21,6 +21,9 @@ class OverSite:
 
     def setUp(self) -> Any:
         case: Any = self
-        case.patch(PluginHttp, "listener_factory", staticmethod(site_listener))
-        case.patch(SharedListener, "listener_factory", staticmethod(site_listener))
+        for cls in (PluginHttp, SharedListener):
+            # Not TestCase.patch: it would restore the unwrapped function, not the staticmethod.
+            original = vars(cls)["listener_factory"]
+            cls.listener_factory = staticmethod(site_listener)  # type: ignore[assignment]
+            case.addCleanup(setattr, cls, "listener_factory", original)
         return super().setUp()  # type: ignore[misc]
