@@ -51,7 +51,7 @@ setup(
         "h11>=0.14; platform_python_implementation!='CPython'",
     ],
     extras_require={
-        # h11 on CPython too: the client's tests run both parsers.
+        # h11 on CPython too: the tests run both parsers (client and server).
         "test": ["hypothesis>=6.0", "cryptography", "h11>=0.14"],
         "docs": ["sphinx>=5"],
         "lint": ["ruff", "mypy", "mypy-zope"],

@@ -234,14 +234,13 @@ def make_node(
         plugin.setServiceParent(service)
         service.plugins[spec.name] = plugin
         for i, description in enumerate(spec.extra_listen):
-            assert plugin.site is not None
             listener: Service
             if endpoints:
                 listener = raise_listen_errors_synchronously(
-                    StreamServerEndpointService(endpoints[i + 1], plugin.site)
+                    StreamServerEndpointService(endpoints[i + 1], plugin.new_listener())
                 )
             else:
-                listener = strports.service(description, plugin.site, reactor=reactor)
+                listener = strports.service(description, plugin.new_listener(), reactor=reactor)
             listener.setName(f"{spec.name}-listen-{i + 1}")
             listener.setServiceParent(service)
     resources = {}

@@ -37,6 +37,7 @@ from ilphttp.handlers import (
     reply_data,
     settled,
 )
+from ilphttp.listener import ListenerFactory, ListenerMaker, default_reactor, make_listener
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
     ErrorCode,
@@ -49,7 +50,6 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.server import (
-    ConnectionTracker,
     IlpResource,
     NotReady,
     OverCapacity,
@@ -67,12 +67,6 @@ if TYPE_CHECKING:
 __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "fetch_ildcp"]
 
 _log = Logger()
-
-
-def _default_reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 class PluginHttp(Service):
@@ -99,6 +93,9 @@ class PluginHttp(Service):
         socket); needs ``incoming``.
     """
 
+    #: ``(door, clock) -> factory`` of the listening protocol (``ilphttp.listener``)
+    listener_factory: ListenerMaker = staticmethod(make_listener)
+
     def __init__(
         self,
         incoming: Mapping[str, Any] | None = None,
@@ -122,7 +119,7 @@ class PluginHttp(Service):
         self._endpoint = endpoint
         out = options.outgoing
         self.options = options
-        self._reactor: IReactorTime = reactor if reactor is not None else _default_reactor()
+        self._reactor: IReactorTime = reactor if reactor is not None else default_reactor()
         self._injected_agent = agent
         self._connected = False
         self._handler = RegisteredHandler(self._reactor, self._reject)
@@ -139,7 +136,7 @@ class PluginHttp(Service):
         now = self._reactor.seconds
         self.resource: IlpResource | None = None
         self.site: Site | None = None
-        self._tracker: ConnectionTracker | None = None
+        self._tracker: ListenerFactory | None = None
         if options.incoming is not None:
             inc = options.incoming
             self._incoming_auth = incoming_auth(inc, now)
@@ -239,7 +236,6 @@ class PluginHttp(Service):
         if description is None and endpoint is None:
             self._open()
             return succeed(None)
-        assert self.site is not None
         if endpoint is None:
             assert description is not None
             try:
@@ -247,7 +243,7 @@ class PluginHttp(Service):
             except (ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a missing PEM
                 self.running = 0
                 return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
-        self._tracker = ConnectionTracker(self.site)
+        self._tracker = self.new_listener()
         listening = endpoint.listen(self._tracker)
 
         def listened(port: IListeningPort) -> None:
@@ -259,6 +255,11 @@ class PluginHttp(Service):
             return failure
 
         return listening.addCallbacks(listened, not_listening)
+
+    def new_listener(self) -> ListenerFactory:
+        """A protocol factory serving :attr:`resource`'s door (for an endpoint's ``listen``)."""
+        assert self.resource is not None
+        return self.listener_factory(self.resource.door, self._reactor)
 
     def _open(self) -> None:
         out = self.options.outgoing

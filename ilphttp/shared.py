@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor, account_in_path
-from ilphttp.server import ConnectionTracker, DoorResource, IlpResource, make_site
+from ilphttp.listener import ListenerMaker, default_reactor, make_listener
+from ilphttp.server import DoorResource, IlpResource
 from ilphttp.tls import server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class SharedListener(Service):
     :param accounts: account name -> that account's resource.
     """
 
+    #: ``(door, clock) -> factory`` of the listening protocol (``ilphttp.listener``)
+    listener_factory: ListenerMaker = staticmethod(make_listener)
+
     def __init__(
         self,
         endpoint: str | IStreamServerEndpoint,
@@ -67,18 +71,17 @@ class SharedListener(Service):
         reactor: Any = None,
     ) -> None:
         self._endpoint = endpoint
+        if reactor is None:
+            reactor = default_reactor()
         self._reactor = reactor
-        self.tracker = ConnectionTracker(make_site(AccountsResource(accounts)))
+        self.resource = AccountsResource(accounts)
+        self.tracker = self.listener_factory(self.resource.door, reactor)
         self.port: IListeningPort | None = None
 
     def startService(self) -> None:
         Service.startService(self)
         endpoint = self._endpoint
         if isinstance(endpoint, str):
-            if self._reactor is None:
-                from twisted.internet import reactor
-
-                self._reactor = reactor
             try:
                 endpoint = server_endpoint_from_string(self._reactor, endpoint)
             except (ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a missing PEM

@@ -27,6 +27,7 @@ from ilphttp.config import PluginOptions
 from ilphttp.node import HandlerContext, NodeService, make_node
 from ilphttp.nodeconfig import NodeConfig, load_file, parse_node
 from ilphttp.packet import Fulfill, Reject, deserialize, serialize
+from tests.support.fronts import OverSite
 from tests.support.jsinterop import plugin_options, require_node, start_peer
 from tests.support.packets import data_prepare, fulfil_from_data
 from tests.support.peers import (
@@ -580,3 +581,14 @@ class SharedListenerTests(_Case):
             assert isinstance(reply, Reject), label
             self.assertEqual((reply.code, reply.triggered_by), (code, peers[impl].address), label)
         self.assertEqual(handled, [])
+
+
+# -- the same tests over twisted.web's Site (the classes above run the lean listener) -----
+
+
+class IncomingOverSiteTests(OverSite, IncomingTests):
+    pass
+
+
+class SharedListenerOverSiteTests(OverSite, SharedListenerTests):
+    pass

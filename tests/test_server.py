@@ -28,6 +28,7 @@ from ilphttp.plugin import PluginHttp
 from ilphttp.server import make_site
 from tests.support.clients import chunked, http_agent, raw_connect, raw_request, request
 from tests.support.fakes import LogCapture, Pending, RecordingHandler
+from tests.support.fronts import OverSite
 from tests.support.packets import (
     CLOCK_START,
     expect_fulfill,
@@ -671,18 +672,29 @@ def _post_bytes(body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -
 
 
 class InMemoryServerTests(SynchronousTestCase):
-    def connect(self, answer: Any, site_factory: Any = make_site) -> tuple[Any, Any, _Receiver]:
+    """The resource in a Site on in-memory connections; :class:`InMemoryLeanServerTests`
+    runs the same over the lean listener."""
+
+    #: connect() builds the lean listener's protocol instead of a Site's (site_factory unset)
+    lean = False
+
+    def connect(self, answer: Any, site_factory: Any = None) -> tuple[Any, Any, _Receiver]:
         from twisted.internet.address import IPv4Address
         from twisted.internet.testing import StringTransport
 
         from ilphttp.auth import IncomingAuth
+        from ilphttp.listener import make_listener
         from ilphttp.server import IlpResource
 
         receiver = _Receiver(answer)
         resource = IlpResource(IncomingAuth(TOKEN, None, time.time), receiver)
-        site = site_factory(resource)
-        site.reactor = Clock()
-        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        address = IPv4Address("TCP", "127.0.0.1", 5000)
+        if self.lean and site_factory is None:
+            channel = make_listener(resource.door, Clock()).buildProtocol(address)
+        else:
+            site = (site_factory or make_site)(resource)
+            site.reactor = Clock()
+            channel = site.buildProtocol(address)
         transport = StringTransport()
         channel.makeConnection(transport)
         self.addCleanup(channel.connectionLost, None)
@@ -882,3 +894,30 @@ class Http2LimitTests(TestCase):
 
     def now(self) -> float:
         return time.time()
+
+
+class InMemoryLeanServerTests(InMemoryServerTests):
+    lean = True
+
+
+# -- the same tests over twisted.web's Site (the classes above run the lean listener) -----
+
+
+class HealthAndAuthOverSiteTests(OverSite, HealthAndAuthTests):
+    pass
+
+
+class BodyOverSiteTests(OverSite, BodyTests):
+    pass
+
+
+class ReadinessOverSiteTests(OverSite, ReadinessTests):
+    pass
+
+
+class HandlerOverSiteTests(OverSite, HandlerTests):
+    pass
+
+
+class MultiIldcpOverSiteTests(OverSite, MultiIldcpTests):
+    pass

@@ -18,6 +18,7 @@ from ilphttp.packet import ErrorCode, Reject, deserialize_prepare
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import AccountsResource, SharedListener, account_in_path
 from tests.support.clients import http_agent, request
+from tests.support.fronts import OverSite
 from tests.support.packets import CLOCK_START, expect_reject, make_prepare
 from tests.support.reactor import global_reactor
 
@@ -220,3 +221,7 @@ class SharedNodeTests(TestCase):
         )
         self.assertIn("/nonexistent/key.pem", message)
         self.assertNotIn("Traceback", message)
+
+
+class SharedNodeOverSiteTests(OverSite, SharedNodeTests):
+    """The same over twisted.web's Site (the class above runs the lean listener)."""

@@ -489,11 +489,11 @@ class MakeServiceTests(OptionsCase):
             sorted((port, interface) for port, _, _, interface in reactor.tcpServers),
             [(0, "127.0.0.1"), (7010, "127.0.0.1"), (7011, "")],
         )
-        # every listener serves the same link
+        # every listener serves the same link, through its door
         plugin = service.plugins["link"]
         factories = [factory for _, factory, _, _ in reactor.tcpServers]
-        self.assertIn(plugin.site, factories)
-        self.assertEqual(factories.count(plugin.site), 2)
+        doors = [getattr(factory, "door", None) for factory in factories]
+        self.assertEqual(doors.count(plugin.resource.door), 3)
 
     def test_handler_factory(self) -> None:
         del CONTEXTS[:]

@@ -1,0 +1,327 @@
+"""The lean HTTP/1.1 server protocol on in-memory connections (what the Site tests cannot show).
+
+Every test runs with both parsers: httptools (where it installs) and h11.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from ilphttp import http1_parse
+from ilphttp.front import Answer
+from ilphttp.h2c import H2C_PREFACE
+from ilphttp.http1_server import IDLE_TIMEOUT, MAX_HEADERS, MAX_PIPELINED, Http1ServerProtocol
+from ilphttp.listener import make_listener
+from ilphttp.packet import MAX_PREPARE_LENGTH
+from tests.support.clients import chunked, raw_request
+
+BAD = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+class _Door:
+    """Answers from a list the test fills (an Answer by default); records each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[bytes, bytes, bytes]] = []
+        self.results: list[Any] = []
+        self.headers: list[Any] = []
+
+    def answer(self, method: bytes, path: bytes, header: Any, body: bytes, identity: Any) -> Any:
+        self.requests.append((method, path, body))
+        self.headers.append(header)
+        if self.results:
+            return self.results.pop(0)
+        return Answer(200, b"answer %d" % len(self.requests))
+
+
+def post(body: bytes = b"x", extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    headers = [(b"Content-Length", b"%d" % len(body))] if extra is None else extra
+    return raw_request(headers=headers, body=body)
+
+
+def statuses(data: bytes) -> list[bytes]:
+    """The status lines in ``data`` (a body may run into the next one)."""
+    return re.findall(rb"HTTP/1\.[01] \d{3} [^\r]*", data)
+
+
+class _Case(SynchronousTestCase):
+    parser = "httptools"
+
+    def setUp(self) -> None:
+        if self.parser == "httptools" and http1_parse.httptools is None:
+            raise SkipTest("httptools is not installed (PyPy)")
+        self.door = _Door()
+        self.clock = Clock()
+
+    def connect(self, idle_timeout: float | None = IDLE_TIMEOUT) -> tuple[Any, StringTransport]:
+        protocol = Http1ServerProtocol(self.door, self.clock, idle_timeout, parser=self.parser)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost)
+        return protocol, transport
+
+
+class FramingTests(_Case):
+    def test_keep_alive_and_query_and_health(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(post(b"abc") + raw_request(b"/health?x=1", method=b"GET"))
+        self.assertEqual(self.door.requests, [(b"POST", b"/", b"abc"), (b"GET", b"/health", b"")])
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 200 OK"] * 2)
+        self.assertIn(b"Content-Length: 8\r\n", transport.value())
+        self.assertFalse(transport.disconnecting)
+        self.assertNotIn(b"Connection: close", transport.value())
+
+    def test_headers_lower_case_last_wins(self) -> None:
+        protocol, _ = self.connect()
+        protocol.dataReceived(
+            post(b"", [(b"X-A", b"1"), (b"x-a", b"2"), (b"Content-Length", b"0")])
+        )
+        self.assertEqual(self.door.headers[0](b"x-a"), b"2")
+        self.assertIsNone(self.door.headers[0](b"X-A"))
+
+    def test_connection_close_and_http10(self) -> None:
+        cases = [
+            (post(b"", [(b"Connection", b"close"), (b"Content-Length", b"0")]), True),
+            (b"GET / HTTP/1.0\r\n\r\n", True),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", False),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade-Insecure\r\n\r\n",
+                False,
+            ),
+        ]
+        for request, closes in cases:
+            protocol, transport = self.connect()
+            # What follows a closing request is never read.
+            protocol.dataReceived(request + raw_request(method=b"GET"))
+            self.assertEqual(transport.disconnecting, closes, request)
+            self.assertEqual(b"Connection: close" in transport.value(), closes, request)
+            self.assertEqual(len(self.door.requests), 1 if closes else 2, request)
+            self.door.requests.clear()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"))
+
+    def test_answer_headers_and_head(self) -> None:
+        protocol, transport = self.connect()
+        self.door.results = [Answer(503, b"busy", headers=((b"retry-after", b"1"),))] * 2
+        protocol.dataReceived(post() + raw_request(method=b"HEAD"))
+        data = transport.value()
+        self.assertEqual(statuses(data), [b"HTTP/1.1 503 Service Unavailable"] * 2)
+        self.assertIn(b"Retry-After: 1\r\n", data)
+        self.assertTrue(data.endswith(b"Retry-After: 1\r\n\r\n"), data)  # HEAD: no body
+
+
+class PipeliningTests(_Case):
+    def test_answered_in_order(self) -> None:
+        protocol, transport = self.connect()
+        slow: Deferred[Answer] = Deferred()
+        self.door.results = [slow]
+        protocol.dataReceived(post(b"1") + post(b"2"))
+        self.assertEqual(len(self.door.requests), 2)  # both handed on at once
+        self.assertEqual(transport.value(), b"")  # the fast answer waits for the slow one
+        slow.callback(Answer(200, b"first"))
+        data = transport.value()
+        self.assertLess(data.index(b"first"), data.index(b"answer 2"))
+
+    def test_reading_pauses_past_the_bound(self) -> None:
+        protocol, transport = self.connect()
+        waiting = [Deferred() for _ in range(MAX_PIPELINED + 1)]
+        self.door.results = list(waiting)
+        protocol.dataReceived(post() * (MAX_PIPELINED + 1))
+        self.assertEqual(transport.producerState, "paused")
+        for d in waiting:
+            d.callback(Answer(200, b"ok"))
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(len(statuses(transport.value())), MAX_PIPELINED + 1)
+
+    def test_disconnect_cancels_pending_answers(self) -> None:
+        protocol, transport = self.connect()
+        pending: list[Deferred[Answer]] = [Deferred(), Deferred()]
+        self.door.results = list(pending)
+        protocol.dataReceived(post() + post())
+        protocol.connectionLost()
+        self.assertEqual([d.called for d in pending], [True, True])
+        self.assertEqual(transport.value(), b"")
+
+    def test_closing_answer_drops_later_ones(self) -> None:
+        protocol, transport = self.connect()
+        slow: Deferred[Answer] = Deferred()
+        self.door.results = [slow]
+        protocol.dataReceived(post() + post(b"y" * (MAX_PREPARE_LENGTH + 1)))
+        self.assertEqual(transport.value(), b"")  # the early 413 waits its turn
+        slow.callback(Answer(200, b"first"))
+        self.assertEqual(
+            statuses(transport.value()),
+            [b"HTTP/1.1 200 OK", b"HTTP/1.1 413 Request Entity Too Large"],
+        )
+        self.assertTrue(transport.disconnecting)
+
+
+class BodyTests(_Case):
+    def test_expect_continue_only_when_the_body_is_read(self) -> None:
+        protocol, transport = self.connect()
+        head = post(b"", [(b"Content-Length", b"3"), (b"Expect", b"100-continue")])
+        protocol.dataReceived(head)
+        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+        protocol.dataReceived(b"abc")
+        self.assertEqual(self.door.requests, [(b"POST", b"/", b"abc")])
+        protocol, transport = self.connect()
+        length = b"%d" % (MAX_PREPARE_LENGTH + 1)
+        protocol.dataReceived(
+            post(b"", [(b"Content-Length", length), (b"Expect", b"100-continue")])
+        )
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 413 Request Entity Too Large"])
+        self.assertTrue(transport.disconnecting)
+
+    def test_chunked(self) -> None:
+        body = b"p" * MAX_PREPARE_LENGTH
+        protocol, transport = self.connect()
+        request = post(b"", [(b"Transfer-Encoding", b"chunked")]) + chunked(body, 1000)
+        for i in range(0, len(request), 777):  # split anywhere
+            protocol.dataReceived(request[i : i + 777])
+        self.assertEqual(self.door.requests, [(b"POST", b"/", body)])
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            post(b"", [(b"Transfer-Encoding", b"chunked")]) + chunked(body + b"p")
+        )
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 413 Request Entity Too Large"])
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertEqual(len(self.door.requests), 1)
+
+    def test_malformed_is_400_and_close(self) -> None:
+        host = b"Host: x\r\n"
+        cases = {
+            "no version": b"GET /\r\n\r\n",
+            "HTTP/2 line": b"GET / HTTP/2.0\r\n\r\n",
+            "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            "bare LF": b"POST / HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
+            "bare LF in a header": b"POST / HTTP/1.1\r\nHost: x\nContent-Length: 0\r\n\r\n",
+            "NUL": b"POST / HTTP/1.1\r\n" + host + b"X: a\x00b\r\nContent-Length: 0\r\n\r\n",
+            "obs-fold": b"POST / HTTP/1.1\r\n" + host + b"X: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            "CL and TE": b"POST / HTTP/1.1\r\n"
+            + host
+            + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "two CL": b"POST / HTTP/1.1\r\n"
+            + host
+            + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "same CL twice": b"POST / HTTP/1.1\r\n"
+            + host
+            + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\na",
+            "CL not digits": b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 1x\r\n\r\na",
+            "CL negative": b"POST / HTTP/1.1\r\n" + host + b"Content-Length: -1\r\n\r\n",
+            "TE gzip": b"POST / HTTP/1.1\r\n" + host + b"Transfer-Encoding: gzip\r\n\r\n",
+            "space before colon": b"POST / HTTP/1.1\r\n" + host + b"X : a\r\n\r\n",
+            "no Host": b"GET / HTTP/1.1\r\n\r\n",
+            "bad chunk": b"POST / HTTP/1.1\r\n"
+            + host
+            + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "header too long": b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 16384 + b"\r\n\r\n",
+            "too many headers": b"GET / HTTP/1.1\r\n" + host + b"X: a\r\n" * MAX_HEADERS + b"\r\n",
+        }
+        for label, request in cases.items():
+            protocol, transport = self.connect()
+            protocol.dataReceived(request)
+            self.assertEqual(transport.value(), BAD, label)
+            self.assertTrue(transport.disconnecting, label)
+            self.assertEqual(self.door.requests, [], label)
+            protocol.dataReceived(raw_request(method=b"GET"))  # nothing more is read
+            self.assertEqual(transport.value(), BAD, label)
+
+    def test_endless_head_is_refused(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX: ")
+        for _ in range(10):
+            protocol.dataReceived(b"a" * 4096)
+        self.assertEqual(transport.value(), BAD)
+
+
+class IdleTimeoutTests(_Case):
+    def test_idle_connection_closed_after_the_timeout(self) -> None:
+        protocol, transport = self.connect(idle_timeout=10)
+        self.clock.advance(9)
+        protocol.dataReceived(raw_request(method=b"GET"))
+        self.clock.advance(9)  # bytes came 9 s ago
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_not_while_an_answer_is_pending(self) -> None:
+        protocol, transport = self.connect(idle_timeout=10)
+        pending: Deferred[Answer] = Deferred()
+        self.door.results = [pending]
+        protocol.dataReceived(post())
+        self.clock.advance(25)
+        self.assertFalse(transport.disconnecting)
+        pending.callback(Answer(200, b"late"))
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+        self.assertIn(b"late", transport.value())
+
+    def test_none_never_times_out(self) -> None:
+        _, transport = self.connect(idle_timeout=None)
+        self.clock.advance(10**6)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class H11FramingTests(FramingTests):
+    parser = "h11"
+
+
+class H11PipeliningTests(PipeliningTests):
+    parser = "h11"
+
+
+class H11BodyTests(BodyTests):
+    parser = "h11"
+
+
+class H11IdleTimeoutTests(IdleTimeoutTests):
+    parser = "h11"
+
+
+class ListenerTests(SynchronousTestCase):
+    """The listener's choice per connection, and what it knows of them."""
+
+    def connection(self, listener: Any, alpn: bytes | None = None) -> tuple[Any, StringTransport]:
+        protocol = listener.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        transport.negotiatedProtocol = alpn  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_http11_or_http2_per_connection(self) -> None:
+        door = _Door()
+        listener = make_listener(door, Clock())
+        self.assertEqual(listener.acceptableProtocols(), [b"h2", b"http/1.1"])
+        http1, t1 = self.connection(listener)
+        http1.dataReceived(b"P")  # could be the preface: wait
+        self.assertEqual(t1.value(), b"")
+        http1.dataReceived(post()[1:])
+        self.assertTrue(t1.value().startswith(b"HTTP/1.1 200 OK"))
+        for pieces, alpn in (([H2C_PREFACE[:5], H2C_PREFACE[5:]], None), ([H2C_PREFACE], b"h2")):
+            h2, t2 = self.connection(listener, alpn)
+            for piece in pieces:
+                h2.dataReceived(piece)
+            # twisted.web's HTTP/2 answers the preface with its SETTINGS frame
+            self.assertEqual(t2.value()[3:4], b"\x04", pieces)
+            h2.connectionLost()
+        self.assertEqual(listener.connections_total, 3)
+        self.assertEqual(len(door.requests), 1)
+        http1.connectionLost()
+
+    def test_close_all(self) -> None:
+        listener = make_listener(_Door(), Clock())
+        self.successResultOf(listener.close_all())
+        protocols = [self.connection(listener) for _ in range(2)]
+        closing = listener.close_all()
+        self.assertTrue(all(t.disconnecting for _, t in protocols))
+        self.assertNoResult(closing)
+        for protocol, _ in protocols:
+            protocol.connectionLost()
+        self.successResultOf(closing)
