@@ -43,7 +43,7 @@ What it does (RFC 9113):
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, cast
 
 import h2.events
 import h2.exceptions
@@ -108,7 +108,7 @@ class RequestCancelled(NamedTuple):
     stream_id: int
 
 
-class ConnectionError(NamedTuple):  # noqa: A001 - the field's name for it
+class ConnectionError(NamedTuple):
     """The client broke the protocol: GOAWAY ``error_code`` is queued."""
 
     error_code: int
@@ -181,6 +181,8 @@ class ServerSession(H2Session):
         self._now = 0.0
         self._undelivered: set[int] = set()  # requests reset before delivery
         self._last_stream_id = 0
+        #: the base class's streams, as this role's (the same dict)
+        self._requests = cast("dict[int, _Stream]", self._streams)
 
     # -- for the I/O layer ---------------------------------------------------------
     def initiate(self) -> None:
@@ -245,7 +247,7 @@ class ServerSession(H2Session):
         ``body``, sent as the client's windows allow. An answer to a stream
         that is gone (reset, connection ended) is dropped quietly.
         """
-        stream = self._streams.get(stream_id)
+        stream = self._requests.get(stream_id)
         if stream is None or self._done or self.lost or stream.responded:
             return
         self._respond(stream, status, headers, body)
@@ -280,6 +282,9 @@ class ServerSession(H2Session):
         super().connection_lost()
 
     # -- internals ---------------------------------------------------------------
+    def _emit(self, event: ServerEvent) -> None:
+        self._events.append(event)  # type: ignore[arg-type]
+
     def _drain_events(self) -> list[ServerEvent]:
         events: list[Any] = self._events
         self._events = []
@@ -291,7 +296,7 @@ class ServerSession(H2Session):
             ]
         for event in events:
             if type(event) is RequestReceived:
-                stream = self._streams.get(event.stream_id)
+                stream = self._requests.get(event.stream_id)
                 if stream is not None:
                     stream.delivered = True
         return events
@@ -309,7 +314,7 @@ class ServerSession(H2Session):
             self._events.append(CloseConnection())
 
     def _cancel_all(self) -> None:
-        for stream in list(self._streams.values()):
+        for stream in list(self._requests.values()):
             self._forget(stream)
         self._streams.clear()
 
@@ -320,7 +325,7 @@ class ServerSession(H2Session):
         if stream.responded or stream.refused:
             return
         if stream.delivered:
-            self._events.append(RequestCancelled(stream.stream_id))
+            self._emit(RequestCancelled(stream.stream_id))
         elif stream.remote_closed:
             self._undelivered.add(stream.stream_id)
 
@@ -332,7 +337,7 @@ class ServerSession(H2Session):
         self._out.append(self.guard.goaway())
         self._done = True
         self._cancel_all()
-        self._events.append(Calmed(trip.reason, trip.last_stream_id))
+        self._emit(Calmed(trip.reason, trip.last_stream_id))
         self._close_now()
 
     def _receive(self, data: bytes) -> bool:
@@ -344,7 +349,7 @@ class ServerSession(H2Session):
             self._done = True
             self._cancel_all()
             code = int(getattr(e, "error_code", ErrorCodes.PROTOCOL_ERROR))
-            self._events.append(ConnectionError(code, str(e) or type(e).__name__))
+            self._emit(ConnectionError(code, str(e) or type(e).__name__))
             self._close_now()
             return False
         for event in events:
@@ -358,18 +363,18 @@ class ServerSession(H2Session):
         elif kind is h2.events.DataReceived:
             self._on_data(event)
         elif kind is h2.events.StreamEnded:
-            stream = self._streams.get(event.stream_id)
+            stream = self._requests.get(event.stream_id)
             if stream is not None:
                 self._on_end(stream)
         elif kind is h2.events.StreamReset:
-            stream = self._streams.get(event.stream_id)
+            stream = self._requests.get(event.stream_id)
             if stream is not None:
                 self._forget(stream)
         elif kind is h2.events.WindowUpdated:
             if event.stream_id == 0:
                 self._send_all_pending()
             else:
-                stream = self._streams.get(event.stream_id)
+                stream = self._requests.get(event.stream_id)
                 if stream is not None:
                     self._send_pending(stream)
         elif kind is h2.events.RemoteSettingsChanged:
@@ -390,7 +395,7 @@ class ServerSession(H2Session):
             self._refuse(sid)
             return
         stream = _Stream(sid)
-        self._streams[sid] = stream
+        self._requests[sid] = stream
         count = 0
         length = None
         for name, value in event.headers:
@@ -413,7 +418,7 @@ class ServerSession(H2Session):
         sid = event.stream_id
         # The body is capped: credit every byte back at once.
         self.acknowledge(sid, event.flow_controlled_length)
-        stream = self._streams.get(sid)
+        stream = self._requests.get(sid)
         if stream is None or stream.refused:
             return
         stream.received += len(event.data)
@@ -430,7 +435,7 @@ class ServerSession(H2Session):
             return
         body = b"".join(stream.body) if len(stream.body) != 1 else stream.body[0]
         stream.body = []
-        self._events.append(
+        self._emit(
             RequestReceived(stream.stream_id, stream.method, stream.path, stream.headers, body)
         )
 

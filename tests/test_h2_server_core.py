@@ -90,9 +90,7 @@ class RequestTests(_Case):
         self.assertEqual(answered(events), {1: b"reply"})
 
     def test_settings_advertised(self) -> None:
-        [changed] = [
-            e for e in self.reply() if isinstance(e, h2.events.RemoteSettingsChanged)
-        ]
+        [changed] = [e for e in self.reply() if isinstance(e, h2.events.RemoteSettingsChanged)]
         settings = {k: v.new_value for k, v in changed.changed_settings.items()}
         self.assertEqual(settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS], MAX_STREAMS)
         self.assertEqual(settings[h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE], 16384)
@@ -456,5 +454,7 @@ class BadClientTests(_Case):
 
     def test_continuation_flood(self) -> None:
         self.send()
-        flood = HeadersFrame(1, data=b"").serialize() + ContinuationFrame(1, data=b"").serialize() * 100
+        flood = (
+            HeadersFrame(1, data=b"").serialize() + ContinuationFrame(1, data=b"").serialize() * 100
+        )
         self.calm(self.send(flood), "CONTINUATION frames in one header block")

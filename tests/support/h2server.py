@@ -19,7 +19,9 @@ def h2_client(**settings: int) -> h2.connection.H2Connection:
         h2.config.H2Configuration(client_side=True, header_encoding=None)
     )
     if settings:
-        conn.local_settings.update({getattr(h2.settings.SettingCodes, k): v for k, v in settings.items()})
+        conn.local_settings.update(
+            {getattr(h2.settings.SettingCodes, k): v for k, v in settings.items()}
+        )
     conn.initiate_connection()
     return conn
 
