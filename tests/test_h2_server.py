@@ -22,6 +22,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import readBody
 
 from ilphttp import h2_guard
 from ilphttp.auth import IncomingAuth
@@ -29,6 +30,9 @@ from ilphttp.front import AccountDoor
 from ilphttp.h2_server import ABORT_TIMEOUT, H2ServerFactory, H2ServerProtocol
 from ilphttp.packet import Fulfill, Prepare, deserialize, serialize_fulfill
 from ilphttp.plugin import PluginHttp
+from ilphttp.http2 import HTTP2Agent
+from ilphttp.tls import ClientTLSPolicy, server_endpoint
+from tests.support.certs import CertificateAuthority
 from tests.support.fakes import LogCapture
 from tests.support.h2server import (
     RecordingDoor,
@@ -212,16 +216,31 @@ class _Later:
 
 
 class _Fulfiller:
-    """Fulfills every Prepare whose data starts with its fulfillment."""
+    """Fulfills every Prepare whose data starts with its fulfillment (after
+    ``delay`` seconds, if set)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.count = 0
+        self.cancelled = 0
+        self.delay = delay
 
     def receive_prepare(
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
     ) -> Deferred[bytes]:
         self.count += 1
-        return succeed(serialize_fulfill(Fulfill(prepare.data[:32], prepare.data[32:])))
+        reply = serialize_fulfill(Fulfill(prepare.data[:32], prepare.data[32:]))
+        if not self.delay:
+            return succeed(reply)
+        from twisted.internet import reactor
+
+        d: Deferred[bytes] = Deferred(lambda _: call.cancel())
+        call = reactor.callLater(self.delay, d.callback, reply)
+        d.addErrback(self._cancelled)
+        return d
+
+    def _cancelled(self, failure: Failure) -> Failure:
+        self.cancelled += 1
+        return failure
 
 
 class LoopbackTests(TestCase):
@@ -230,8 +249,8 @@ class LoopbackTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def listen(self) -> Any:
-        self.receiver = _Fulfiller()
+    def listen(self, delay: float = 0.0) -> Any:
+        self.receiver = _Fulfiller(delay)
         door = AccountDoor(IncomingAuth("in-token", None, time.time), self.receiver)
         from twisted.internet import reactor
 
@@ -265,6 +284,40 @@ class LoopbackTests(TestCase):
         self.assertEqual(len(self.factory.protocols), 1)
 
     @defer.inlineCallbacks
+    def test_burst_with_expiring_prepares(self) -> Any:
+        """
+        The issue's burst: 300 Prepares to a receiver that takes 50 ms, 100 of
+        them with 30 ms left (the sender resets their streams when they
+        expire): all 200 others are fulfilled, nothing is logged.
+        """
+        logged = LogCapture(self)
+        port = yield self.listen(delay=0.05)
+        sender = PluginHttp.from_options(
+            {
+                "outgoing": {
+                    "url": f"http://127.0.0.1:{port}/",
+                    "staticToken": "in-token",
+                    "http2": True,
+                }
+            }
+        )
+        yield sender.connect()
+        self.addCleanup(sender.disconnect)
+        normal = [data_prepare("test.x.y", payload=b"n%d" % i) for i in range(200)]
+        short = [data_prepare("test.x.y", payload=b"s%d" % i, seconds=0.03) for i in range(100)]
+        sent = [sender.send_data(raw) for _, raw, _ in short[:50]]
+        sent += [sender.send_data(raw) for _, raw, _ in normal]
+        sent += [sender.send_data(raw) for _, raw, _ in short[50:]]
+        replies = yield defer.gatherResults(sent)
+        for (_, _, fulfillment), reply in zip(normal, replies[50:250]):
+            self.assertEqual(deserialize(reply).fulfillment, fulfillment)  # type: ignore[union-attr]
+        for reply in replies[:50] + replies[250:]:
+            self.assertEqual(deserialize(reply).code, "R00")  # type: ignore[union-attr]
+        self.assertGreaterEqual(self.receiver.count, 200)
+        self.assertEqual(logged.at_least(LogLevel.warn), [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @defer.inlineCallbacks
     def test_js_plugin_http2_sender(self) -> Any:
         require_node()
         port = yield self.listen()
@@ -276,3 +329,34 @@ class LoopbackTests(TestCase):
             reply = yield js.send(raw)
             self.assertEqual(deserialize(reply), Fulfill(fulfillment, b"over h2 %d" % i))
         self.assertEqual(self.receiver.count, 20)
+
+    @defer.inlineCallbacks
+    def test_tls_alpn_h2_with_client_certificate(self) -> Any:
+        """On TLS, ALPN h2; the door can ask for the client's verified identity."""
+        from twisted.internet import reactor
+
+        directory = self.mktemp()
+        ca = CertificateAuthority()
+        ca_path = ca.write_cert(directory)
+        server = ca.issue("s", ip_addresses=["127.0.0.1"]).write(directory, "s")
+        client = ca.issue("peer.test", dns_names=["peer.test"], client=True, server=False)
+        client_paths = client.write(directory, "c")
+        door = RecordingDoor()
+        endpoint = server_endpoint(
+            reactor, 0, server.cert, server.key, interface="127.0.0.1", client_ca=ca_path
+        )
+        factory = H2ServerFactory(door, reactor)
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        self.addCleanup(factory.close_all)
+        policy = ClientTLSPolicy(
+            ca_path, client_cert=client_paths.cert, client_key=client_paths.key
+        )
+        agent = HTTP2Agent(reactor, tls_policy=policy)
+        self.addCleanup(agent.close)
+        url = f"https://127.0.0.1:{port.getHost().port}/tls"
+        response = yield agent.request(b"GET", url.encode())
+        self.assertEqual(response.version, (b"HTTP", 2, 0))
+        self.assertEqual((yield readBody(response)), b"ok /tls")
+        [(_, _, _, _, identity)] = door.calls
+        self.assertIn("peer.test", identity().names())
