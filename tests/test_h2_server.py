@@ -28,9 +28,9 @@ from ilphttp import h2_guard
 from ilphttp.auth import IncomingAuth
 from ilphttp.front import AccountDoor
 from ilphttp.h2_server import ABORT_TIMEOUT, H2ServerFactory, H2ServerProtocol
+from ilphttp.http2 import HTTP2Agent
 from ilphttp.packet import Fulfill, Prepare, deserialize, serialize_fulfill
 from ilphttp.plugin import PluginHttp
-from ilphttp.http2 import HTTP2Agent
 from ilphttp.tls import ClientTLSPolicy, server_endpoint
 from tests.support.certs import CertificateAuthority
 from tests.support.fakes import LogCapture
