@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ilphttp.front import Answer, Door, answer_now
+from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now
 from ilphttp.h2_guard import GuardLimits
 from ilphttp.h2_server_core import (
     Calmed,
@@ -55,6 +55,8 @@ _log = Logger()
 ABORT_TIMEOUT = 15.0
 #: Seconds :meth:`H2ServerProtocol.close` waits for the answers in flight.
 DRAIN_TIMEOUT = 5.0
+
+_BROKEN = Answer(500, b"internal error", TEXT_PLAIN)
 
 
 class H2ServerProtocol(Protocol):
@@ -145,13 +147,19 @@ class H2ServerProtocol(Protocol):
 
     def _request(self, request: RequestReceived) -> None:
         fields = dict(request.headers)  # a repeated field: the last one, as twisted.web
-        result = self.door.answer(
-            request.method,
-            request.path,
-            fields.get,
-            request.body,
-            lambda: peer_identity(self.transport),
-        )
+        try:
+            result = self.door.answer(
+                request.method,
+                request.path,
+                fields.get,
+                request.body,
+                lambda: peer_identity(self.transport),
+            )
+        except Exception:
+            # A door promises not to raise; if one does, 500 and the details
+            # in our log, as twisted.web does, and the other streams go on.
+            _log.failure("HTTP/2 front door failed")
+            result = _BROKEN
         answer = answer_now(result)
         if answer is not None:
             self._answer(request.stream_id, answer)
@@ -175,7 +183,7 @@ class H2ServerProtocol(Protocol):
     def _flush(self) -> None:
         data = self.session.data_to_send()
         transport = self.transport
-        if data and transport is not None and not self._gone:
+        if data and transport is not None and not self._gone and self._abort_call is None:
             transport.write(data)
         events = self.session.next_events()
         if events:

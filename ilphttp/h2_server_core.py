@@ -57,6 +57,7 @@ from ilphttp.packet import MAX_PREPARE_LENGTH
 
 __all__ = [
     "HEADER_LIST_SIZE",
+    "IDLE_TIMEOUT",
     "MAX_HEADERS",
     "MAX_STREAMS",
     "Calmed",
@@ -79,6 +80,10 @@ MAX_HEADERS = 100
 #: ``SETTINGS_MAX_HEADER_LIST_SIZE`` (RFC 9113 section 6.5.2), bytes; a larger
 #: header list ends the connection (ENHANCE_YOUR_CALM, from hpack).
 HEADER_LIST_SIZE = 16 * 1024
+#: Seconds a connection may stay without an open request before it is closed
+#: (GOAWAY ``NO_ERROR``); longer than ilphttp's and node's client idle timeouts,
+#: so that clients normally close first.
+IDLE_TIMEOUT = 120.0
 #: Our per-stream receive window; the connection's is widened to 16 MiB.
 _STREAM_WINDOW = 65535
 _CONNECTION_WINDOW = 1 << 24
@@ -151,6 +156,8 @@ class ServerSession(H2Session):
     :param max_body: the largest request body in bytes; more is ``413``.
     :param limits: the flood guard's limits (by default the constants of
         :mod:`ilphttp.h2_guard`).
+    :param idle_timeout: seconds without an open request before the session
+        stops (``None``: never); see :attr:`timer`.
     """
 
     def __init__(
@@ -159,6 +166,7 @@ class ServerSession(H2Session):
         max_streams: int = MAX_STREAMS,
         max_body: int = MAX_PREPARE_LENGTH,
         limits: GuardLimits | None = None,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         codes = h2.settings.SettingCodes
         self._advertised = {
@@ -173,6 +181,7 @@ class ServerSession(H2Session):
         )
         self.max_streams = max_streams
         self.max_body = max_body
+        self.idle_timeout = idle_timeout
         # Our answers' fields are lower case already (front.Answer's rule):
         # no need for h2 to normalize them (a few µs per answer).
         self._conn.config.normalize_outbound_headers = False
@@ -197,6 +206,7 @@ class ServerSession(H2Session):
         enforced = dict(self._advertised)
         enforced[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = self.max_streams + _STREAM_SLACK
         self._conn.local_settings = h2.settings.Settings(client=False, initial_values=enforced)
+        self._arm_idle()
 
     def receive_data(self, data: bytes, now: float) -> list[ServerEvent]:
         """
@@ -312,14 +322,21 @@ class ServerSession(H2Session):
     def _timer_expired(self, timer: Timer) -> None:
         if timer.kind == "drain":
             self._close_now()
+        elif not self._requests:
+            self.stop(0)
+
+    def _arm_idle(self) -> None:
+        if self.idle_timeout is not None and self.accepting and not self.lost:
+            self._timer = Timer("idle", self.idle_timeout)
 
     def _close_now(self) -> None:
-        self._cancel_all()
         self.accepting = False
         self._timer = None
-        if not self.closing:
-            self.closing = True
-            self._events.append(CloseConnection())
+        if self.closing:
+            return
+        self.closing = True
+        self._cancel_all()
+        self._events.append(CloseConnection())
 
     def _cancel_all(self) -> None:
         for stream in list(self._requests.values()):
@@ -330,12 +347,13 @@ class ServerSession(H2Session):
         """Drop a stream; tell the caller if it had the request."""
         stream.finished = True
         self._streams.pop(stream.stream_id, None)
-        if stream.responded or stream.refused:
-            return
-        if stream.delivered:
-            self._emit(RequestCancelled(stream.stream_id))
-        elif stream.remote_closed:
-            self._undelivered.add(stream.stream_id)
+        if not (stream.responded or stream.refused):
+            if stream.delivered:
+                self._emit(RequestCancelled(stream.stream_id))
+            elif stream.remote_closed:
+                self._undelivered.add(stream.stream_id)
+        if not self._streams:
+            self._stream_finished()
 
     def _calm(self) -> None:
         """The guard tripped: GOAWAY ENHANCE_YOUR_CALM after what is queued, and close."""
@@ -404,6 +422,8 @@ class ServerSession(H2Session):
             return
         stream = _Stream(sid)
         self._requests[sid] = stream
+        if self._timer is not None and self._timer.kind == "idle":
+            self._timer = None
         count = 0
         length = None
         for name, value in event.headers:
@@ -488,5 +508,9 @@ class ServerSession(H2Session):
             self._finish_if_done(stream)
 
     def _stream_finished(self) -> None:
-        if not self.accepting and not self._streams and not self.closing:
+        if self._streams:
+            return
+        if self.accepting:
+            self._arm_idle()
+        elif not self.closing:
             self._close_now()

@@ -28,6 +28,7 @@ from ilphttp import h2_guard
 from ilphttp.auth import IncomingAuth
 from ilphttp.front import AccountDoor
 from ilphttp.h2_server import ABORT_TIMEOUT, H2ServerFactory, H2ServerProtocol
+from ilphttp.h2_server_core import IDLE_TIMEOUT
 from ilphttp.http2 import HTTP2Agent
 from ilphttp.packet import Fulfill, Prepare, deserialize, serialize_fulfill
 from ilphttp.plugin import PluginHttp
@@ -164,6 +165,25 @@ class ProtocolTests(SynchronousTestCase):
         self.clock.advance(5.0)
         self.assertEqual(self.door.cancelled, [b"/later1"])
         self.assertTrue(self.transport.disconnecting)
+
+    def test_idle_connection_is_closed(self) -> None:
+        self.send()
+        self.clock.advance(IDLE_TIMEOUT)
+        self.assertEqual(goaways(self.reply())[0].error_code, Codes.NO_ERROR)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_door_that_raises_is_a_500(self) -> None:
+        class Broken:
+            def answer(self, *args: Any) -> Any:
+                raise RuntimeError("a bug")
+
+        self.protocol.door = Broken()
+        self.client.send_headers(1, request(b"POST", b"/1"), end_stream=True)
+        self.client.send_headers(3, request(b"POST", b"/3"), end_stream=True)
+        self.send()
+        self.assertEqual(statuses(self.reply()), {1: 500, 3: 500})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.logged.events.clear()
 
     def test_garbage_after_preface(self) -> None:
         self.send()

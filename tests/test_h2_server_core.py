@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ilphttp import h2_guard
 from ilphttp.front import TOO_LARGE
 from ilphttp.h2_server_core import (
+    IDLE_TIMEOUT,
     MAX_HEADERS,
     MAX_STREAMS,
     TOO_LARGE_BODY,
@@ -330,6 +331,32 @@ class StopTests(_Case):
         self.server.stop(5.0)
         self.assertEqual(self.server.next_events(), [CloseConnection()])
         self.assertEqual(len(goaways(self.reply())), 1)
+
+    def test_idle_timeout(self) -> None:
+        """No open request for IDLE_TIMEOUT seconds: GOAWAY(NO_ERROR) and close."""
+        idle = self.server.timer
+        assert idle is not None and idle.kind == "idle"
+        self.assertEqual(idle.seconds, IDLE_TIMEOUT)
+        self.client.send_headers(1, request(b"POST", b"/1"), end_stream=True)
+        self.send()
+        self.assertIsNone(self.server.timer)  # a request is open
+        self.server.answer(1, 200, [], b"ok")
+        again = self.server.timer
+        assert again is not None and again.kind == "idle"
+        self.server.timer_expired(idle)  # an old deadline is ignored
+        self.assertEqual(self.server.next_events(), [])
+        self.server.timer_expired(again)
+        self.assertEqual(self.server.next_events(), [CloseConnection()])
+        [goaway] = goaways(self.reply())
+        self.assertEqual((goaway.error_code, goaway.last_stream_id), (Codes.NO_ERROR, 1))
+
+    def test_reset_of_the_last_stream_while_draining_closes(self) -> None:
+        c = self.client
+        c.send_headers(1, request(b"POST", b"/1"), end_stream=True)
+        self.send()
+        self.server.stop(5.0)
+        c.reset_stream(1, error_code=Codes.CANCEL)
+        self.assertEqual(self.send(), [RequestCancelled(1), CloseConnection()])
 
     def test_client_goaway(self) -> None:
         c = self.client
