@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProtocolNegotiationFactory,
@@ -266,8 +266,6 @@ class H2ServerFactory(Factory):
 
     def close_all(self, timeout: float = DRAIN_TIMEOUT) -> Deferred[None]:
         """Send every connection GOAWAY and close it (see :meth:`H2ServerProtocol.close`)."""
-        from twisted.internet.defer import gatherResults
-
         if not self.protocols:
             return succeed(None)
         done = gatherResults([p.close(timeout) for p in list(self.protocols)])
