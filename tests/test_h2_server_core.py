@@ -15,6 +15,7 @@ from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
     HeadersFrame,
+    PriorityFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
@@ -472,6 +473,14 @@ class BadClientTests(_Case):
         self.send()
         flood = SettingsFrame(0, settings={4: 65535}).serialize() * 1_000
         self.calm(self.send(flood), "SETTINGS rate")
+
+    def test_priority_flood(self) -> None:
+        self.send()
+        flood = b"".join(
+            PriorityFrame(2 * i + 1, depends_on=0, stream_weight=15).serialize()
+            for i in range(1_000)
+        )
+        self.calm(self.send(flood), "PRIORITY rate")
 
     def test_empty_data_flood(self) -> None:
         c = self.client
