@@ -49,6 +49,8 @@ LINK = {
     "ilphttp.client",
     "ilphttp.front",
     "ilphttp.h2_guard",
+    "ilphttp.h2_server",
+    "ilphttp.h2_server_core",
     "ilphttp.h2c",
     "ilphttp.http1_client",
     "ilphttp.http1_server",
