@@ -7,9 +7,8 @@ first bytes:
 
 - TLS ALPN chose ``h2``, or the bytes are the HTTP/2 connection preface
   (h2c prior knowledge, RFC 9113 section 3.4; buffered until it matches or
-  diverges): HTTP/2, served by twisted.web's HTTP/2 behind
-  :class:`~ilphttp.h2c.H2CSiteFactory` and its frame guard, over a
-  :class:`~ilphttp.server.DoorResource`;
+  diverges): HTTP/2, served by :class:`~ilphttp.h2_server.H2ServerProtocol`
+  (on ``h2`` directly, with the frame guard of :mod:`ilphttp.h2_guard`);
 - anything else: the lean HTTP/1.1 protocol of :mod:`ilphttp.http1_server`.
 
 The factory also knows its open connections (:meth:`IlpListener.close_all`,
@@ -37,7 +36,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ilphttp.front import Door
-from ilphttp.h2c import H2C_PREFACE, H2CSiteFactory
+from ilphttp.h2_guard import GuardLimits
+from ilphttp.h2_server import H2ServerProtocol
+from ilphttp.h2c import H2C_PREFACE
 from ilphttp.http1_server import IDLE_TIMEOUT, Http1ServerProtocol
 from ilphttp.server import ConnectionTracker, DoorResource, make_site
 
@@ -51,16 +52,9 @@ def default_reactor() -> Any:
     return reactor
 
 
-def _http2_protocol(listener: IlpListener, transport: ITransport, data: bytes) -> IProtocol:
-    """An HTTP/2 server protocol connected to ``transport``, given the bytes read so far.
-
-    Today twisted.web's (through :class:`~ilphttp.h2c.H2CSiteFactory`, which
-    reads the preface or ALPN again itself); the one place to swap in another.
-    """
-    if listener.h2_factory is None:
-        listener.h2_factory = H2CSiteFactory(make_site(DoorResource(listener.door)))
-    protocol = listener.h2_factory.buildProtocol(transport.getPeer())
-    assert protocol is not None
+def _http2_protocol(listener: IlpListener, transport: ITransport, data: bytes) -> H2ServerProtocol:
+    """An HTTP/2 server protocol connected to ``transport``, given the bytes read so far."""
+    protocol = H2ServerProtocol(listener.door, listener.clock, listener.h2_limits)
     protocol.makeConnection(transport)
     if data:
         protocol.dataReceived(data)
@@ -108,6 +102,13 @@ class _Connection(Protocol):
             self._served = http1
             http1.dataReceived(data)
 
+    def close(self) -> None:
+        """Close: HTTP/2 with GOAWAY after the answers in flight, HTTP/1.1 after what is queued."""
+        if isinstance(self._served, H2ServerProtocol):
+            self._served.close()
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         served = self._served or self._http1
         self._served = self._http1 = None
@@ -134,8 +135,8 @@ class IlpListener(Factory):
         self.door = door
         self.clock = clock
         self.idle_timeout = idle_timeout
-        #: the twisted.web HTTP/2 side, made at the first HTTP/2 connection
-        self.h2_factory: H2CSiteFactory | None = None
+        #: the HTTP/2 flood guard's limits; None: :mod:`ilphttp.h2_guard`'s constants
+        self.h2_limits: GuardLimits | None = None
         #: connections accepted since listening began
         self.connections_total = 0
         self._open: set[_Connection] = set()
@@ -166,8 +167,7 @@ class IlpListener(Factory):
         d: Deferred[None] = Deferred()
         self._waiting.append(d)
         for connection in list(self._open):
-            if connection.transport is not None:
-                connection.transport.loseConnection()
+            connection.close()
         return d
 
 
@@ -178,7 +178,8 @@ ListenerFactory = Union[IlpListener, ConnectionTracker]
 def make_listener(
     door: Door, clock: IReactorTime, idle_timeout: float | None = IDLE_TIMEOUT
 ) -> IlpListener:
-    """The lean listener: HTTP/1.1 by :mod:`ilphttp.http1_server`, HTTP/2 as before."""
+    """The lean listener: HTTP/1.1 by :mod:`ilphttp.http1_server`, HTTP/2 by
+    :mod:`ilphttp.h2_server`."""
     return IlpListener(door, clock, idle_timeout)
 
 
