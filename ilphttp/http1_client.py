@@ -38,7 +38,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import URI, ResponseFailed, ResponseNeverReceived
 
-from ilphttp._compat import standard_endpoint_factory
+from ilphttp._compat import standard_endpoint_factory, write_now
 from ilphttp._http1_response import BadResponse, ReplyTooLarge, ResponseReader, reader_class
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class _Connection(Protocol):
         request.connection = self
         self._answered = False
         self._reader.start()
-        self.transport.write(request.data)  # type: ignore[union-attr]
+        write_now(self.transport, request.data)
 
     def abandon(self, request: _Request) -> None:
         """``request`` was cancelled: this connection is in the middle of it."""

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 
+from ilphttp._compat import write_now
 from ilphttp.front import Answer, Door
 from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, new_parser
 from ilphttp.packet import MAX_PREPARE_LENGTH
@@ -335,7 +336,7 @@ class Http1ServerProtocol(Protocol):
         head_only = method == b"HEAD"
         if isinstance(result, Answer):
             if not self._queue and self.transport is not None:  # the common case
-                self.transport.write(self._encode(result, version, close, head_only))
+                write_now(self.transport, self._encode(result, version, close, head_only))
                 if close:
                     self.transport.loseConnection()
                 return
@@ -388,7 +389,7 @@ class Http1ServerProtocol(Protocol):
         while queue and queue[0].data is not None:
             slot = queue.popleft()
             assert slot.data is not None
-            transport.write(slot.data)
+            write_now(transport, slot.data)
             if slot.close:
                 # Nothing after it: later requests' answers are dropped, cancelled.
                 rest, self._queue = queue, deque()
