@@ -44,6 +44,8 @@ setup(
         "service-identity>=21.1",
         "pyopenssl>=22.0",
         "h2>=4.1",
+        # metrics (ilphttp.metrics); 0.16: the floor tested by tox -e lowest
+        "prometheus-client>=0.16",
     ],
     extras_require={
         "test": ["hypothesis>=6.0", "cryptography"],

@@ -163,7 +163,7 @@ class AccountLimiterTests(SynchronousTestCase):
         self.assertEqual(reject.code, "F08")
         self.assertEqual(reject.message, "packet size too large. maxAmount=1000 actualAmount=1001")
         # AmountTooLargeErrorData: receivedAmount UInt64, maximumAmount UInt64 (big-endian)
-        self.assertEqual(reject.data, bytes.fromhex("00000000000003e9" "00000000000003e8"))
+        self.assertEqual(reject.data, bytes.fromhex("00000000000003e900000000000003e8"))
         # and it survives the wire
         wire = serialize_reject(reject._replace(triggered_by="test.alice"))
         self.assertEqual(deserialize_reject(wire).data, reject.data)

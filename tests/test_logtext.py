@@ -11,7 +11,7 @@ from ilphttp.logtext import escape
 
 class EscapeTests(SynchronousTestCase):
     def test_table(self) -> None:
-        table = [
+        table: list[tuple[str | bytes, str]] = [
             ("g.alice.bob", "g.alice.bob"),
             ("", ""),
             ("caf\u00e9 \u00fcber \u65e5\u672c", "caf\u00e9 \u00fcber \u65e5\u672c"),
@@ -22,8 +22,10 @@ class EscapeTests(SynchronousTestCase):
             ("\x85\x9b", "\\x85\\x9b"),  # C1: NEL and CSI
             ("x\u2028y\u2029z", "x\\u2028y\\u2029z"),
             ("\u202egnp.exe", "\\u202egnp.exe"),  # right-to-left override
-            ("\u2066\u2067\u2068\u2069\u200e\u200f\u061c", "\\u2066\\u2067\\u2068\\u2069"
-             "\\u200e\\u200f\\u061c"),  # fmt: skip
+            (
+                "\u2066\u2067\u2068\u2069\u200e\u200f\u061c",
+                "\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c",
+            ),
             ("\ufeff\u200b", "\\ufeff\\u200b"),
             ("\U000e0041", "\\U000e0041"),  # a tag character: invisible
             ("\ud800", "\\ud800"),  # a lone surrogate would break the log file's encoder
