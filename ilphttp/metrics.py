@@ -24,14 +24,23 @@ passed in by the caller (``reactor.seconds()``), so tests need no clock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from twisted.web.resource import IResource
 
-__all__ = ["DIRECTIONS", "DURATION_BUCKETS", "RESULTS", "IlpMetrics", "LinkMetrics", "PacketTiming"]
+__all__ = [
+    "DIRECTIONS",
+    "DURATION_BUCKETS",
+    "RESULTS",
+    "IlpMetrics",
+    "LinkMetrics",
+    "PacketTiming",
+    "metrics_for",
+]
 
 DIRECTIONS = ("incoming", "outgoing")
 RESULTS = ("fulfill", "reject")
@@ -146,6 +155,18 @@ class IlpMetrics:
         return root
 
 
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, IlpMetrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_for(registry: CollectorRegistry) -> IlpMetrics:
+    """The :class:`IlpMetrics` of ``registry``, made at the first call: every plugin
+    given the same registry records into the same families."""
+    metrics = _BY_REGISTRY.get(registry)
+    if metrics is None:
+        metrics = _BY_REGISTRY[registry] = IlpMetrics(registry)
+    return metrics
+
+
 class PacketTiming:
     """A Prepare under way: what :meth:`LinkMetrics.packet_finished` needs to close it."""
 
@@ -165,12 +186,17 @@ class LinkMetrics:
         self.account = account
         self._in_flight = {d: metrics.in_flight.labels(account, d) for d in DIRECTIONS}
         self._duration = {d: metrics.duration.labels(account, d) for d in DIRECTIONS}
-        # Series at zero from the start, so that rate() sees the first packet.
-        for d in DIRECTIONS:
-            for r in RESULTS:
-                metrics.amount.labels(account, d, r)
-            metrics.packets.labels(account, d, "fulfill", "")
-        metrics.auth_failures.labels(account)
+        # Series at zero from the start, so that rate() sees the first packet;
+        # the children are kept, so that a packet costs no label lookups.
+        self._amount = {
+            (d, r): metrics.amount.labels(account, d, r) for d in DIRECTIONS for r in RESULTS
+        }
+        self._packets: dict[tuple[str, str, str], Any] = {
+            (d, "fulfill", ""): metrics.packets.labels(account, d, "fulfill", "")
+            for d in DIRECTIONS
+        }
+        self._statuses: dict[int, Any] = {}
+        self._auth_failures = metrics.auth_failures.labels(account)
 
     def packet_started(self, direction: str, now: float) -> PacketTiming:
         """A Prepare read from the peer (``incoming``) or about to be sent (``outgoing``)
@@ -194,18 +220,31 @@ class LinkMetrics:
         direction = timing.direction
         self._in_flight[direction].dec()
         self._duration[direction].observe(max(0.0, now - timing.started))
-        m = self.metrics
-        m.packets.labels(self.account, direction, result, code if result == "reject" else "").inc()
+        key = (direction, result, code if result == "reject" else "")
+        packets = self._packets.get(key)
+        if packets is None:
+            packets = self._packets[key] = self.metrics.packets.labels(self.account, *key)
+        packets.inc()
         if amount:
-            m.amount.labels(self.account, direction, result).inc(amount)
+            self._amount[direction, result].inc(amount)
+
+    def packet_abandoned(self, timing: PacketTiming) -> None:
+        """A Prepare that will get no reply from us (the peer went away, or the
+        request was refused with an HTTP error): no longer in flight, not counted."""
+        if not timing.finished:
+            timing.finished = True
+            self._in_flight[timing.direction].dec()
 
     def http_status(self, status: int) -> None:
         """An HTTP answer to an ILP request, given or got, with ``status``."""
-        self.metrics.http.labels(self.account, str(status)).inc()
+        child = self._statuses.get(status)
+        if child is None:
+            child = self._statuses[status] = self.metrics.http.labels(self.account, str(status))
+        child.inc()
 
     def auth_failure(self) -> None:
         """A request refused for its credentials."""
-        self.metrics.auth_failures.labels(self.account).inc()
+        self._auth_failures.inc()
 
     def connections(self, listener: str, count: int) -> None:
         """``listener`` has ``count`` open connections (see :meth:`IlpMetrics.set_connections`)."""
