@@ -44,16 +44,13 @@ setup(
         "service-identity>=21.1",
         "pyopenssl>=22.0",
         "h2>=4.1",
-<<<<<<< HEAD
         # The outgoing HTTP/1.1 client's response parser: httptools (llhttp)
         # where it has wheels (CPython); h11, pure Python, on PyPy, where
         # httptools does not build.
         "httptools>=0.6; platform_python_implementation=='CPython'",
         "h11>=0.14; platform_python_implementation!='CPython'",
-=======
         # metrics (ilphttp.metrics); 0.16: the floor tested by tox -e lowest
         "prometheus-client>=0.16",
->>>>>>> ops-core
     ],
     extras_require={
         # h11 on CPython too: the tests run both parsers (client and server).
