@@ -40,6 +40,8 @@ __all__ = [
     "LinkMetrics",
     "PacketTiming",
     "metrics_for",
+    "metrics_resource",
+    "metrics_root",
 ]
 
 DIRECTIONS = ("incoming", "outgoing")
@@ -133,26 +135,36 @@ class IlpMetrics:
         self.connections.labels(listener).set(count)
 
     def resource(self) -> IResource:
-        """A twisted.web resource answering GET with the exposition (text format, or
-        OpenMetrics when asked), from the reactor's thread pool.
-
-        prometheus-client's ``MetricsResource`` imports the global reactor when
-        first imported, so this module imports it here, after twistd has
-        installed the reactor it chose.
-        """
-        from prometheus_client.twisted import MetricsResource
-
-        resource: IResource = MetricsResource(self.registry)
-        return resource
+        """The exposition of :attr:`registry` (see :func:`metrics_resource`)."""
+        return metrics_resource(self.registry)
 
     def root(self) -> IResource:
-        """A root resource with the exposition at ``/metrics`` (404 elsewhere), for a
-        listener of its own."""
-        from twisted.web.resource import Resource
+        """A root resource with the exposition at ``/metrics`` (see :func:`metrics_root`)."""
+        return metrics_root(self.registry)
 
-        root = Resource()
-        root.putChild(b"metrics", self.resource())
-        return root
+
+def metrics_resource(registry: CollectorRegistry) -> IResource:
+    """A twisted.web resource answering GET with ``registry``'s exposition (text
+    format, or OpenMetrics when asked), from the reactor's thread pool.
+
+    prometheus-client's ``MetricsResource`` imports the global reactor when
+    first imported, so this module imports it here, after twistd has
+    installed the reactor it chose.
+    """
+    from prometheus_client.twisted import MetricsResource
+
+    resource: IResource = MetricsResource(registry)
+    return resource
+
+
+def metrics_root(registry: CollectorRegistry) -> IResource:
+    """A root resource with ``registry``'s exposition at ``/metrics`` (404 elsewhere),
+    for a listener of its own."""
+    from twisted.web.resource import Resource
+
+    root = Resource()
+    root.putChild(b"metrics", metrics_resource(registry))
+    return root
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, IlpMetrics] = weakref.WeakKeyDictionary()

@@ -23,7 +23,7 @@ from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor
 from ilphttp.link_ops import LinkOps, SharedDoorOps, count_connections
-from ilphttp.metrics import metrics_for
+from ilphttp.metrics import metrics_root
 from ilphttp.shared import SharedListener
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def node_registry() -> CollectorRegistry:
 def metrics_listener(description: str, registry: CollectorRegistry, reactor: Any = None) -> Any:
     """A service serving ``registry`` at ``/metrics`` on the endpoint ``description``;
     a listen failure raises from ``startService``."""
-    site = Site(metrics_for(registry).root())
+    site = Site(metrics_root(registry))
     site.noisy = False
     try:
         service = strports.service(description, site, reactor=reactor)

@@ -70,6 +70,7 @@ class WorkerMetrics(MultiService):
         self._guard(MultiService.privilegedStartService)
 
     def startService(self) -> None:
+        _log.info("workers' metrics in {directory}", directory=self.directory)
         self._guard(MultiService.startService)
 
     def _guard(self, start: Any) -> None:
