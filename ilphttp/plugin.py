@@ -39,6 +39,7 @@ from ilphttp.handlers import (
 )
 from ilphttp.link_ops import LinkOps, count_connections
 from ilphttp.listener import ListenerFactory, ListenerMaker, default_reactor, make_listener
+from ilphttp.logtext import escape
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
     ErrorCode,
@@ -413,7 +414,7 @@ class PluginHttp(PluginEvents, Service):
             if children and name not in children:
                 raise ChildNameError(f"no child named {name} is configured")
         except ChildNameError as exc:
-            reason = f"account {self.name}: {exc}" if self.name else str(exc)
+            reason = escape(f"account {self.name}: {exc}" if self.name else str(exc))
             _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)
             return succeed(reply_of(Reject(ErrorCode.F02_UNREACHABLE, triggered_by, reason)))
         return client.send(url.encode("ascii"), data, prepare, triggered_by)

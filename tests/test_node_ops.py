@@ -4,6 +4,7 @@ JSON logs without secrets, and peer text escaped in text logs."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,18 +17,20 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, textFileLogObserver
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from ilphttp.errors import OptionError
 from ilphttp.limits import Limits, RateLimit
 from ilphttp.node import make_node
 from ilphttp.nodeconfig import parse_node
-from ilphttp.packet import ErrorCode, Fulfill, deserialize
+from ilphttp.packet import ErrorCode, Fulfill, Reject, deserialize, serialize_reject
 from ilphttp.plugin import PluginHttp
 from tests.support.clients import http_agent, request
+from tests.support.fakes import LogCapture
 from tests.support.jsinterop import in_ci
 from tests.support.packets import data_prepare, expect_reject, make_prepare
-from tests.support.ports import free_port
+from tests.support.ports import free_port, plugin_url
 from tests.support.prometheus import promtool
 from tests.support.reactor import global_reactor, within
 from tests.support.twistd import PREIMAGE, start_twistd
@@ -347,3 +350,133 @@ class TwistdNodeTests(TestCase):
         directory = (yield node.wait_for(r"workers' metrics in (\S+)")).group(1)
         yield node.stop()
         self.assertFalse(os.path.exists(directory), "the metrics directory was left behind")
+
+
+EVIL = "test.parent\r\x1b[2J2026-01-01T00:00:00+0000 [ilphttp.node#info] all is well"
+
+
+class PeerTextInLogsTests(TestCase):
+    """The issue's case: a parent's IL-DCP Reject whose triggered_by holds CR and ESC."""
+
+    @defer.inlineCallbacks
+    def test_parent_ildcp_reject_is_escaped_in_the_text_log(self) -> Any:
+        parent = PluginHttp(
+            incoming={"endpoint": "tcp:0:interface=127.0.0.1", "static_token": TOKEN}
+        )
+        parent.register_data_handler(
+            lambda data: serialize_reject(Reject("F99", EVIL, "no\x1b[31m address\rfor you"))
+        )
+        self.addCleanup(parent.disconnect)
+        yield parent.connect()
+        captured = LogCapture(self)
+        node = make_node(
+            parse_node(
+                {
+                    "accounts": {
+                        "up": {
+                            "relation": "parent",
+                            "options": {
+                                "outgoing": {
+                                    "url": plugin_url(parent),
+                                    "staticToken": TOKEN,
+                                }
+                            },
+                        }
+                    }
+                },
+                ".",
+                {},
+            )
+        )
+        node.startService()
+        self.addCleanup(node.stopService)
+        for _ in range(100):
+            if any("IL-DCP from up failed" in formatEvent(e) for e in captured.events):
+                break
+            yield deferLater(global_reactor(), 0.05, lambda: None)
+        out = io.StringIO()
+        observer = textFileLogObserver(out)
+        for event in captured.events:
+            observer(event)
+        text = out.getvalue()
+        self.assertIn("IL-DCP request rejected", text)
+        self.assertNotIn("\r", text)
+        self.assertNotIn("\x1b", text)
+        self.assertIn("test.parent\\r\\x1b[2J2026", text)
+        # one event, one line: the forged timestamp is not at the start of a line
+        self.assertNotRegex(text, r"(?m)^2026-01-01T00:00:00")
+
+
+class JsonLogTests(TestCase):
+    """``--log-format json`` at debug: one object per line, packet events, no secret."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_no_token_secret_or_jwt_in_the_log(self) -> Any:
+        workdir = tempfile.mkdtemp(prefix="ilphttp-logs-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        jwt_secret = "jwt-secret-for-the-log-test-0123456789abcdef"
+        data = node_data()
+        data["accounts"]["jay"] = {
+            "relation": "child",
+            "options": {
+                "incoming": {"endpoint": "tcp:0:interface=127.0.0.1", "jwtSecret": jwt_secret}
+            },
+        }
+        data.update(logFormat="json", logLevel="debug")
+        path = os.path.join(workdir, "node.json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        log = os.path.join(workdir, "node.log")
+        node = start_twistd(
+            self,
+            workdir,
+            "--config",
+            path,
+            "--handler",
+            "tests.support.twistd:make_pid_handler",
+            twistd=["--logfile", log],
+        )
+        ports = {}
+        for account in ("bob", "jay"):
+            for _ in range(300):
+                if os.path.exists(log):
+                    with open(log) as f:
+                        found = re.search(
+                            rf"account {account}: child, listening on port (\d+)", f.read()
+                        )
+                    if found:
+                        ports[account] = int(found.group(1))
+                        break
+                yield deferLater(global_reactor(), 0.1, lambda: None)
+        self.assertEqual(sorted(ports), ["bob", "jay"], node.text())
+        senders = [
+            ({"static_token": TOKEN}, ports["bob"], Fulfill),
+            ({"static_token": "wrong-" + TOKEN}, ports["bob"], Reject),
+            ({"jwt_secret": jwt_secret}, ports["jay"], Fulfill),
+            ({"jwt_secret": "wrong-" + jwt_secret}, ports["jay"], Reject),
+        ]
+        tokens: list[bytes] = []
+        for credentials, port, kind in senders:
+            sender = PluginHttp(outgoing={"url": f"http://127.0.0.1:{port}/", **credentials})
+            yield sender.connect()
+            tokens.append(sender._outgoing_auth.header())
+            made = make_prepare(
+                global_reactor().seconds(), destination="test.ops.x", amount=5, fulfillment=PREIMAGE
+            )
+            reply = deserialize((yield within(sender.send_data(made.packet), 10)))
+            yield sender.disconnect()
+            self.assertIsInstance(reply, kind)
+        yield node.stop()
+        with open(log) as f:
+            text = f.read()
+        lines = [json.loads(line) for line in text.splitlines()]
+        packets = [e for e in lines if e.get("event") == "packet"]
+        self.assertEqual(sorted(e["account"] for e in packets), ["bob", "jay"])
+        for e in packets:
+            self.assertEqual(e["level"], "debug")
+            self.assertEqual((e["code"], e["destination"], e["amount"]), ("", "test.ops.x", 5))
+            self.assertIsInstance(e["duration_ms"], float)
+        for secret in [TOKEN, jwt_secret, "eyJ", *(t.decode().split()[-1] for t in tokens)]:
+            self.assertNotIn(secret, text)

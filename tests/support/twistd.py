@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -79,12 +80,14 @@ class Twistd(ProcessProtocol):
             self.transport.signalProcess("KILL")
 
 
-def start_twistd(case: SynchronousTestCase, workdir: str, *argv: str) -> Twistd:
-    """``twistd -n --pidfile= ilphttp ARGV`` in ``workdir``, killed at cleanup."""
+def start_twistd(
+    case: SynchronousTestCase, workdir: str, *argv: str, twistd: Sequence[str] = ()
+) -> Twistd:
+    """``twistd -n --pidfile= TWISTD ilphttp ARGV`` in ``workdir``, killed at cleanup."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     process = Twistd()
-    args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "ilphttp", *argv]
+    args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", *twistd, "ilphttp", *argv]
     global_reactor().spawnProcess(process, sys.executable, args, env=env, path=workdir)
     case.addCleanup(lambda: process.ended)  # runs after the kill below (cleanups are LIFO)
     case.addCleanup(process.kill)
