@@ -22,6 +22,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from ilphttp.errors import OptionError
 from ilphttp.limits import Limits, RateLimit
+from ilphttp.metrics import IlpMetrics
 from ilphttp.node import make_node
 from ilphttp.nodeconfig import parse_node
 from ilphttp.packet import ErrorCode, Fulfill, Reject, deserialize, serialize_reject
@@ -480,3 +481,21 @@ class JsonLogTests(TestCase):
             self.assertIsInstance(e["duration_ms"], float)
         for secret in [TOKEN, jwt_secret, "eyJ", *(t.decode().split()[-1] for t in tokens)]:
             self.assertNotIn(secret, text)
+
+
+class DashboardTests(SynchronousTestCase):
+    def test_grafana_dashboard_is_json_over_our_families(self) -> None:
+        with open(os.path.join(ROOT, "examples", "grafana-dashboard.json")) as f:
+            dashboard = json.load(f)
+        exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+        self.assertGreaterEqual(len(exprs), 7)
+        families = {
+            m.name for m in IlpMetrics().registry.collect()
+        }  # names without _total, as prometheus-client keeps them
+        used = set()
+        for expr in exprs:
+            for name in re.findall(r"\bilp_[a-z_]+", expr):
+                base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+                self.assertIn(base, families, expr)
+                used.add(base)
+        self.assertEqual(used, families, "a family has no panel")
