@@ -38,7 +38,7 @@ from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
 from ilphttp.errors import ConfigError
-from ilphttp.limits import LIMIT_KEYS, parse_limits
+from ilphttp.limits import parse_limits
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
     CHILD,
@@ -129,7 +129,10 @@ _KNOWN_ACCOUNT = {
     "assetCode",
     "assetScale",
     "ilpAddressSegment",
-    *LIMIT_KEYS,
+    # ilp-connector's names (periods in milliseconds), as its account objects hold them
+    "rateLimit",
+    "maxPacketAmount",
+    "throughput",
 }
 _PLUGIN_NAMES = ("ilp-plugin-http", "ilphttp")
 _SECRETS = (

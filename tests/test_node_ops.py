@@ -499,3 +499,52 @@ class DashboardTests(SynchronousTestCase):
                 self.assertIn(base, families, expr)
                 used.add(base)
         self.assertEqual(used, families, "a family has no panel")
+
+
+class FlagTests(SynchronousTestCase):
+    def options(self, *argv: str, parent: dict[str, Any] | None = None) -> Any:
+        from ilphttp.tap import Options
+
+        path = os.path.join(self.mktemp() + ".json")
+        with open(path, "w") as f:
+            json.dump({**node_data("tcp:1:interface=127.0.0.1"), "logLevel": "warn"}, f)
+        options = Options(environ={})
+        if parent is not None:
+            options.parent = parent
+        options.parseOptions(["--config", path, *argv])
+        return options
+
+    def test_flags_win_over_the_file(self) -> None:
+        node = self.options("--metrics", "tcp:9464:interface=127.0.0.1", "--log-format", "json")[
+            "node"
+        ]
+        self.assertEqual(
+            (node.metrics, node.log_format, node.log_level),
+            ("tcp:9464:interface=127.0.0.1", "json", "warn"),
+        )
+        self.assertEqual(self.options("--log-level", "debug")["node"].log_level, "debug")
+
+    def test_bad_values_and_twistds_own_observer(self) -> None:
+        from twisted.python.usage import UsageError
+
+        for argv in (["--log-format", "xml"], ["--log-level", "loud"]):
+            with self.assertRaises(UsageError):
+                self.options(*argv)
+        for twistd in ({"logger": "x.y"}, {"syslog": True}):
+            with self.assertRaises(SystemExit):  # one line on stderr under twistd
+                self.options("--log-format", "json", parent=twistd)
+        # without --log-format, twistd's options are left alone
+        self.assertIsNone(self.options(parent={"logger": "x.y"})["node"].log_format)
+
+    def test_make_service_sets_the_applications_observer(self) -> None:
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        from ilphttp.tap import makeService
+
+        options = self.options("--log-format", "json", parent={"logfile": "-"})
+        application = Application("test")
+        makeService(options).setServiceParent(application)
+        self.assertIsNotNone(application.getComponent(ILogObserver, None))
+        plain = makeService(self.options(parent={"logfile": "-"}))
+        self.assertNotIsInstance(plain, type(makeService(options)))
