@@ -49,6 +49,8 @@ setup(
         # httptools does not build.
         "httptools>=0.6; platform_python_implementation=='CPython'",
         "h11>=0.14; platform_python_implementation!='CPython'",
+        # metrics (ilphttp.metrics); 0.16: the floor tested by tox -e lowest
+        "prometheus-client>=0.16",
     ],
     extras_require={
         # h11 on CPython too: the tests run both parsers (client and server).

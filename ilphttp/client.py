@@ -7,7 +7,7 @@ HTTP and transport failures to ILP error codes is pure (:func:`reject_for_status
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -218,6 +218,8 @@ class OutgoingClient:
         self._account = account
         self._last_failure_log = float("-inf")
         self._failures_not_logged = 0
+        #: called with the HTTP status of each answer the peer gives (metrics)
+        self.on_status: Callable[[int], object] | None = None
 
     def _headers_for(self) -> list[tuple[bytes, bytes]]:
         auth = self._auth.header()
@@ -271,6 +273,8 @@ class OutgoingClient:
         self, answer: tuple[int, bytes], url: bytes, prepare: Prepare, triggered_by: str
     ) -> Reply:
         status, body = answer
+        if self.on_status is not None:
+            self.on_status(status)
         if status != 200:
             if status in (401, 403):
                 self._log_auth_failure(status)

@@ -16,6 +16,7 @@ from ilphttp import validate
 from ilphttp.auth import PublicKey
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
+from ilphttp.limits import Limits, parse_limits
 from ilphttp.multi import ChildNameError, ChildUrlTemplate
 from ilphttp.secrets import read_public_key
 
@@ -149,6 +150,9 @@ class PluginOptions:
     ildcp: IldcpResponse | None = None
     #: our own ILP address (for ``triggered_by``); defaults to the IL-DCP address
     address: str | None = None
+    #: limits on the peer's Prepares (and ours): ``rateLimit``, ``maxPacketAmount``,
+    #: ``throughput`` (docs/limits.rst)
+    limits: Limits = field(default_factory=Limits)
 
 
 def _pick(d: Mapping[str, Any], new: str, legacy: str) -> tuple[str, Any]:
@@ -221,7 +225,19 @@ _OUTGOING = {
     "content_type",
     "child_port_range",
 }
-_TOP = {"multi", "multi_delimiter", "ildcp", "incoming", "outgoing", "address"}
+_TOP = {
+    "multi",
+    "multi_delimiter",
+    "ildcp",
+    "incoming",
+    "outgoing",
+    "address",
+    "rate_limit",
+    "max_packet_amount",
+    "throughput",
+}
+#: the options :func:`ilphttp.limits.parse_limits` reads
+_LIMITS = {"rate_limit", "max_packet_amount", "throughput"}
 
 
 def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -468,7 +484,8 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
         address = validate.address("address", address)
     elif ildcp is not None:
         address = ildcp.client_address
-    return PluginOptions(incoming, outgoing, multi, delimiter, ildcp, address)
+    limits = parse_limits({k: v for k, v in opts.items() if k in sp.names(_LIMITS)})
+    return PluginOptions(incoming, outgoing, multi, delimiter, ildcp, address, limits)
 
 
 def options_from_js(opts: Mapping[str, Any]) -> PluginOptions:
@@ -483,8 +500,15 @@ def options_from_python(
     multi_delimiter: str = "%",
     ildcp: Any = None,
     address: str | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> PluginOptions:
-    """Options from snake_case dicts; ``jwt_expiry`` is in seconds here."""
+    """Options from snake_case dicts; ``jwt_expiry`` is in seconds here.
+
+    ``limits`` holds ``rate_limit``, ``max_packet_amount`` and ``throughput``
+    (periods in seconds; see :func:`ilphttp.limits.parse_limits`).
+    """
+    if limits is not None:
+        validate.check_keys("limits", limits, _LIMITS)
     return _build(
         _PY,
         {
@@ -494,5 +518,6 @@ def options_from_python(
             "multi_delimiter": multi_delimiter,
             "ildcp": ildcp,
             "address": address,
+            **(limits or {}),
         },
     )

@@ -51,6 +51,7 @@ __all__ = [
     "TEXT_PLAIN",
     "AccountDoor",
     "Answer",
+    "AnswerObserver",
     "Door",
     "HeaderLookup",
     "IdentityLookup",
@@ -126,6 +127,10 @@ TOO_LARGE = _text(413, f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH}
 _BROKEN = _text(500, "internal error")
 
 
+#: ``observer(answer)`` -> the same answer, after counting it
+AnswerObserver = Callable[[Union[Answer, Deferred[Answer]]], Union[Answer, Deferred[Answer]]]
+
+
 class Door(Protocol):
     """A front door's one call: the answer to a complete request."""
 
@@ -191,6 +196,8 @@ class AccountDoor:
         self._auth = auth
         self._receiver = receiver
         self._client_identity = client_identity
+        #: sees every answer to a POST and returns it (``LinkOps.answered``: metrics)
+        self.observer: AnswerObserver | None = None
 
     def authorizes(self, authorization: bytes | None) -> bool:
         """True when the ``Authorization`` value is one of this account's credentials."""
@@ -207,13 +214,21 @@ class AccountDoor:
         if method == b"GET":
             return HEALTHY
         if not self._auth.verify(header(b"authorization")):
-            return UNAUTHORIZED
-        return self.answer_authorized(header, body, identity)
+            result: Answer | Deferred[Answer] = UNAUTHORIZED
+        else:
+            result = self._answer_authorized(header, body, identity)
+        return result if self.observer is None else self.observer(result)
 
     def answer_authorized(
         self, header: HeaderLookup, body: bytes, identity: IdentityLookup
     ) -> Answer | Deferred[Answer]:
         """The answer to a POST whose credential was checked already (a shared door did)."""
+        result = self._answer_authorized(header, body, identity)
+        return result if self.observer is None else self.observer(result)
+
+    def _answer_authorized(
+        self, header: HeaderLookup, body: bytes, identity: IdentityLookup
+    ) -> Answer | Deferred[Answer]:
         peer_name = header(b"ilp-peer-name")
         if isinstance(self._auth, ChildrenAuth) and not self._auth.verify_child(
             peer_name, header(b"authorization")
@@ -280,6 +295,8 @@ class SharedDoor:
 
     def __init__(self, accounts: Mapping[str, AccountDoor]) -> None:
         self._accounts = dict(accounts)
+        #: sees the 401s given before any account is known (metrics)
+        self.observer: AnswerObserver | None = None
 
     def answer(
         self,
@@ -299,5 +316,5 @@ class SharedDoor:
         else:
             chosen = [door for door in self._accounts.values() if door.authorizes(authorization)]
         if len(chosen) != 1:
-            return UNAUTHORIZED
+            return UNAUTHORIZED if self.observer is None else self.observer(UNAUTHORIZED)
         return chosen[0].answer_authorized(header, body, identity)

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
+from ilphttp.logtext import escape
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_address
 from ilphttp.packet import (
     TYPE_FULFILL,
@@ -275,7 +276,7 @@ def answer_child_ildcp(
     def failed(failure: Failure) -> bytes:
         if failure.check(CancelledError):
             return reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "no answer before the prepare expired")
-        _log.error("cannot answer IL-DCP: {reason}", reason=failure.getErrorMessage())
+        _log.error("cannot answer IL-DCP: {reason}", reason=escape(failure.getErrorMessage()))
         exc = failure.value
         refused = exc.reject if isinstance(exc, ildcp.IldcpError) else None
         if refused is not None and refused.code == ErrorCode.F00_BAD_REQUEST:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import NamedTuple, Union
 
+from ilphttp.logtext import escape
 from ilphttp.packet import (
     Fulfill,
     InvalidPacketError,
@@ -166,8 +167,9 @@ def deserialize_response(reply: bytes) -> IldcpResponse:
         raise IldcpError(f"IL-DCP reply is not an ILP packet: {exc}") from None
     if isinstance(packet, Reject):
         raise IldcpError(
-            f"IL-DCP request rejected: {packet.code} {packet.message!r}"
-            f" (triggered by {packet.triggered_by or 'unknown'})",
+            # The parent's text, escaped: this message goes to logs and terminals.
+            f"IL-DCP request rejected: {escape(packet.code)} {escape(packet.message)!r}"
+            f" (triggered by {escape(packet.triggered_by) or 'unknown'})",
             packet,
         )
     if not isinstance(packet, Fulfill):

@@ -139,6 +139,8 @@ class IlpListener(Factory):
         self.h2_limits: GuardLimits | None = None
         #: connections accepted since listening began
         self.connections_total = 0
+        #: called with +1 and -1 as connections open and close (metrics)
+        self.on_change: Callable[[int], object] | None = None
         self._open: set[_Connection] = set()
         self._waiting: list[Deferred[None]] = []
 
@@ -152,8 +154,12 @@ class IlpListener(Factory):
     def opened(self, connection: _Connection) -> None:
         self.connections_total += 1
         self._open.add(connection)
+        if self.on_change is not None:
+            self.on_change(1)
 
     def closed(self, connection: _Connection) -> None:
+        if connection in self._open and self.on_change is not None:
+            self.on_change(-1)
         self._open.discard(connection)
         if not self._open and self._waiting:
             waiting, self._waiting = self._waiting, []

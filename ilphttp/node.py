@@ -32,6 +32,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
+from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
@@ -225,10 +226,14 @@ def make_node(
         not callable.
     """
     service = NodeService(config)
+    registry = node_metrics.node_registry()
     for spec in config.accounts:
         endpoints = None if listeners is None else listeners.get(spec.name)
         plugin = PluginHttp(
-            options=spec.options, reactor=reactor, endpoint=endpoints[0] if endpoints else None
+            options=spec.options,
+            reactor=reactor,
+            endpoint=endpoints[0] if endpoints else None,
+            registry=registry,
         )
         plugin.setName(spec.name)
         plugin.setServiceParent(service)
@@ -255,6 +260,7 @@ def make_node(
         )
         shared.setName(f"listen-{i + 1}")
         shared.setServiceParent(service)
+    node_metrics.instrument(service, config, registry, reactor)
     if handler_factory is None:
         router = Router(config.routing, service.plugins, reactor)
         router.setName("router")

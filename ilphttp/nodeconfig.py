@@ -31,13 +31,14 @@ import importlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
 from ilphttp.errors import ConfigError
+from ilphttp.limits import parse_limits
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
     CHILD,
@@ -51,6 +52,8 @@ from ilphttp.routing import (
 from ilphttp.secrets import resolve_secret
 
 __all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "MAX_WORKERS",
     "SHARED_LISTEN",
     "AccountSpec",
@@ -104,18 +107,33 @@ _KNOWN_TOP = {
     "maxHoldTime",
     "workers",
     "listen",
+    "metrics",
+    "logFormat",
+    "logLevel",
 }
+#: ``logFormat`` values (``--log-format``): ilphttp's observers (:mod:`ilphttp.logformat`)
+LOG_FORMATS = ("json", "text")
+#: ``logLevel`` values (``--log-level``); packet events are logged at ``debug`` only
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _IGNORED_ACCOUNT = {
     "balance",
-    "maxPacketAmount",
-    "throughput",
-    "rateLimit",
     "sendRoutes",
     "receiveRoutes",
     "deduplicate",
     "store",
 }
-_KNOWN_ACCOUNT = {"relation", "options", "plugin", "assetCode", "assetScale", "ilpAddressSegment"}
+_KNOWN_ACCOUNT = {
+    "relation",
+    "options",
+    "plugin",
+    "assetCode",
+    "assetScale",
+    "ilpAddressSegment",
+    # ilp-connector's names (periods in milliseconds), as its account objects hold them
+    "rateLimit",
+    "maxPacketAmount",
+    "throughput",
+}
 _PLUGIN_NAMES = ("ilp-plugin-http", "ilphttp")
 _SECRETS = (
     ("staticToken", "staticTokenFile", "staticTokenEnv"),
@@ -168,6 +186,12 @@ class NodeConfig:
     #: node-level listeners serving every account without a port of its own
     #: (:mod:`ilphttp.shared`), as Twisted endpoint strings
     listen: tuple[str, ...] = ()
+    #: where ``/metrics`` is served (an endpoint string), or None
+    metrics: str | None = None
+    #: ``json`` or ``text`` (ilphttp's log observers), or None: twistd's own
+    log_format: str | None = None
+    #: the lowest level logged (:data:`LOG_LEVELS`); ``debug`` adds packet events
+    log_level: str = "info"
 
     def shared_accounts(self) -> tuple[AccountSpec, ...]:
         """The accounts the node-level listeners serve: incoming, but no port of their own."""
@@ -360,10 +384,22 @@ def parse_node(
         ignored=tuple(ignored),
         workers=1 if workers is None else validate.integer("workers", workers, 1, MAX_WORKERS),
         listen=_listen(data.get("listen")) + listen_flags,
+        metrics=validate.optional_string("metrics", data.get("metrics")),
+        log_format=_choice("logFormat", data.get("logFormat"), LOG_FORMATS),
+        log_level=_choice("logLevel", data.get("logLevel"), LOG_LEVELS) or "info",
     )
     _check_routing(node)
     check_shared_listen(node, "--listen/--port with --config" if listen_flags else "listen")
     return node
+
+
+def _choice(where: str, value: Any, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    text: str = value
+    return text
 
 
 def _listen(value: Any) -> tuple[str, ...]:
@@ -470,6 +506,12 @@ def _account(
         plugin_options = options_from_js(options)
     except ConfigError as exc:
         raise ConfigError(f"{where}.options: {exc}") from None
+    # ilp-connector puts the limits next to the options; inside them is accepted too.
+    limits = parse_limits(account, f"{where}.")
+    if limits.any:
+        if plugin_options.limits.any:
+            raise ConfigError(f"{where}: give the limits next to options or inside them, not both")
+        plugin_options = replace(plugin_options, limits=limits)
     return AccountSpec(name, relation, plugin_options, segment)
 
 

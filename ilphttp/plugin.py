@@ -37,7 +37,9 @@ from ilphttp.handlers import (
     reply_data,
     settled,
 )
+from ilphttp.link_ops import LinkOps, count_connections
 from ilphttp.listener import ListenerFactory, ListenerMaker, default_reactor, make_listener
+from ilphttp.logtext import escape
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
     ErrorCode,
@@ -49,6 +51,7 @@ from ilphttp.packet import (
     serialize_prepare,
     serialize_reject,
 )
+from ilphttp.plugin_events import PluginEvents
 from ilphttp.server import (
     IlpResource,
     NotReady,
@@ -60,6 +63,7 @@ from ilphttp.server import (
 from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
     from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
     from twisted.web.iweb import IAgent
     from twisted.web.server import Site
@@ -69,7 +73,7 @@ __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "
 _log = Logger()
 
 
-class PluginHttp(Service):
+class PluginHttp(PluginEvents, Service):
     """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
 
     :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
@@ -91,6 +95,10 @@ class PluginHttp(Service):
     :param endpoint: an ``IStreamServerEndpoint`` to listen on instead of the
         incoming port/endpoint option (``ilphttp.workers`` passes an adopted
         socket); needs ``incoming``.
+    :param limits: ``{"rate_limit": ..., "max_packet_amount": ..., "throughput": ...}``
+        on the peer's Prepares (docs/limits.rst; JS names in :meth:`from_options`).
+    :param registry: the ``prometheus_client.CollectorRegistry`` its metrics go to
+        (docs/monitoring.rst); default: one of its own, :attr:`registry`.
     """
 
     #: ``(door, clock) -> factory`` of the listening protocol (``ilphttp.listener``)
@@ -109,10 +117,12 @@ class PluginHttp(Service):
         *,
         options: PluginOptions | None = None,
         endpoint: IStreamServerEndpoint | None = None,
+        limits: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if options is None:
             options = options_from_python(
-                incoming, outgoing, multi, multi_delimiter, ildcp, address
+                incoming, outgoing, multi, multi_delimiter, ildcp, address, limits
             )
         if endpoint is not None and options.incoming is None:
             raise OptionError("endpoint needs incoming (its authentication)")
@@ -123,7 +133,6 @@ class PluginHttp(Service):
         self._injected_agent = agent
         self._connected = False
         self._handler = RegisteredHandler(self._reactor, self._reject)
-        self._money_handler: Callable[[str], Any] | None = None
         self._listeners: dict[str, list[Callable[[], object]]] = {}
         #: our IL-DCP info: configured, or fetched once through our own handler
         self._ildcp: SharedFetch[ildcp.IldcpResponse] = SharedFetch(options.ildcp)
@@ -134,6 +143,9 @@ class PluginHttp(Service):
         self._in_flight: set[Deferred[Any]] = set()
         self._max_in_flight = options.incoming.max_in_flight if options.incoming is not None else 0
         now = self._reactor.seconds
+        #: its limits and metrics (:mod:`ilphttp.link_ops`)
+        self.ops = LinkOps(self, options.limits, registry, now)
+        self.registry = self.ops.registry
         self.resource: IlpResource | None = None
         self.site: Site | None = None
         self._tracker: ListenerFactory | None = None
@@ -141,6 +153,7 @@ class PluginHttp(Service):
             inc = options.incoming
             self._incoming_auth = incoming_auth(inc, now)
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
+            self.resource.door.observer = self.ops.answered
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
@@ -177,25 +190,6 @@ class PluginHttp(Service):
     ) -> PluginHttp:
         """A plugin from the JS plugin's option object (camelCase, legacy aliases too)."""
         return cls(reactor=reactor, agent=agent, options=options_from_js(options))
-
-    # -- events ------------------------------------------------------------------
-
-    def on(self, event: str, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` on each ``"connect"`` or ``"disconnect"``."""
-        if event not in ("connect", "disconnect"):
-            raise ValueError(f"unknown event {event!r}: use 'connect' or 'disconnect'")
-        self._listeners.setdefault(event, []).append(callback)
-
-    def off(self, event: str, callback: Callable[[], object]) -> None:
-        """Stop calling ``callback`` on ``event``."""
-        self._listeners.get(event, []).remove(callback)
-
-    def _emit(self, event: str) -> None:
-        for callback in list(self._listeners.get(event, ())):
-            try:
-                callback()
-            except Exception:
-                _log.failure("{event} listener failed", event=event)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -256,10 +250,14 @@ class PluginHttp(Service):
 
         return listening.addCallbacks(listened, not_listening)
 
-    def new_listener(self) -> ListenerFactory:
-        """A protocol factory serving :attr:`resource`'s door (for an endpoint's ``listen``)."""
-        assert self.resource is not None
-        return self.listener_factory(self.resource.door, self._reactor)
+    def new_listener(self, label: str | None = None) -> ListenerFactory:
+        """A protocol factory serving :attr:`resource`'s door (for an endpoint's ``listen``);
+        its connections are counted as ``ilp_connections{listener=label}`` (default: ours)."""
+        assert self.resource is not None and self.options.incoming is not None
+        factory = self.listener_factory(self.resource.door, self._reactor)
+        label = label or self.options.incoming.listen_description or "(adopted)"
+        count_connections(factory, label, self.registry)
+        return factory
 
     def _open(self) -> None:
         out = self.options.outgoing
@@ -281,6 +279,7 @@ class PluginHttp(Service):
                 out.content_type,
                 self.name,
             )
+            self._client.on_status = self.ops.http_status
         self._connected = True
         self._emit("connect")
 
@@ -353,18 +352,6 @@ class PluginHttp(Service):
         """Incoming Prepares get HTTP 502 until a handler is registered again."""
         self._handler.data_handler = self._handler.prepare_handler = None
 
-    def register_money_handler(self, handler: Callable[[str], Any]) -> None:
-        """Kept for the plugin API; no money moves over HTTP, so it is never called."""
-        self._money_handler = handler
-
-    def deregister_money_handler(self) -> None:
-        """Kept for the plugin API."""
-        self._money_handler = None
-
-    def send_money(self, amount: str | int) -> Deferred[None]:
-        """A no-op, as in the JS plugin: settlement is not done over HTTP."""
-        return succeed(None)
-
     # -- outgoing ------------------------------------------------------------------
 
     def send_data(self, data: bytes) -> Deferred[bytes]:
@@ -399,13 +386,14 @@ class PluginHttp(Service):
             end = envelope_length(data)
             if end != len(data):
                 data = data[:end]
+        return self._track(self.ops.outgoing(prepare, lambda: self._send(client, data, prepare)))
+
+    def _send(self, client: OutgoingClient, data: bytes, prepare: Prepare) -> Deferred[Reply]:
         out = self.options.outgoing
         assert out is not None
         if self.options.multi:
-            d = self._get_ildcp().addCallback(self._send_multi, client, data, prepare)
-        else:
-            d = client.send(out.url.encode("ascii"), data, prepare, self.address or "")
-        return self._track(d)
+            return self._get_ildcp().addCallback(self._send_multi, client, data, prepare)
+        return client.send(out.url.encode("ascii"), data, prepare, self.address or "")
 
     def _send_multi(
         self,
@@ -426,7 +414,7 @@ class PluginHttp(Service):
             if children and name not in children:
                 raise ChildNameError(f"no child named {name} is configured")
         except ChildNameError as exc:
-            reason = f"account {self.name}: {exc}" if self.name else str(exc)
+            reason = escape(f"account {self.name}: {exc}" if self.name else str(exc))
             _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)
             return succeed(reply_of(Reject(ErrorCode.F02_UNREACHABLE, triggered_by, reason)))
         return client.send(url.encode("ascii"), data, prepare, triggered_by)
@@ -479,7 +467,10 @@ class PluginHttp(Service):
     def receive_prepare(
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
     ) -> Deferred[bytes]:
-        """Called by the resource for each authorized, valid Prepare."""
+        """Called by the resource for each authorized, valid Prepare (limits first)."""
+        return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
+
+    def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
         if not self._connected:
             raise NotReady("server is closed")
         serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from ilphttp import ildcp
 from ilphttp.errors import NotConnectedError, RoutingError
+from ilphttp.logtext import escape
 from ilphttp.packet import MAX_ADDRESS_LENGTH, ErrorCode, Prepare, Reject, Reply
 from ilphttp.plugin import PrepareHandler, fetch_ildcp
 from ilphttp.routing import CHILD, AnswerIldcp, Forward, RouterConfig, RoutingTable
@@ -176,7 +177,7 @@ class Router(Service):
         _log.warn(
             "IL-DCP from {parent} failed ({reason}); retrying in {delay:.0f} s",
             parent=self._upstream,
-            reason=failure.getErrorMessage(),
+            reason=escape(failure.getErrorMessage()),
             delay=self._delay,
         )
         self._retry = self._reactor.callLater(self._delay, self._fetch)

@@ -248,12 +248,18 @@ class ConnectionTracker(H2CSiteFactory):
         self._waiting: list[Deferred[None]] = []
         #: connections accepted since listening began
         self.connections_total = 0
+        #: called with +1 and -1 as connections open and close (metrics)
+        self.on_change: Callable[[int], object] | None = None
 
     def registerProtocol(self, p: ProtocolWrapper) -> None:
         self.connections_total += 1
         super().registerProtocol(p)
+        if self.on_change is not None:
+            self.on_change(1)
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
+        if p in self.protocols and self.on_change is not None:
+            self.on_change(-1)
         super().unregisterProtocol(p)
         if not self.protocols and self._waiting:
             waiting, self._waiting = self._waiting, []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService
@@ -34,7 +35,15 @@ from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import NodeService, load_handler_factory, make_node
-from ilphttp.nodeconfig import AccountSpec, NodeConfig, load_file, parse_node
+from ilphttp.node_logs import check_twistd_options, with_log_format
+from ilphttp.nodeconfig import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    AccountSpec,
+    NodeConfig,
+    load_file,
+    parse_node,
+)
 from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
@@ -110,6 +119,27 @@ class Options(usage.Options):
             "Worker processes sharing the listening ports (tcp:/ssl: only)"
             " [default: the file's workers, else 1].",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint,"
+            " e.g. tcp:9464:interface=127.0.0.1 [default: the file's metrics, else none].",
+        ],
+        [
+            "log-format",
+            None,
+            None,
+            "json or text: ilphttp's log lines instead of twistd's, where twistd logs"
+            " [default: the file's logFormat, else twistd's own].",
+        ],
+        [
+            "log-level",
+            None,
+            None,
+            "debug (adds one event per packet), info, warn, error or critical"
+            " [default: the file's logLevel, else info].",
+        ],
     ]
 
     optFlags = [
@@ -180,9 +210,29 @@ class Options(usage.Options):
             handler = self["handler"]
             self["handler_factory"] = None if handler is None else load_handler_factory(handler)
             self["workers"] = self._workers(node)
+            node = self._operations(node)
         except OptionError as exc:
             raise usage.UsageError(str(exc)) from None
         self["node"] = node
+
+    def _operations(self, node: NodeConfig) -> NodeConfig:
+        """``node`` with --metrics, --log-format and --log-level applied (flags win)."""
+        for flag, choices in (("log-format", LOG_FORMATS), ("log-level", LOG_LEVELS)):
+            if self[flag] is not None and self[flag] not in choices:
+                raise OptionError(f"--{flag} must be one of {', '.join(choices)}")
+        metrics = self["metrics"]
+        if metrics is not None:
+            validate.string("--metrics", metrics)
+        node = replace(
+            node,
+            metrics=metrics or node.metrics,
+            log_format=self["log-format"] or node.log_format,
+            log_level=self["log-level"] or node.log_level,
+        )
+        twistd = getattr(self, "parent", None)
+        check_twistd_options(twistd, node.log_format)
+        self["twistd"] = None if twistd is None else dict(twistd)
+        return node
 
     def _workers(self, node: NodeConfig) -> int:
         from ilphttp.workers import listeners_of, parse_workers
@@ -324,15 +374,24 @@ def make_service(
 def makeService(options: Mapping[str, Any]) -> IService:
     """twistd's entry point (IServiceMaker.makeService).
 
-    With ``--workers N`` (N > 1) this process only opens the ports and
-    supervises N worker processes: see :mod:`ilphttp.workers`.
+    With ``--workers N`` (N > 1) this process only opens the ports, serves the
+    metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
+    With ``--log-format`` the service sets the application's log observer
+    (:mod:`ilphttp.node_logs`).
     """
+    node: NodeConfig = options["node"]
     workers = options.get("workers") or 1
+    service: IService
     if workers > 1:
+        from ilphttp.worker_metrics import supervise
         from ilphttp.workers import WorkersService
 
-        return WorkersService(options["node"], options.get("handler"), workers)
-    return make_service(options)
+        # The parent serves the workers' metrics; they serve none themselves.
+        supervisor = WorkersService(replace(node, metrics=None), options.get("handler"), workers)
+        service = supervise(supervisor, node.metrics)
+    else:
+        service = make_service(options)
+    return with_log_format(service, node.log_format, node.log_level, options.get("twistd"))
 
 
 def single_link(

@@ -247,6 +247,10 @@ class WorkersService(Service):
         self._all_ready_logged = False
         #: why the node stopped, if a worker could not start
         self.fatal: str | None = None
+        #: added to the workers' environment (``PROMETHEUS_MULTIPROC_DIR``)
+        self.extra_env: dict[str, str] = {}
+        #: called with a worker's pid once it has ended (metrics: ``mark_process_dead``)
+        self.on_worker_ended: Callable[[int], object] | None = None
 
     # -- what tests and logs look at --
 
@@ -311,6 +315,7 @@ class WorkersService(Service):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = root if not path else os.pathsep.join((root, path))
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, slot: _Slot) -> None:
@@ -359,6 +364,8 @@ class WorkersService(Service):
         slot = process.slot
         if slot.process is process:
             slot.process = None
+        if self.on_worker_ended is not None and process.pid:
+            self.on_worker_ended(process.pid)
         how = describe_end(reason)
         if self._stopping or not self.running:
             _log.info(

@@ -9,7 +9,8 @@
 - ``certs``: a throwaway CA and certificates;
 - ``options``: a base for ``twistd ilphttp`` option tests, an example node config;
 - ``jsinterop``: ``require_node`` and the real npm peers under ``interop/``;
-- ``h2node``: node's own HTTP/2 server and scripts under ``interop/``.
+- ``h2node``: node's own HTTP/2 server and scripts under ``interop/``;
+- ``prometheus``: ``require_promtool`` and ``promtool`` (Debian's ``prometheus``).
 
 Test modules import from here only, never from each other (``test_layout``).
 """

@@ -1,0 +1,87 @@
+"""``--log-format json|text``: ilphttp's log observer in place of twistd's own.
+
+twistd chooses its log observer when it starts logging: its ``--logger``
+option first, else an ``ILogObserver`` component of the application, else
+its text observer on ``--logfile`` (``twistd.log``; stdout with ``-n``).
+:func:`with_log_format` takes the middle way: the node's service, put in the
+application by twistd, sets the component, so that the observer of
+:mod:`ilphttp.logformat` writes where twistd's would have (``--logfile``,
+rotated as twistd rotates it, or stdout with ``-n`` or ``--logfile -``) and
+everything else twistd does is unchanged.  twistd's ``--logger`` and
+``--syslog`` also choose the observer, so :func:`check_twistd_options`
+refuses them together with ``--log-format``.
+
+Events below the node's ``logLevel`` are dropped; packet events are at
+``debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import ILogObserver, LogLevel
+from twisted.python.components import Componentized
+from twisted.python.logfile import LogFile
+
+from ilphttp.errors import OptionError
+from ilphttp.logformat import FORMATS
+
+__all__ = ["LogFormatService", "check_twistd_options", "log_target", "with_log_format"]
+
+#: twistd's options that choose the log observer too
+_TWISTD_OBSERVERS = ("logger", "syslog")
+
+
+def check_twistd_options(twistd: Mapping[str, Any] | None, log_format: str | None) -> None:
+    """Refuse ``--log-format`` with twistd's own ``--logger`` or ``--syslog``.
+
+    :raises OptionError: naming both options.
+    """
+    if twistd is None or log_format is None:
+        return
+    for name in _TWISTD_OBSERVERS:
+        if twistd.get(name):
+            raise OptionError(
+                f"--log-format (or logFormat) and twistd's --{name} both choose the log"
+                " observer: give one"
+            )
+
+
+def log_target(twistd: Mapping[str, Any] | None) -> IO[str]:
+    """Where twistd would log: its ``--logfile`` (default ``twistd.log``), or stdout
+    with ``--logfile -``, with ``-n`` and no ``--logfile``, or outside twistd."""
+    if twistd is None:
+        return sys.stdout
+    name = twistd.get("logfile") or ""
+    if name == "-" or (not name and twistd.get("nodaemon")):
+        return sys.stdout
+    target: IO[str] = LogFile.fromFullPath(name or "twistd.log")
+    return target
+
+
+class LogFormatService(MultiService):
+    """The node's service, which sets ``observer`` as its application's log observer."""
+
+    def __init__(self, node: IService, observer: ILogObserver) -> None:
+        MultiService.__init__(self)
+        self.observer = observer
+        node.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.observer)
+        MultiService.setServiceParent(self, parent)
+
+
+def with_log_format(
+    service: IService, log_format: str | None, level: str, twistd: Mapping[str, Any] | None
+) -> IService:
+    """``service`` as it is when ``log_format`` is None (twistd's own observer), else
+    inside a :class:`LogFormatService` with that observer at ``level``."""
+    if log_format is None:
+        return service
+    observer = FORMATS[log_format](log_target(twistd), LogLevel.levelWithName(level))
+    return LogFormatService(service, observer)

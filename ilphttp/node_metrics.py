@@ -1,0 +1,76 @@
+"""A node's metrics: one registry for all accounts, served at ``/metrics`` on its own listener.
+
+:func:`make_node` creates the registry (:func:`node_registry`), gives it to
+each :class:`~ilphttp.PluginHttp`, and then calls :func:`instrument`, which
+counts the connections of the node's other listeners, logs packets when the
+node's ``logLevel`` is ``debug``, and adds the ``/metrics`` listener
+(``"metrics": "tcp:9464:interface=127.0.0.1"``, ``--metrics``) as the
+service named ``metrics``.
+
+With ``--workers N`` the parent serves the sum of the workers' metrics
+(:mod:`ilphttp.worker_metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application import strports
+from twisted.web.server import Site
+
+from ilphttp._compat import raise_listen_errors_synchronously
+from ilphttp.errors import OptionError
+from ilphttp.front import SharedDoor
+from ilphttp.link_ops import LinkOps, SharedDoorOps, count_connections
+from ilphttp.metrics import metrics_root
+from ilphttp.shared import SharedListener
+
+if TYPE_CHECKING:
+    from ilphttp.node import NodeService
+    from ilphttp.nodeconfig import NodeConfig
+
+__all__ = ["SERVICE_NAME", "instrument", "metrics_listener", "node_registry"]
+#: the name of the ``/metrics`` listener's service (and of its start-up errors)
+SERVICE_NAME = "metrics"
+
+
+def node_registry() -> CollectorRegistry:
+    """A new registry for one node's accounts."""
+    return CollectorRegistry()
+
+
+def metrics_listener(description: str, registry: CollectorRegistry, reactor: Any = None) -> Any:
+    """A service serving ``registry`` at ``/metrics`` on the endpoint ``description``;
+    a listen failure raises from ``startService``."""
+    site = Site(metrics_root(registry))
+    site.noisy = False
+    try:
+        service = strports.service(description, site, reactor=reactor)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OptionError(f"metrics {description!r} is invalid: {exc}") from None
+    service.setName(SERVICE_NAME)
+    return raise_listen_errors_synchronously(service)
+
+
+def instrument(
+    service: NodeService, config: NodeConfig, registry: CollectorRegistry, reactor: Any = None
+) -> None:
+    """Count the connections of the node's extra and shared listeners, the shared
+    listeners' unknown credentials, set packet logging, and add the ``/metrics``
+    listener when ``config.metrics`` names one."""
+    LinkOps.log_packets = config.log_level == "debug"
+    for spec in config.accounts:
+        service.plugins[spec.name].ops.metrics  # noqa: B018 -- series at zero from the start
+        for i, description in enumerate(spec.extra_listen):
+            extra: Any = service.getServiceNamed(f"{spec.name}-listen-{i + 1}")
+            count_connections(extra.factory, description, registry)
+    for i, description in enumerate(config.listen):
+        shared = service.getServiceNamed(f"listen-{i + 1}")
+        assert isinstance(shared, SharedListener)
+        count_connections(shared.tracker, description, registry)
+        door = shared.resource.door
+        assert isinstance(door, SharedDoor)
+        door.observer = SharedDoorOps(registry).answered
+    if config.metrics is not None:
+        metrics_listener(config.metrics, registry, reactor).setServiceParent(service)
