@@ -281,6 +281,10 @@ class SharedDoor:
     def __init__(self, accounts: Mapping[str, AccountDoor]) -> None:
         self._accounts = dict(accounts)
 
+    def update(self, accounts: Mapping[str, AccountDoor]) -> None:
+        """Answer for ``accounts`` from the next request on (a node's reload)."""
+        self._accounts = dict(accounts)
+
     def answer(
         self,
         method: bytes,

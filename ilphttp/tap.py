@@ -34,7 +34,8 @@ from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import NodeService, load_handler_factory, make_node
-from ilphttp.nodeconfig import AccountSpec, NodeConfig, load_file, parse_node
+from ilphttp.nodeconfig import AccountSpec, NodeConfig
+from ilphttp.reload import ConfigFile, ReloadOnHangup
 from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
@@ -204,17 +205,9 @@ class Options(usage.Options):
                     f"--{name} describes a single link and cannot be combined with --config;"
                     " put it in the file's account options"
                 )
-        data = load_file(path)
-        try:
-            # With --config, --listen/--port are the node's shared listeners.
-            return parse_node(
-                data,
-                os.path.dirname(os.path.abspath(path)),
-                self.environ,
-                listen_flags=tuple(self["listen"]),
-            )
-        except OptionError as exc:
-            raise OptionError(f"{path}: {exc}") from None
+        # With --config, --listen/--port are the node's shared listeners.
+        self["config_file"] = ConfigFile(path, self.environ, tuple(self["listen"]))
+        return self["config_file"].read()  # the same reading as each reload's
 
     # -- one link from the flags -----------------------------------------------------
 
@@ -316,9 +309,11 @@ def make_service(
     A handler factory that returns no handler stops twistd with one line.
     """
     try:
-        return make_node(options["node"], options.get("handler_factory"), reactor, listeners)
+        service = make_node(options["node"], options.get("handler_factory"), reactor, listeners)
     except OptionError as exc:
         raise SystemExit(f"ilphttp: --handler {options.get('handler')}: {exc}") from None
+    service.config_file = options.get("config_file")
+    return service
 
 
 def makeService(options: Mapping[str, Any]) -> IService:
@@ -332,7 +327,10 @@ def makeService(options: Mapping[str, Any]) -> IService:
         from ilphttp.workers import WorkersService
 
         return WorkersService(options["node"], options.get("handler"), workers)
-    return make_service(options)
+    service = make_service(options)
+    if service.config_file is not None:  # SIGHUP reloads the file (docs/reload.rst)
+        ReloadOnHangup(service).setServiceParent(service)
+    return service
 
 
 def single_link(
