@@ -37,7 +37,14 @@ from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
-from ilphttp.reload import ConfigFile, DoorSwitch, ReloadSummary, apply_config, switch_listeners
+from ilphttp.reload import (
+    ConfigFile,
+    DoorSwitch,
+    ReloadSummary,
+    apply_config,
+    reload_file,
+    switch_listeners,
+)
 from ilphttp.router import Router
 from ilphttp.shared import SharedListener
 
@@ -144,12 +151,7 @@ class NodeService(MultiService):
         """
         if self.config_file is None:
             return fail(OptionError("this node was not started from a config file"))
-        try:
-            config = self.config_file.read()
-        except OptionError as exc:
-            _log.error("reload refused, the running configuration stays: {reason}", reason=exc)
-            return fail(exc)
-        return apply_config(self, config)
+        return reload_file(self, self.config_file)
 
     def apply(self, config: NodeConfig) -> Deferred[ReloadSummary]:
         """Apply ``config`` to the running node, as :meth:`reload` does with the file's."""

@@ -65,6 +65,7 @@ __all__ = [
     "ReloadSummary",
     "apply_config",
     "on_hangup",
+    "reload_file",
     "switch_listeners",
 ]
 
@@ -187,6 +188,15 @@ class ReloadSummary:
 def _refused(reason: str) -> Deferred[ReloadSummary]:
     _log.error("reload refused, the running configuration stays: {reason}", reason=reason)
     return fail(ConfigError(reason))
+
+
+def reload_file(service: NodeService, config_file: ConfigFile) -> Deferred[ReloadSummary]:
+    """Read ``config_file`` again and :func:`apply_config` it (unparsable: refused)."""
+    try:
+        config = config_file.read()
+    except OptionError as exc:
+        return _refused(str(exc))
+    return apply_config(service, config)
 
 
 def _table_for(service: NodeService, new: NodeConfig) -> RoutingTable | None:
