@@ -298,6 +298,10 @@ class SharedDoor:
         #: sees the 401s given before any account is known (metrics)
         self.observer: AnswerObserver | None = None
 
+    def update(self, accounts: Mapping[str, AccountDoor]) -> None:
+        """Answer for ``accounts`` from the next request on (a node's reload)."""
+        self._accounts = dict(accounts)
+
     def answer(
         self,
         method: bytes,

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
@@ -35,8 +36,16 @@ from twisted.logger import Logger
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
-from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
+from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
+from ilphttp.reload import (
+    ConfigFile,
+    DoorSwitch,
+    ReloadSummary,
+    apply_config,
+    reload_file,
+    switch_listeners,
+)
 from ilphttp.router import Router
 from ilphttp.shared import SharedListener
 
@@ -114,6 +123,8 @@ class NodeService(MultiService):
 
     :ivar plugins: account name -> its plugin.
     :ivar router: the router, or None when a handler factory answers packets.
+    :ivar config_file: where :meth:`reload` reads the configuration again
+        (``twistd ilphttp --config`` sets it), or None.
     """
 
     def __init__(self, node: NodeConfig) -> None:
@@ -121,6 +132,47 @@ class NodeService(MultiService):
         self.node = node
         self.plugins: dict[str, PluginHttp] = {}
         self.router: Router | None = None
+        self.config_file: ConfigFile | None = None
+        #: what make_node was given, to build the accounts a reload adds or changes
+        self.reactor: Any = None
+        self.handler_factory: HandlerFactory | None = None
+        self.listeners: Mapping[str, Sequence[IStreamServerEndpoint]] | None = None
+        #: account -> the switch every listener of the account answers through
+        self.doors: dict[str, DoorSwitch] = {}
+        self.reloading = False
+
+    def reload(self) -> Deferred[ReloadSummary]:
+        """Read :attr:`config_file` again and apply it to the running node (``SIGHUP``).
+
+        Fires with a :class:`~ilphttp.reload.ReloadSummary` once new packets
+        use the new configuration; fails with
+        :class:`~ilphttp.errors.OptionError` (the reason, also logged as one
+        line) when the file cannot be read or applied, and then the running
+        configuration stays, whole.  See docs/reload.rst.
+        """
+        if self.config_file is None:
+            return fail(OptionError("this node was not started from a config file"))
+        return reload_file(self, self.config_file)
+
+    def apply(self, config: NodeConfig) -> Deferred[ReloadSummary]:
+        """Apply ``config`` to the running node, as :meth:`reload` does with the file's."""
+        return apply_config(self, config)
+
+    def attach_handler(self, spec: AccountSpec, plugin: PluginHttp, config: NodeConfig) -> None:
+        """Register the handler factory's handler for ``spec``'s account on ``plugin``.
+
+        :raises OptionError: when the factory returns something not callable.
+        """
+        assert self.handler_factory is not None
+        handler = self.handler_factory(
+            HandlerContext(spec.name, spec.relation, plugin, self.plugins, config)
+        )
+        if not callable(handler):
+            raise OptionError(
+                f"the handler factory returned {type(handler).__name__}, not a callable"
+                f" data handler (account {spec.name})"
+            )
+        plugin.register_data_handler(handler)
 
     def privilegedStartService(self) -> None:
         for service in self:
@@ -226,6 +278,11 @@ def make_node(
         not callable.
     """
     service = NodeService(config)
+    service.reactor, service.handler_factory, service.listeners = (
+        reactor,
+        handler_factory,
+        listeners,
+    )
     registry = node_metrics.node_registry()
     for spec in config.accounts:
         endpoints = None if listeners is None else listeners.get(spec.name)
@@ -236,6 +293,8 @@ def make_node(
             registry=registry,
         )
         plugin.setName(spec.name)
+        if plugin.resource is not None:  # its listeners answer through a switch (reload)
+            service.doors[spec.name] = switch_listeners(plugin, plugin.resource.door)
         plugin.setServiceParent(service)
         service.plugins[spec.name] = plugin
         for i, description in enumerate(spec.extra_listen):
@@ -268,14 +327,5 @@ def make_node(
         service.router = router
         return service
     for spec in config.accounts:
-        plugin = service.plugins[spec.name]
-        handler = handler_factory(
-            HandlerContext(spec.name, spec.relation, plugin, service.plugins, config)
-        )
-        if not callable(handler):
-            raise OptionError(
-                f"the handler factory returned {type(handler).__name__}, not a callable"
-                f" data handler (account {spec.name})"
-            )
-        plugin.register_data_handler(handler)
+        service.attach_handler(spec, service.plugins[spec.name], config)
     return service

@@ -109,6 +109,23 @@ class Router(Service):
         for d in waiting:
             d.errback(Failure(CancelledError("the router stopped")))
 
+    def reconfigure(
+        self,
+        config: RouterConfig,
+        plugins: Mapping[str, PluginHttp],
+        table: RoutingTable | None,
+    ) -> None:
+        """Route new packets by ``config`` between ``plugins`` (a reload: :mod:`ilphttp.reload`).
+
+        ``table`` is ``config``'s table with our current address (None while
+        IL-DCP has not given one).  Packets already handed on finish as they began.
+        """
+        self.config, self.plugins = config, dict(plugins)
+        for name, plugin in self.plugins.items():
+            plugin.register_prepare_handler(self.handler_for(name))
+        if table is not None:
+            self._set_table(table)
+
     # -- our address ---------------------------------------------------------------
 
     def _set_table(self, table: RoutingTable) -> None:

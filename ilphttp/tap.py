@@ -36,14 +36,8 @@ from ilphttp.config import options_from_python
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
-from ilphttp.nodeconfig import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    AccountSpec,
-    NodeConfig,
-    load_file,
-    parse_node,
-)
+from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, AccountSpec, NodeConfig
+from ilphttp.reload import ConfigFile, ReloadOnHangup
 from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
@@ -254,17 +248,9 @@ class Options(usage.Options):
                     f"--{name} describes a single link and cannot be combined with --config;"
                     " put it in the file's account options"
                 )
-        data = load_file(path)
-        try:
-            # With --config, --listen/--port are the node's shared listeners.
-            return parse_node(
-                data,
-                os.path.dirname(os.path.abspath(path)),
-                self.environ,
-                listen_flags=tuple(self["listen"]),
-            )
-        except OptionError as exc:
-            raise OptionError(f"{path}: {exc}") from None
+        # With --config, --listen/--port are the node's shared listeners.
+        self["config_file"] = ConfigFile(path, self.environ, tuple(self["listen"]))
+        return self["config_file"].read()  # the same reading as each reload's
 
     # -- one link from the flags -----------------------------------------------------
 
@@ -366,9 +352,11 @@ def make_service(
     A handler factory that returns no handler stops twistd with one line.
     """
     try:
-        return make_node(options["node"], options.get("handler_factory"), reactor, listeners)
+        service = make_node(options["node"], options.get("handler_factory"), reactor, listeners)
     except OptionError as exc:
         raise SystemExit(f"ilphttp: --handler {options.get('handler')}: {exc}") from None
+    service.config_file = options.get("config_file")
+    return service
 
 
 def makeService(options: Mapping[str, Any]) -> IService:
@@ -376,6 +364,7 @@ def makeService(options: Mapping[str, Any]) -> IService:
 
     With ``--workers N`` (N > 1) this process only opens the ports, serves the
     metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
+    With ``--config`` (one process), SIGHUP reloads the file (docs/reload.rst).
     With ``--log-format`` the service sets the application's log observer
     (:mod:`ilphttp.node_logs`).
     """
@@ -390,7 +379,10 @@ def makeService(options: Mapping[str, Any]) -> IService:
         supervisor = WorkersService(replace(node, metrics=None), options.get("handler"), workers)
         service = supervise(supervisor, node.metrics)
     else:
-        service = make_service(options)
+        node_service = make_service(options)
+        if node_service.config_file is not None:
+            ReloadOnHangup(node_service).setServiceParent(node_service)
+        service = node_service
     return with_log_format(service, node.log_format, node.log_level, options.get("twistd"))
 
 

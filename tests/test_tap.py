@@ -489,11 +489,13 @@ class MakeServiceTests(OptionsCase):
             sorted((port, interface) for port, _, _, interface in reactor.tcpServers),
             [(0, "127.0.0.1"), (7010, "127.0.0.1"), (7011, "")],
         )
-        # every listener serves the same link, through its door
+        # every listener serves the same link, through its door (behind the reload switch)
         plugin = service.plugins["link"]
         factories = [factory for _, factory, _, _ in reactor.tcpServers]
         doors = [getattr(factory, "door", None) for factory in factories]
-        self.assertEqual(doors.count(plugin.resource.door), 3)
+        switch = service.doors["link"]
+        self.assertEqual(doors.count(switch), 3)
+        self.assertIs(switch.door, plugin.resource.door)
 
     def test_handler_factory(self) -> None:
         del CONTEXTS[:]

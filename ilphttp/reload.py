@@ -1,0 +1,409 @@
+"""Reload without a restart: a running node takes a new configuration (``SIGHUP``).
+
+:meth:`ilphttp.node.NodeService.reload` re-reads the node's file
+(:class:`ConfigFile`, the parser ``twistd ilphttp --config`` starts with) and
+:func:`apply_config` applies it, from :func:`ilphttp.nodediff.diff_nodes`'s
+answer, in three steps:
+
+1. *prepare*: build the plugins of the added and changed accounts, their
+   handlers and the new routing table; bind the listeners that are new (an
+   added account's port, a changed port).  Any failure here (a file that
+   does not parse, a setting that cannot change at run time, a port in use,
+   a TLS file that cannot be read) refuses the reload: what was prepared is
+   closed, and the running configuration stays, whole.
+2. *switch*, in one reactor turn: new packets go to the new plugins and the
+   new routing table.  A changed account whose listener stays keeps its
+   listening port and its open connections: every listener of an account
+   answers through a :class:`DoorSwitch`, and only the door behind it is
+   swapped, so no connection is refused or closed, and the next request on a
+   kept-alive connection is already checked against the new credentials.
+3. *drain*: the replaced and removed plugins are stopped the way a stopping
+   node stops (:meth:`PluginHttp.disconnect`): what they have in flight
+   finishes with the settings it started with, then they close.  A removed
+   account's own port stops listening at once, and the router has no route
+   to it any more (new packets to it get the router's usual Reject).
+
+``twistd ilphttp --config FILE`` installs :class:`ReloadOnHangup`, which
+reloads on ``SIGHUP``.  See docs/reload.rst.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ilphttp.errors import ConfigError, OptionError
+from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
+from ilphttp.ildcp import IldcpResponse
+from ilphttp.nodeconfig import NodeConfig, load_file, parse_node
+from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
+from ilphttp.plugin import PluginHttp
+from ilphttp.shared import SharedListener
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+
+    from ilphttp.front import Door
+    from ilphttp.listener import ListenerFactory
+    from ilphttp.node import NodeService
+    from ilphttp.routing import RoutingTable
+
+__all__ = [
+    "ConfigFile",
+    "DoorSwitch",
+    "ReloadOnHangup",
+    "ReloadSummary",
+    "apply_config",
+    "on_hangup",
+    "reload_file",
+    "switch_listeners",
+]
+
+_log = Logger()
+
+_STARTING = Answer(503, b"starting", headers=((b"retry-after", b"1"),))
+
+
+class DoorSwitch:
+    """A :class:`~ilphttp.front.Door` that hands each request to the door it is set to now.
+
+    Every listener of an account answers through one switch, so that a reload
+    can give the account a new plugin (:attr:`door`) without touching its
+    port or its connections.  A request already handed on finishes with the
+    door it was given.  Without a door it answers ``503`` (starting).
+    """
+
+    def __init__(self, door: Door | None = None) -> None:
+        self.door = door
+
+    def answer(
+        self,
+        method: bytes,
+        path: bytes,
+        header: HeaderLookup,
+        body: bytes,
+        identity: IdentityLookup,
+    ) -> Answer | Deferred[Answer]:
+        door = self.door
+        if door is None:
+            return _STARTING
+        return door.answer(method, path, header, body, identity)
+
+
+def switch_listeners(plugin: PluginHttp, door: Door | None = None) -> DoorSwitch:
+    """Make every listener ``plugin`` builds from now on answer through a new switch.
+
+    :param door: where the switch points first (default: nowhere, ``503``).
+    :returns: the switch; point it at ``plugin.resource.door`` to serve.
+    """
+    switch = DoorSwitch(door)
+    maker = type(plugin).listener_factory  # the class's, which tests may swap
+
+    def listener(ignored: Door, clock: Any) -> ListenerFactory:
+        return maker(switch, clock)
+
+    plugin.listener_factory = listener
+    return switch
+
+
+@implementer(IStreamServerEndpoint)
+class _HandedOver:
+    """The endpoint of a plugin that takes over its predecessor's listening port."""
+
+    def __init__(self) -> None:
+        self.port: IListeningPort | None = None
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        assert self.port is not None, "the port is handed over before the plugin starts"
+        return succeed(self.port)
+
+
+def _take_over(old: PluginHttp, new: PluginHttp, endpoint: _HandedOver) -> None:
+    """``new`` serves ``old``'s listening port and connections; ``old`` no longer closes them."""
+    # PluginHttp.disconnect() stops its port and closes its listener's
+    # connections: both now belong to the new plugin.
+    port, listener = old.port, old._tracker
+    old.port, old._tracker = None, None
+    assert port is not None and listener is not None
+    endpoint.port = port
+    new.listener_factory = lambda door, clock: listener
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A node's config file and how it is read: the same at start and at each reload.
+
+    :ivar path: the file (JSON, or TOML for ``*.toml``).
+    :ivar environ: where ``staticTokenEnv``/``jwtSecretEnv`` are looked up.
+    :ivar listen_flags: node-level listeners from the command line (``--listen``).
+    """
+
+    path: str
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+    listen_flags: tuple[str, ...] = ()
+
+    def read(self) -> NodeConfig:
+        """The file parsed now (:func:`ilphttp.nodeconfig.parse_node`).
+
+        :raises OptionError: one line, starting with the file's path.
+        """
+        data = load_file(self.path)
+        try:
+            return parse_node(
+                data,
+                os.path.dirname(os.path.abspath(self.path)),
+                self.environ,
+                listen_flags=self.listen_flags,
+            )
+        except OptionError as exc:
+            raise OptionError(f"{self.path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ReloadSummary:
+    """What a reload did.
+
+    :ivar changes: the accounts added, removed and changed, and whether routing changed.
+    :ivar drained: fires (with None) once the replaced and removed plugins
+        have finished what they had in flight and closed.
+    """
+
+    changes: NodeChanges
+    drained: Deferred[None] = field(compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.changes.summary()
+
+
+def _refused(reason: str) -> Deferred[ReloadSummary]:
+    _log.error("reload refused, the running configuration stays: {reason}", reason=reason)
+    return fail(ConfigError(reason))
+
+
+def reload_file(service: NodeService, config_file: ConfigFile) -> Deferred[ReloadSummary]:
+    """Read ``config_file`` again and :func:`apply_config` it (unparsable: refused)."""
+    try:
+        config = config_file.read()
+    except OptionError as exc:
+        return _refused(str(exc))
+    return apply_config(service, config)
+
+
+def _table_for(service: NodeService, new: NodeConfig) -> RoutingTable | None:
+    """The router's table for ``new`` (None: our address is still being asked for)."""
+    router = service.router
+    if router is None or router.table is None:
+        return None
+    now = router.table
+    return new.routing.table(IldcpResponse(now.address, now.asset_scale, now.asset_code))
+
+
+def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummary]:
+    """Make the running ``service`` run ``new`` (see the module docstring).
+
+    :returns: a Deferred that fires with a :class:`ReloadSummary` once new
+        packets use ``new``, or fails with :class:`~ilphttp.errors.OptionError`
+        (the reason, also logged as one line) with the old configuration
+        still fully in effect.
+    """
+    if service.reloading:
+        return _refused("a reload is already under way")
+    old = service.node
+    try:
+        changes = diff_nodes(old, new, listeners_fixed=service.listeners is not None)
+    except OptionError as exc:
+        return _refused(str(exc))
+    if changes.empty:
+        service.node = new
+        _log.info("reloaded: {summary}", summary=changes.summary())
+        return succeed(ReloadSummary(changes, succeed(None)))
+    specs = {spec.name: spec for spec in new.accounts}
+    fresh: dict[str, PluginHttp] = {}
+    switches: dict[str, DoorSwitch] = {}
+    handed: dict[str, _HandedOver] = {}
+    for name in (*changes.added, *changes.changed):
+        spec = specs[name]
+        endpoint = None
+        if name in changes.changed and name not in changes.moved and own_listener(spec):
+            endpoint = handed[name] = _HandedOver()
+        try:
+            plugin = PluginHttp(options=spec.options, reactor=service.reactor, endpoint=endpoint)
+            plugin.setName(name)
+            if spec.options.incoming is not None and name not in handed:
+                switches[name] = switch_listeners(plugin)
+            if service.router is None:
+                service.attach_handler(spec, plugin, new)
+        except OptionError as exc:
+            return _refused(f"account {name}: {exc}")
+        except Exception as exc:  # a --handler factory that failed
+            return _refused(f"account {name}: the handler factory failed: {exc!r}")
+        fresh[name] = plugin
+    try:
+        table = _table_for(service, new)
+    except OptionError as exc:
+        return _refused(str(exc))
+    # Bind the new listeners before anything switches.
+    service.reloading = True
+    binding = [
+        _bind(name, plugin)
+        for name, plugin in fresh.items()
+        if name not in handed and own_listener(specs[name])
+    ]
+    d = gatherResults(binding, consumeErrors=True)
+
+    def bound(_: object) -> ReloadSummary:
+        service.reloading = False
+        return _switch(service, new, changes, fresh, switches, handed, table)
+
+    def not_bound(failure: Failure) -> Deferred[ReloadSummary]:
+        service.reloading = False
+        for plugin in fresh.values():
+            plugin.disconnect()
+        first = getattr(failure.value, "subFailure", failure)
+        return _refused(first.getErrorMessage())
+
+    return d.addCallbacks(bound, not_bound)
+
+
+def _bind(name: str, plugin: PluginHttp) -> Deferred[None]:
+    """Start ``plugin``, which listens on a new port; a failure names the account."""
+
+    def failed(failure: Failure) -> Failure:
+        return Failure(ConfigError(f"account {name}: {failure.getErrorMessage()}"))
+
+    return plugin.connect().addErrback(failed)
+
+
+def _switch(
+    service: NodeService,
+    new: NodeConfig,
+    changes: NodeChanges,
+    fresh: dict[str, PluginHttp],
+    switches: dict[str, DoorSwitch],
+    handed: dict[str, _HandedOver],
+    table: RoutingTable | None,
+) -> ReloadSummary:
+    """Step 2 and the start of step 3: synchronous, so no request sees half of it."""
+    leaving = [service.plugins[name] for name in (*changes.removed, *changes.changed)]
+    for name, endpoint in handed.items():
+        _take_over(service.plugins[name], fresh[name], endpoint)
+    draining: list[Deferred[Any]] = []
+    for name, plugin in zip((*changes.removed, *changes.changed), leaving):
+        draining.append(_drained(plugin, plugin.disownServiceParent()))
+        del service.plugins[name]
+    for extra in [s for s in service if _extra_listener_of(s, changes.removed)]:
+        draining.append(succeed(extra.disownServiceParent()))
+    for name in changes.removed:
+        service.doors.pop(name, None)
+    for name, plugin in fresh.items():
+        service.plugins[name] = plugin
+        plugin.setServiceParent(service)  # starts it (again: a no-op if bound already)
+        door = plugin.resource.door if plugin.resource is not None else None
+        if name in switches:
+            if name in service.doors:  # the old port's kept-alive connections, extra listeners
+                service.doors[name].door = door
+            service.doors[name] = switches[name]
+        if name in service.doors:
+            service.doors[name].door = door
+    shared = {
+        spec.name: resource.door
+        for spec in new.shared_accounts()
+        if (resource := service.plugins[spec.name].resource) is not None
+    }
+    for listener in service:
+        if isinstance(listener, SharedListener):
+            shared_door = listener.resource.door
+            assert isinstance(shared_door, SharedDoor)
+            shared_door.update(shared)
+    if service.router is not None:
+        service.router.reconfigure(new.routing, service.plugins, table)
+    service.node = new
+    _log.info("reloaded: {summary}", summary=changes.summary())
+    drained = DeferredList(draining, consumeErrors=True).addCallback(lambda _: None)
+    return ReloadSummary(changes, drained)
+
+
+def _extra_listener_of(service: Any, removed: tuple[str, ...]) -> bool:
+    name = getattr(service, "name", None) or ""
+    return any(name.startswith(f"{account}-listen-") for account in removed)
+
+
+def _drained(plugin: PluginHttp, stopped: Any) -> Deferred[None]:
+    def done(_: object) -> None:
+        _log.info("account {account}: the previous link drained", account=plugin.name)
+
+    d: Deferred[None] = stopped if isinstance(stopped, Deferred) else succeed(None)
+    return d.addCallback(done)
+
+
+# -- SIGHUP ----------------------------------------------------------------------------
+
+
+def on_hangup(callback: Callable[[], object], reactor: Any) -> Callable[[], None]:
+    """Call ``callback()`` in the reactor thread on each ``SIGHUP``; returns the undo.
+
+    Where there is no ``SIGHUP`` (Windows) nothing is installed.
+    """
+    number = getattr(signal, "SIGHUP", None)
+    if number is None:
+        return lambda: None
+
+    def signalled(signum: int, frame: Any) -> None:
+        reactor.callFromThread(callback)
+
+    previous = signal.signal(number, signalled)
+
+    def undo() -> None:
+        signal.signal(number, previous)
+
+    return undo
+
+
+class ReloadOnHangup(Service):
+    """Reloads ``target`` (``target.reload()``) on each ``SIGHUP`` while running.
+
+    ``twistd ilphttp --config FILE`` adds one to the node (and the parent of
+    ``--workers N`` does the same for its workers).  The outcome is logged by
+    the reload itself.
+    """
+
+    name = "reload-on-sighup"
+
+    def __init__(self, target: Any, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default
+
+            reactor = default
+        self.target = target
+        self._reactor = reactor
+        self._undo: Callable[[], None] | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._undo = on_hangup(self.hangup, self._reactor)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+
+    def hangup(self) -> Deferred[Any]:
+        """What ``SIGHUP`` does: log it, reload; a refusal was logged already."""
+        _log.info("SIGHUP: reloading the configuration")
+        d: Deferred[Any] = self.target.reload()
+
+        def refused(failure: Failure) -> None:
+            failure.trap(OptionError)  # logged by the reload, as one line
+
+        return d.addErrback(refused)
