@@ -38,6 +38,7 @@ __all__ = [
     "FIRST_RETRY_DELAY",
     "MAX_ATTEMPT_TIMEOUT",
     "MAX_RETRY_DELAY",
+    "MIN_ATTEMPT_TIMEOUT",
     "REPLY_GRACE",
     "REQUEST_ID",
     "RETRY_BACKOFF",
@@ -70,8 +71,10 @@ MAX_RETRY_DELAY = 2.0
 #: seconds after the Prepare's expiry during which a reply is still delivered
 #: (the two clocks may differ a little); after it, delivery stops
 REPLY_GRACE = 1.0
-#: seconds to wait for an answer to one reply attempt, at most
+#: seconds to wait for an answer to one reply attempt, at most ...
 MAX_ATTEMPT_TIMEOUT = 3.0
+#: ... and at least (unless the deadline is nearer)
+MIN_ATTEMPT_TIMEOUT = 0.25
 
 # RFC 9562 (formerly RFC 4122) canonical form: 8-4-4-4-12 hex digits, the
 # version 1 to 8, the variant bits 10 (8, 9, a or b).
@@ -251,10 +254,12 @@ def retry_delay(
 def attempt_timeout(now: float, expires_at: float, grace: float = REPLY_GRACE) -> float | None:
     """Seconds to wait for an answer to an attempt starting ``now``; None: too late to start one.
 
-    :data:`MAX_ATTEMPT_TIMEOUT`, or less so that no attempt runs past
-    ``expires_at + grace``.
+    A third of the time left until ``expires_at + grace`` -- so that a callback
+    that never answers still gets several attempts before a short Prepare
+    expires -- but at least :data:`MIN_ATTEMPT_TIMEOUT`, at most
+    :data:`MAX_ATTEMPT_TIMEOUT`, and never past ``expires_at + grace``.
     """
     left = expires_at + grace - now
     if left <= 0:
         return None
-    return min(MAX_ATTEMPT_TIMEOUT, left)
+    return min(left, MAX_ATTEMPT_TIMEOUT, max(MIN_ATTEMPT_TIMEOUT, left / 3))
