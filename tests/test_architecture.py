@@ -20,8 +20,10 @@ PACKAGE = os.path.join(ROOT, "ilphttp")
 #: pure: no Twisted, h2 or OpenSSL, not even inside a function
 CORE = {
     "ilphttp",
+    "ilphttp._option_fields",
     "ilphttp._version",
     "ilphttp.auth",
+    "ilphttp.callbacks",
     "ilphttp.config",
     "ilphttp.credentials",
     "ilphttp.http1_parse",
@@ -30,6 +32,9 @@ CORE = {
     "ilphttp.multi",
     "ilphttp.nodeconfig",
     "ilphttp.packet",
+    "ilphttp.pending",
+    "ilphttp.replies",
+    "ilphttp.rfc35",
     "ilphttp.routing",
     "ilphttp.secrets",
     "ilphttp.validate",
