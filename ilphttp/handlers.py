@@ -290,3 +290,27 @@ def answer_child_ildcp(
         # as any other Prepare does.
         cancel_after(reactor, d, delay)
     return d.addCallbacks(answer, failed)
+
+
+class LinkEvents:
+    """``on``/``off`` of the plugin API's ``"connect"`` and ``"disconnect"`` events."""
+
+    #: event -> callbacks (the class using this sets it to ``{}``)
+    _listeners: dict[str, list[Callable[[], object]]]
+
+    def on(self, event: str, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` on each ``"connect"`` or ``"disconnect"``."""
+        if event not in ("connect", "disconnect"):
+            raise ValueError(f"unknown event {event!r}: use 'connect' or 'disconnect'")
+        self._listeners.setdefault(event, []).append(callback)
+
+    def off(self, event: str, callback: Callable[[], object]) -> None:
+        """Stop calling ``callback`` on ``event``."""
+        self._listeners.get(event, []).remove(callback)
+
+    def _emit(self, event: str) -> None:
+        for callback in list(self._listeners.get(event, ())):
+            try:
+                callback()
+            except Exception:
+                _log.failure("{event} listener failed", event=event)

@@ -22,12 +22,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
+from ilphttp.async_link import async_link
 from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
 from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.handlers import (
     DataHandler,
+    LinkEvents,
     PrepareHandler,
     RegisteredHandler,
     SharedFetch,
@@ -69,7 +71,7 @@ __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "
 _log = Logger()
 
 
-class PluginHttp(Service):
+class PluginHttp(LinkEvents, Service):
     """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
 
     :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
@@ -124,7 +126,7 @@ class PluginHttp(Service):
         self._connected = False
         self._handler = RegisteredHandler(self._reactor, self._reject)
         self._money_handler: Callable[[str], Any] | None = None
-        self._listeners: dict[str, list[Callable[[], object]]] = {}
+        self._listeners = {}
         #: our IL-DCP info: configured, or fetched once through our own handler
         self._ildcp: SharedFetch[ildcp.IldcpResponse] = SharedFetch(options.ildcp)
         self.address: str | None = options.address
@@ -144,6 +146,9 @@ class PluginHttp(Service):
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
+        self._async = async_link(options, self._reactor, self._post)
+        if self.resource is not None:
+            self.resource.door.rfc35 = self._async
         #: where a multi account's children are reached
         self._child_urls: ChildUrlTemplate | None = None
         if out is not None and options.multi:
@@ -177,25 +182,6 @@ class PluginHttp(Service):
     ) -> PluginHttp:
         """A plugin from the JS plugin's option object (camelCase, legacy aliases too)."""
         return cls(reactor=reactor, agent=agent, options=options_from_js(options))
-
-    # -- events ------------------------------------------------------------------
-
-    def on(self, event: str, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` on each ``"connect"`` or ``"disconnect"``."""
-        if event not in ("connect", "disconnect"):
-            raise ValueError(f"unknown event {event!r}: use 'connect' or 'disconnect'")
-        self._listeners.setdefault(event, []).append(callback)
-
-    def off(self, event: str, callback: Callable[[], object]) -> None:
-        """Stop calling ``callback`` on ``event``."""
-        self._listeners.get(event, []).remove(callback)
-
-    def _emit(self, event: str) -> None:
-        for callback in list(self._listeners.get(event, ())):
-            try:
-                callback()
-            except Exception:
-                _log.failure("{event} listener failed", event=event)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -295,7 +281,7 @@ class PluginHttp(Service):
             return succeed(None)
         self._connected = False
         Service.stopService(self)
-        steps: list[Deferred[Any]] = []
+        steps: list[Deferred[Any]] = [self._async.stop()]
         if self.port is not None:
             steps.append(maybeDeferred(self.port.stopListening))
             self.port = None
@@ -404,7 +390,7 @@ class PluginHttp(Service):
         if self.options.multi:
             d = self._get_ildcp().addCallback(self._send_multi, client, data, prepare)
         else:
-            d = client.send(out.url.encode("ascii"), data, prepare, self.address or "")
+            d = self._async.send(client, out.url.encode("ascii"), data, prepare, self.address or "")
         return self._track(d)
 
     def _send_multi(
@@ -429,7 +415,11 @@ class PluginHttp(Service):
             reason = f"account {self.name}: {exc}" if self.name else str(exc)
             _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)
             return succeed(reply_of(Reject(ErrorCode.F02_UNREACHABLE, triggered_by, reason)))
-        return client.send(url.encode("ascii"), data, prepare, triggered_by)
+        return self._async.send(client, url.encode("ascii"), data, prepare, triggered_by, name)
+
+    def _post(self, url: bytes, body: bytes, more: Any) -> Deferred[tuple[int, bytes]]:
+        assert self._client is not None, "not connected"
+        return self._client.post(url, body, more)  # an RFC 35 reply leg
 
     def _track(self, d: Deferred[Any]) -> Deferred[Any]:
         if d.called:

@@ -5,10 +5,9 @@ Shared by both ways a reply arrives: in the response to our Prepare
 asynchronous mode).  The same body or status gives the same Fulfill or
 Reject either way, as ``docs/errors.rst`` documents.  No Twisted here.
 
-:func:`reject_for_status` and :func:`check_reply_body` are the pure halves of
-``ilphttp.client.reject_for_status`` and ``ilphttp.client.check_reply``; the
-link layer delegates to them once asynchronous mode is wired (issue 12), and
-until then ``tests/test_rfc35.py`` checks that both give the same answers.
+:func:`reject_for_status` and :func:`check_reply_body` are the one rule:
+``ilphttp.client`` (synchronous replies) and :mod:`ilphttp.pending` (RFC 35
+replies) both use them.
 """
 
 from __future__ import annotations
