@@ -437,3 +437,65 @@ class ReceivingTests(_Case):
         self.assertNoResult(stopping)
         self.agent.pending[0].callback(FakeResponse(200, b""))
         self.successResultOf(stopping)
+
+
+class MultiTests(_Case):
+    """A multi account (a hub's children at ``http://{child}.kids.example/ilp``), both roles."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.hub = self.plugin(
+            {"static_token": "kids-to-hub"},
+            {
+                "url": "http://%.kids.example/ilp",
+                "static_token": "hub-to-kids",
+                "mode": "async",
+                "callback_url": "http://hub.example/ilp",
+            },
+            multi=True,
+            ildcp={"client_address": "test.hub", "asset_scale": 9, "asset_code": "XRP"},
+        )
+        self.made = make_prepare(self.clock.seconds(), destination="test.hub.kid.x")
+        self.hub.register_data_handler(lambda data: self.made.fulfill())
+
+    def post(self, body: bytes, child: bytes, **headers: bytes) -> Answer:
+        answer = door_post(
+            self.hub,
+            body,
+            authorization=bearer("kids-to-hub"),
+            ilp_peer_name=child,
+            content_type=b"application/octet-stream",
+            **headers,
+        )
+        assert isinstance(answer, Answer)
+        return answer
+
+    def test_a_reply_must_come_from_the_child_it_went_to(self) -> None:
+        d = self.hub.send_data(self.made.packet)
+        [(_, url, headers, _)] = self.agent.requests
+        self.assertEqual(url, b"http://kid.kids.example/ilp")
+        [request_id] = headers.getRawHeaders(b"request-id")
+        self.agent.pending[0].callback(FakeResponse(202, b""))
+        other = self.post(self.made.fulfill(), b"other", request_id=request_id)
+        self.assertEqual(other.status, 400)
+        self.assertIn(b"not pending for this account", other.body)
+        self.assertEqual(self.post(self.made.fulfill(), b"kid", request_id=request_id).status, 200)
+        expect_fulfill(self, self.successResultOf(d), self.made.fulfillment)
+
+    def test_a_child_may_name_only_its_own_callback(self) -> None:
+        rid = str(uuid.uuid4()).encode()
+        own = self.post(
+            self.made.packet, b"kid", request_id=rid, callback_url=b"http://kid.kids.example/cb"
+        )
+        self.assertEqual(own.status, 202)
+        [(_, url, headers, _)] = self.agent.requests
+        self.assertEqual(url, b"http://kid.kids.example/cb")
+        self.assertEqual(headers.getRawHeaders(b"request-id"), [rid])
+        foreign = self.post(
+            self.made.packet,
+            b"kid",
+            request_id=str(uuid.uuid4()).encode(),
+            callback_url=b"http://other.kids.example/cb",
+        )
+        self.assertEqual(foreign.status, 400)
+        self.assertEqual(len(self.agent.requests), 1)

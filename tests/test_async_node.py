@@ -108,3 +108,31 @@ class HubTests(TestCase):
         [delivery] = (yield rfc35.command("deliveries"))["deliveries"]
         self.assertEqual(delivery["outcome"], "delivered")
         self.assertEqual(len(node.plugins["async"]._async.pending), 0)
+
+    @inlineCallbacks
+    def test_an_async_account_toward_a_sync_only_peer(self) -> Any:
+        """The rafiki ignores Callback-Url and answers 200 with the reply: that is the answer."""
+        from ilphttp.plugin import PluginHttp
+
+        rafiki = yield start_emulated_peer(
+            self, "rafiki", {"peers": {"hub": {"incomingTokens": [HUB_TO_RAFIKI]}}}
+        )
+        port = free_port()
+        plugin = PluginHttp(
+            incoming={"endpoint": f"tcp:{port}:interface=127.0.0.1", "static_token": "t"},
+            outgoing={
+                "url": rafiki.url("/"),
+                "static_token": HUB_TO_RAFIKI,
+                "mode": "async",
+                "callback_url": f"http://127.0.0.1:{port}/",
+            },
+        )
+        self.addCleanup(plugin.disconnect)
+        yield plugin.connect()
+        _, raw, fulfillment = data_prepare("test.rafiki.bob")
+        reply = yield within(plugin.send_data(raw), 10)
+        expect_fulfill(self, reply, fulfillment)
+        [seen] = yield rafiki.requests()
+        self.assertEqual(seen["status"], 200)
+        self.assertIn("callback-url", seen["headers"])
+        self.assertEqual(len(plugin._async.pending), 0)
