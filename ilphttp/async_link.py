@@ -73,12 +73,13 @@ class AsyncLeg:
     at the expiry); :meth:`settle` ends the leg whatever happened.
     """
 
-    __slots__ = ("_link", "headers", "received", "reply", "request_id")
+    __slots__ = ("_link", "callback_url", "received", "reply", "request_id", "request_id_header")
 
     def __init__(self, link: AsyncLink, request_id: str, callback_url: bytes) -> None:
         self._link = link
         self.request_id = request_id
-        self.headers = ((b"Callback-Url", callback_url), (b"Request-Id", request_id.encode()))
+        self.callback_url = callback_url
+        self.request_id_header = (b"Request-Id", request_id.encode("ascii"))
         self.reply: Deferred[Reply] = Deferred()
         #: the reply that came to the callback URL, once one did
         self.received: Reply | None = None

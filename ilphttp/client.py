@@ -190,6 +190,7 @@ class OutgoingClient:
         self._account = account
         self._last_failure_log = float("-inf")
         self._failures_not_logged = 0
+        self._callback_headers: tuple[Any, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def _headers_for(self) -> list[tuple[bytes, bytes]]:
         auth = self._auth.header()
@@ -235,7 +236,7 @@ class OutgoingClient:
             extra = (b"ILP-Destination", prepare.destination.encode("ascii"))
         headers = self._headers_for()
         if leg is not None:
-            headers = [*headers, *leg.headers]
+            headers, extra = self._async_headers(headers, leg, extra)
         d: Deferred[Any] = self._sender.post(url, headers, body, extra)
 
         def expire() -> None:
@@ -275,6 +276,23 @@ class OutgoingClient:
         if isinstance(checked, Reject):
             return self._ours(url, checked)  # garbage or a wrong fulfillment
         return checked
+
+    def _async_headers(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        leg: AsyncLeg,
+        extra: tuple[bytes, bytes] | None,
+    ) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes] | None]:
+        """The headers of an asynchronous Prepare: ``Callback-Url`` in a list
+        kept while it and the credential are unchanged (the sender keeps what
+        it made of it), ``Request-Id`` as the one extra header when free."""
+        cached = self._callback_headers
+        if cached is None or cached[0] is not headers or cached[1] != leg.callback_url:
+            with_callback = [*headers, (b"Callback-Url", leg.callback_url)]
+            cached = self._callback_headers = (headers, leg.callback_url, with_callback)
+        if extra is None:
+            return cached[2], leg.request_id_header
+        return [*cached[2], leg.request_id_header], extra
 
     def post(
         self, url: bytes, body: bytes, more: Sequence[tuple[bytes, bytes]] = ()
