@@ -27,23 +27,26 @@ from ilphttp.auth import OutgoingAuth
 from ilphttp.config import CONTENT_TYPES, OCTET_STREAM
 from ilphttp.http1_client import Http1Client
 from ilphttp.packet import (
-    TYPE_FULFILL,
-    TYPE_REJECT,
     ErrorCode,
     Fulfill,
     InvalidPacketError,
     Prepare,
     Reject,
     Reply,
-    condition_from_fulfillment,
-    deserialize,
     envelope_length,
     serialize,
 )
+from ilphttp.replies import check_reply_body
+from ilphttp.replies import reject_for_status as reject_for_status
+from ilphttp.rfc35 import ACCEPTED
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
     from twisted.web.iweb import IAgent
+
+    from ilphttp.async_link import AsyncLeg
 
 __all__ = [
     "FAILURE_LOG_INTERVAL",
@@ -62,6 +65,7 @@ __all__ = [
 ]
 
 _log = Logger()
+_OCTET_STREAM = OCTET_STREAM.encode("ascii")
 
 #: seconds between two log lines about failing requests to one peer
 FAILURE_LOG_INTERVAL = 1.0
@@ -77,23 +81,6 @@ _NETWORK_ERRORS = (
     ResponseFailed,
     RequestNotSent,
 )
-
-
-def reject_for_status(status: int, triggered_by: str) -> Reject:
-    """The Reject for a non-200 HTTP status from the peer."""
-    if status in (401, 403):
-        return Reject(
-            ErrorCode.T00_INTERNAL_ERROR,
-            triggered_by,
-            f"peer refused our credentials (HTTP {status}): check the outgoing token or secret",
-        )
-    if 400 <= status < 500:
-        return Reject(ErrorCode.F00_BAD_REQUEST, triggered_by, f"peer answered HTTP {status}")
-    if status >= 500:
-        return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, f"peer answered HTTP {status}")
-    return Reject(
-        ErrorCode.T00_INTERNAL_ERROR, triggered_by, f"peer answered unexpected HTTP {status}"
-    )
 
 
 def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
@@ -113,42 +100,24 @@ def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
 def check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply:
     """``body`` if it is a valid Fulfill of ``prepare`` or a Reject; else a Reject of ours.
 
-    The one place a peer's reply is parsed.  A Fulfill whose fulfillment does
-    not hash to the Prepare's condition becomes F05 (nothing was paid); a valid
-    one is always passed on, whatever else the peer did.  Bytes after the
-    reply's envelope are ignored (RFC 30; logged at debug) and left out of the
-    :class:`~ilphttp.packet.Reply`'s ``data``, so they are never passed back.
+    :func:`ilphttp.replies.check_reply_body` (the one rule, shared with RFC 35
+    replies): a Fulfill whose fulfillment does not hash to the Prepare's
+    condition becomes F05 (nothing was paid); a valid one is always passed on,
+    whatever else the peer did.  Bytes after the reply's envelope are ignored
+    (RFC 30) and left out of the :class:`~ilphttp.packet.Reply`'s ``data``.
     """
-    checked = _check_reply(body, prepare, triggered_by)
+    checked = check_reply_body(body, prepare.execution_condition, triggered_by)
     return reply_of(checked) if isinstance(checked, Reject) else checked
 
 
-def _check_reply(body: bytes, prepare: Prepare, triggered_by: str) -> Reply | Reject:
-    """:func:`check_reply`, with a Reject of ours still a bare :class:`Reject`."""
+def _note_trailing(body: bytes) -> None:
+    """Log at debug how many bytes after a reply's envelope were ignored (RFC 30)."""
     try:
-        if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
-            raise InvalidPacketError("not a Fulfill or Reject")
-        reply = deserialize(body, strict=False)
         end = envelope_length(body)
-    except InvalidPacketError as exc:
-        return Reject(
-            ErrorCode.T00_INTERNAL_ERROR,
-            triggered_by,
-            f"peer's reply is not a valid ILP Fulfill or Reject: {exc}",
-        )
-    if end != len(body):
+    except InvalidPacketError:
+        return
+    if end < len(body):
         _log.debug("ignored {n} bytes after the envelope of the peer's reply", n=len(body) - end)
-        body = body[:end]
-    if isinstance(reply, Fulfill):
-        if condition_from_fulfillment(reply.fulfillment) != prepare.execution_condition:
-            return Reject(
-                ErrorCode.F05_WRONG_CONDITION,
-                triggered_by,
-                "peer's fulfillment does not match the execution condition",
-            )
-        return Reply(reply, body)
-    assert isinstance(reply, Reject)
-    return Reply(reply, body)
 
 
 def reply_of(packet: Fulfill | Reject) -> Reply:
@@ -210,8 +179,11 @@ class OutgoingClient:
             (b"Content-Type", content_type.encode("ascii")),
             (b"Accept", OCTET_STREAM.encode("ascii")),
         ]
+        #: ``ILP-Peer-Name`` (a multi account's children tell who they are by it)
+        self._name: list[tuple[bytes, bytes]] = []
         if peer_name is not None:
-            self._base.append((b"ILP-Peer-Name", peer_name.encode("utf-8")))
+            self._name.append((b"ILP-Peer-Name", peer_name.encode("utf-8")))
+        self._base += self._name
         self._auth_value = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._last_auth_log = float("-inf")
@@ -220,6 +192,7 @@ class OutgoingClient:
         self._failures_not_logged = 0
         #: called with the HTTP status of each answer the peer gives (metrics)
         self.on_status: Callable[[int], object] | None = None
+        self._callback_headers: tuple[Any, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def _headers_for(self) -> list[tuple[bytes, bytes]]:
         auth = self._auth.header()
@@ -229,11 +202,22 @@ class OutgoingClient:
             self._auth_value = auth
         return self._headers
 
-    def send(self, url: bytes, body: bytes, prepare: Prepare, triggered_by: str) -> Deferred[Reply]:
+    def send(
+        self,
+        url: bytes,
+        body: bytes,
+        prepare: Prepare,
+        triggered_by: str,
+        leg: AsyncLeg | None = None,
+    ) -> Deferred[Reply]:
         """POST ``body`` (``prepare``, serialized) to ``url``; fire with the checked :class:`Reply`.
 
         The request is cancelled when ``prepare`` expires (R00).  Cancelling the
-        returned Deferred cancels the request.
+        returned Deferred cancels the request.  With ``leg`` (RFC 35
+        asynchronous mode, :mod:`ilphttp.async_link`) the Prepare carries its
+        ``Callback-Url`` and ``Request-Id``; a ``202`` waits for the reply on
+        the callback URL until the same expiry, any other answer is read as in
+        synchronous mode.
         """
         reactor = self._reactor
         delay = prepare.expires_at.timestamp() - reactor.seconds()
@@ -252,15 +236,20 @@ class OutgoingClient:
         extra = None
         if self._send_destination:
             extra = (b"ILP-Destination", prepare.destination.encode("ascii"))
-        d: Deferred[Any] = self._sender.post(url, self._headers_for(), body, extra)
+        headers = self._headers_for()
+        if leg is not None:
+            headers, extra = self._async_headers(headers, leg, extra)
+        d: Deferred[Any] = self._sender.post(url, headers, body, extra)
 
         def expire() -> None:
             state["timed_out"] = True
             d.cancel()
 
         timer: IDelayedCall = reactor.callLater(delay, expire)
-        d.addCallback(self._answer, url, prepare, triggered_by)
+        d.addCallback(self._answer, url, prepare, triggered_by, leg)
         d.addErrback(self._failed, url, state, triggered_by)
+        if leg is not None:
+            d.addBoth(leg.settle)
 
         def stop_timer(result: Reply) -> Reply:
             if timer.active():
@@ -270,19 +259,57 @@ class OutgoingClient:
         return d.addBoth(stop_timer)
 
     def _answer(
-        self, answer: tuple[int, bytes], url: bytes, prepare: Prepare, triggered_by: str
-    ) -> Reply:
+        self,
+        answer: tuple[int, bytes],
+        url: bytes,
+        prepare: Prepare,
+        triggered_by: str,
+        leg: AsyncLeg | None = None,
+    ) -> Reply | Deferred[Reply]:
         status, body = answer
         if self.on_status is not None:
             self.on_status(status)
+        if leg is not None and status == ACCEPTED:
+            return leg.reply  # the callback's reply, or cancelled at the expiry (R00)
         if status != 200:
             if status in (401, 403):
                 self._log_auth_failure(status)
             return self._ours(url, reject_for_status(status, triggered_by))
-        checked = _check_reply(body, prepare, triggered_by)
+        checked = check_reply_body(body, prepare.execution_condition, triggered_by)
+        _note_trailing(body)
         if isinstance(checked, Reject):
             return self._ours(url, checked)  # garbage or a wrong fulfillment
         return checked
+
+    def _async_headers(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        leg: AsyncLeg,
+        extra: tuple[bytes, bytes] | None,
+    ) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes] | None]:
+        """The headers of an asynchronous Prepare: ``Callback-Url`` in a list
+        kept while it and the credential are unchanged (the sender keeps what
+        it made of it), ``Request-Id`` as the one extra header when free."""
+        cached = self._callback_headers
+        if cached is None or cached[0] is not headers or cached[1] != leg.callback_url:
+            with_callback = [*headers, (b"Callback-Url", leg.callback_url)]
+            cached = self._callback_headers = (headers, leg.callback_url, with_callback)
+        if extra is None:
+            return cached[2], leg.request_id_header
+        return [*cached[2], leg.request_id_header], extra
+
+    def post(
+        self, url: bytes, body: bytes, more: Sequence[tuple[bytes, bytes]] = ()
+    ) -> Deferred[tuple[int, bytes]]:
+        """POST ``body`` to ``url`` with this peer's headers and credential, plus ``more``.
+
+        The raw ``(status, body)`` of the answer; failures are the sender's.
+        What an RFC 35 reply leg goes through (the same connections and
+        credential as our Prepares to that peer).
+        """
+        headers = [(b"Content-Type", _OCTET_STREAM), *self._name, *more]
+        headers.append((b"Authorization", self._auth.header()))
+        return self._sender.post(url, headers, body)
 
     def _ours(self, url: bytes, reject: Reject) -> Reply:
         """A Reject we make for this peer: it names the account; the log has the URL."""

@@ -13,6 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ilphttp import validate
+from ilphttp._option_fields import (
+    JS,
+    PY,
+    Spelling,
+    auth,
+    callback_url,
+    callback_urls,
+    leeway,
+    mode,
+    peer_name,
+    pick,
+)
 from ilphttp.auth import PublicKey
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
@@ -95,6 +107,9 @@ class IncomingOptions:
     #: when set, a name not listed here, or claimed with another child's
     #: credential, is refused (HTTP 401)
     children: Mapping[str, ChildCredentials] | None = None
+    #: RFC 35: URL prefixes a peer's ``Callback-Url`` may start with, beside
+    #: the origin of our outgoing URL (:class:`ilphttp.callbacks.CallbackPolicy`)
+    callback_urls: tuple[str, ...] = ()
 
     @property
     def listen_description(self) -> str | None:
@@ -137,6 +152,10 @@ class OutgoingOptions:
     #: multi accounts whose child's name fills the port of ``url``: the
     #: ports a name may select, inclusive (JS ``childPortRange``: ``[low, high]``)
     child_port_range: tuple[int, int] = (1, 65535)
+    #: ``"sync"``, or ``"async"``: RFC 35, the reply comes to :attr:`callback_url`
+    mode: str = "sync"
+    #: async mode: the ``Callback-Url`` of our Prepares (required there)
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,36 +174,6 @@ class PluginOptions:
     limits: Limits = field(default_factory=Limits)
 
 
-def _pick(d: Mapping[str, Any], new: str, legacy: str) -> tuple[str, Any]:
-    """(name, value) of ``legacy`` if set, else of ``new`` (the JS plugin's precedence)."""
-    if d.get(legacy) is not None:
-        return legacy, d[legacy]
-    return new, d.get(new)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w[:1].upper() + w[1:] for w in rest)
-
-
-class _Spelling:
-    """How one dialect names the options: snake_case (Python) or camelCase (JS)."""
-
-    def __init__(self, camel: bool, expiry_unit: float) -> None:
-        self.camel = camel
-        #: seconds per unit of jwt_expiry in this dialect
-        self.expiry_unit = expiry_unit
-
-    def __call__(self, name: str) -> str:
-        return _camel(name) if self.camel else name
-
-    def names(self, canonical: set[str]) -> set[str]:
-        return {self(n) for n in canonical}
-
-
-_PY = _Spelling(camel=False, expiry_unit=1.0)
-_JS = _Spelling(camel=True, expiry_unit=0.001)
-
 _INCOMING = {
     "port",
     "endpoint",
@@ -202,6 +191,7 @@ _INCOMING = {
     "jwt_leeway",
     "jwt_public_key_file",
     "children",
+    "callback_urls",
 }
 _CHILD = {"static_tokens", "subject"}
 _OUTGOING = {
@@ -224,6 +214,8 @@ _OUTGOING = {
     "client_key_file",
     "content_type",
     "child_port_range",
+    "mode",
+    "callback_url",
 }
 _TOP = {
     "multi",
@@ -240,17 +232,8 @@ _TOP = {
 _LIMITS = {"rate_limit", "max_packet_amount", "throughput"}
 
 
-def _auth(sp: _Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(static token, JWT secret); the legacy names win, as in the JS plugin."""
-    token_name, token = _pick(d, sp("static_token"), sp("secret_token"))
-    static_token = validate.optional_string(f"{where}.{token_name}", token)
-    secret_name, secret = _pick(d, sp("jwt_secret"), sp("secret"))
-    jwt_secret = validate.optional_string(f"{where}.{secret_name}", secret)
-    return static_token, jwt_secret
-
-
 def _children(
-    sp: _Spelling, where: str, value: Any, verifies_jwt: bool
+    sp: Spelling, where: str, value: Any, verifies_jwt: bool
 ) -> dict[str, ChildCredentials]:
     """``incoming.children``: ``{name: {static_tokens: [...], subject: "..."}}``."""
     if not isinstance(value, Mapping) or not value:
@@ -280,19 +263,7 @@ def _children(
     return children
 
 
-def _leeway(sp: _Spelling, where: str, value: Any) -> float:
-    """A JWT leeway: seconds (Python) or milliseconds (JS), >= 0, as seconds."""
-    unit = "seconds" if sp.expiry_unit == 1.0 else "milliseconds"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < float("inf")
-    ):
-        raise OptionError(f"{where} must be a number of {unit} >= 0, got {value!r}")
-    return float(value) * sp.expiry_unit
-
-
-def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
+def _incoming(sp: Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     validate.check_keys("incoming", inc, sp.names(_INCOMING))
 
     def opt(name: str) -> Any:
@@ -307,7 +278,7 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     endpoint = validate.optional_string("incoming.endpoint", inc.get("endpoint"))
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
-    static_token, jwt_secret = _auth(sp, "incoming", inc)
+    static_token, jwt_secret = auth(sp, "incoming", inc)
     static_tokens = validate.string_list(where("static_tokens"), opt("static_tokens"), static_token)
     jwt_secrets = validate.string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
     key_file, public_key = read_public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
@@ -332,8 +303,8 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
         name: validate.optional_string(where(name), opt(name))
         for name in ("audience", "issuer", "subject")
     }
-    leeway = opt("jwt_leeway")
-    jwt_leeway = 0.0 if leeway is None else _leeway(sp, where("jwt_leeway"), leeway)
+    given_leeway = opt("jwt_leeway")
+    jwt_leeway = 0.0 if given_leeway is None else leeway(sp, where("jwt_leeway"), given_leeway)
     if not verifies_jwt:
         for name in ("audience", "issuer", "subject", "jwt_leeway"):
             if opt(name) is not None:
@@ -364,10 +335,11 @@ def _incoming(sp: _Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
         jwt_public_key_file=key_file,
         jwt_public_key=public_key,
         children=children,
+        callback_urls=callback_urls(where("callback_urls"), opt("callback_urls")),
     )
 
 
-def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
+def _outgoing(sp: Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
     validate.check_keys("outgoing", out, sp.names(_OUTGOING))
 
     def opt(name: str) -> Any:
@@ -378,7 +350,7 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
 
     if opt("url") is None:
         raise OptionError("outgoing.url is required")
-    static_token, jwt_secret = _auth(sp, "outgoing", out)
+    static_token, jwt_secret = auth(sp, "outgoing", out)
     if static_token is None and jwt_secret is None:
         raise OptionError(
             "outgoing needs a static token or a JWT secret"
@@ -392,9 +364,10 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
         for name, value in claims.items():
             if value is not None:
                 raise OptionError(f"{where(name)} needs {where('jwt_secret')}")
-    expiry_name, expiry = _pick(out, sp("jwt_expiry"), sp("token_expiry"))
+    expiry_name, expiry = pick(out, sp("jwt_expiry"), sp("token_expiry"))
     max_requests = opt("http2_max_requests_per_session")
     name = opt("name")
+    mode_value = mode("outgoing.mode", opt("mode"))
     return OutgoingOptions(
         url=validate.string("outgoing.url", opt("url")),
         static_token=static_token,
@@ -414,7 +387,7 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
             if max_requests is None
             else validate.integer(where("http2_max_requests_per_session"), max_requests, 1, 2**31)
         ),
-        name=None if name is None else _name(where("name"), name),
+        name=None if name is None else peer_name(where("name"), name),
         send_ilp_destination=validate.boolean(
             where("send_ilp_destination"), opt("send_ilp_destination") or False
         ),
@@ -425,6 +398,10 @@ def _outgoing(sp: _Spelling, out: Mapping[str, Any]) -> OutgoingOptions:
         client_key_file=validate.optional_string(where("client_key_file"), opt("client_key_file")),
         content_type=_content_type(where("content_type"), opt("content_type")),
         child_port_range=validate.port_range(where("child_port_range"), opt("child_port_range")),
+        mode=mode_value,
+        callback_url=callback_url(
+            where("callback_url"), opt("callback_url"), mode_value == "async", "outgoing.mode"
+        ),
     )
 
 
@@ -436,17 +413,7 @@ def _content_type(where: str, value: Any) -> str:
     return str(value)
 
 
-def _name(where: str, value: Any) -> str:
-    # The JS plugin sends String(name); numbers (ports) are common here.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    name = validate.string(where, value)
-    if any(c in name for c in "\r\n\0"):
-        raise OptionError(f"{where} must not contain line breaks")
-    return name
-
-
-def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
+def _build(sp: Spelling, opts: Mapping[str, Any]) -> PluginOptions:
     validate.check_keys("options", opts, sp.names(_TOP))
     multi = validate.boolean("multi", opts.get("multi") or False)
     delimiter_name = sp("multi_delimiter")
@@ -490,7 +457,7 @@ def _build(sp: _Spelling, opts: Mapping[str, Any]) -> PluginOptions:
 
 def options_from_js(opts: Mapping[str, Any]) -> PluginOptions:
     """Options from the JS plugin's camelCase object (``jwtExpiry`` in milliseconds)."""
-    return _build(_JS, opts)
+    return _build(JS, opts)
 
 
 def options_from_python(
@@ -510,7 +477,7 @@ def options_from_python(
     if limits is not None:
         validate.check_keys("limits", limits, _LIMITS)
     return _build(
-        _PY,
+        PY,
         {
             "incoming": incoming,
             "outgoing": outgoing,

@@ -14,6 +14,11 @@ here once:
   ``application/ilp+octet-stream`` is ``415`` (none at all is accepted, as the
   JS plugin does);
 - a body over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is ``413``;
+- with RFC 35 asynchronous mode wired (:attr:`AccountDoor.rfc35`): a Prepare
+  with ``Callback-Url`` and ``Request-Id`` is answered ``202`` (its reply is
+  POSTed later) or ``400`` (a bad id, a URL not allowed); a POST with a
+  ``Request-Id`` and a body that is not a Prepare is a reply (``200``/``400``),
+  see :mod:`ilphttp.async_link`;
 - a body that is not an ILP Prepare is ``400`` (bytes after the envelope are
   ignored and cut off, RFC 30's liberal reader);
 - a receiver that is not ready is ``502``, one over capacity ``503`` with
@@ -52,6 +57,7 @@ __all__ = [
     "AccountDoor",
     "Answer",
     "AnswerObserver",
+    "AsyncHook",
     "Door",
     "HeaderLookup",
     "IdentityLookup",
@@ -97,6 +103,17 @@ class PacketReceiver(Protocol):
 
         Raise NotReady (HTTP 502) or OverCapacity (HTTP 503) to refuse.
         """
+
+
+class AsyncHook(Protocol):
+    """RFC 35 asynchronous mode at the door (:class:`ilphttp.async_link.AsyncLink`)."""
+
+    def classify(self, header: HeaderLookup, body: bytes, peer_name: bytes | None) -> Any:
+        """None: a synchronous Prepare; an :class:`Answer`: give it now (a reply
+        POST, a refused asynchronous Prepare); else a token for :meth:`accepted`."""
+
+    def accepted(self, request: Any, prepare: Prepare, reply: Deferred[bytes]) -> Answer:
+        """The answer (``202``) to an asynchronous Prepare whose handling began."""
 
 
 class Answer(NamedTuple):
@@ -198,6 +215,8 @@ class AccountDoor:
         self._client_identity = client_identity
         #: sees every answer to a POST and returns it (``LinkOps.answered``: metrics)
         self.observer: AnswerObserver | None = None
+        #: RFC 35 asynchronous mode (set by the plugin); None: every Prepare is synchronous
+        self.rfc35: AsyncHook | None = None
 
     def authorizes(self, authorization: bytes | None) -> bool:
         """True when the ``Authorization`` value is one of this account's credentials."""
@@ -246,6 +265,11 @@ class AccountDoor:
                 return _WRONG_TYPE
         if len(body) > MAX_PREPARE_LENGTH:
             return TOO_LARGE
+        rfc35, asynchronous = self.rfc35, None
+        if rfc35 is not None:
+            asynchronous = rfc35.classify(header, body, peer_name)
+            if isinstance(asynchronous, Answer):
+                return asynchronous  # a reply POST, or a Callback-Url refused
         try:
             # Liberal reader (RFC 30): bytes after the envelope are ignored,
             # and cut off here, so nothing downstream ever forwards them.
@@ -262,6 +286,9 @@ class AccountDoor:
             return _text(502, str(exc))
         except OverCapacity as exc:
             return Answer(503, str(exc).encode("utf-8"), headers=((b"retry-after", b"1"),))
+        if asynchronous is not None:
+            assert rfc35 is not None
+            return rfc35.accepted(asynchronous, prepare, reply)
         if reply.called and isinstance(reply.result, bytes):
             # The common fast path: a synchronous handler already answered.
             return _reply_answer(reply.result)

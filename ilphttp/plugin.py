@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ilphttp import ildcp
+from ilphttp.async_link import async_link
 from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
@@ -157,6 +158,9 @@ class PluginHttp(PluginEvents, Service):
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
+        self._async = async_link(options, self._reactor, self._post)
+        if self.resource is not None:
+            self.resource.door.rfc35 = self._async
         #: where a multi account's children are reached
         self._child_urls: ChildUrlTemplate | None = None
         if out is not None and options.multi:
@@ -294,7 +298,7 @@ class PluginHttp(PluginEvents, Service):
             return succeed(None)
         self._connected = False
         Service.stopService(self)
-        steps: list[Deferred[Any]] = []
+        steps: list[Deferred[Any]] = [self._async.stop()]
         if self.port is not None:
             steps.append(maybeDeferred(self.port.stopListening))
             self.port = None
@@ -393,7 +397,7 @@ class PluginHttp(PluginEvents, Service):
         assert out is not None
         if self.options.multi:
             return self._get_ildcp().addCallback(self._send_multi, client, data, prepare)
-        return client.send(out.url.encode("ascii"), data, prepare, self.address or "")
+        return self._async.send(client, out.url.encode("ascii"), data, prepare, self.address or "")
 
     def _send_multi(
         self,
@@ -417,7 +421,11 @@ class PluginHttp(PluginEvents, Service):
             reason = escape(f"account {self.name}: {exc}" if self.name else str(exc))
             _log.info("cannot reach child {child!r}: {reason}", child=name, reason=reason)
             return succeed(reply_of(Reject(ErrorCode.F02_UNREACHABLE, triggered_by, reason)))
-        return client.send(url.encode("ascii"), data, prepare, triggered_by)
+        return self._async.send(client, url.encode("ascii"), data, prepare, triggered_by, name)
+
+    def _post(self, url: bytes, body: bytes, more: Any) -> Deferred[tuple[int, bytes]]:
+        assert self._client is not None, "not connected"
+        return self._client.post(url, body, more)  # an RFC 35 reply leg
 
     def _track(self, d: Deferred[Any]) -> Deferred[Any]:
         if d.called:

@@ -870,3 +870,124 @@ class ChildrenOptionTests(SynchronousTestCase):
         )
         del children["alice"]
         py(incoming={"children": children}, outgoing=outgoing, multi=True)
+
+
+class AsyncOptionTests(SynchronousTestCase):
+    """RFC 35 options: outgoing.mode and callback_url, incoming.callback_urls."""
+
+    CB = "https://me.example:8443/callback"
+    PREFIXES = ["https://peer.example/cb", "http://10.0.0.7:8080/"]
+
+    def test_both_spellings(self) -> None:
+        from_py = py(
+            incoming={"static_token": "t", "callback_urls": self.PREFIXES},
+            outgoing={"url": URL, "static_token": "u", "mode": "async", "callback_url": self.CB},
+        )
+        from_js = js(
+            {
+                "incoming": {"staticToken": "t", "callbackUrls": self.PREFIXES},
+                "outgoing": {
+                    "url": URL,
+                    "staticToken": "u",
+                    "mode": "async",
+                    "callbackUrl": self.CB,
+                },
+            }
+        )
+        self.assertEqual(from_py, from_js)
+        assert from_py.incoming is not None and from_py.outgoing is not None
+        self.assertEqual(from_py.incoming.callback_urls, tuple(self.PREFIXES))
+        self.assertEqual((from_py.outgoing.mode, from_py.outgoing.callback_url), ("async", self.CB))
+
+    def test_defaults(self) -> None:
+        options = js(
+            {"incoming": {"staticToken": "t"}, "outgoing": {"url": URL, "staticToken": "u"}}
+        )
+        assert options.incoming is not None and options.outgoing is not None
+        self.assertEqual(options.outgoing.mode, "sync")
+        self.assertIsNone(options.outgoing.callback_url)
+        self.assertEqual(options.incoming.callback_urls, ())
+        sync = js({"outgoing": {"url": URL, "staticToken": "u", "mode": "sync"}}).outgoing
+        self.assertEqual(sync, options.outgoing)
+
+    def test_refused(self) -> None:
+        out = {"url": URL, "static_token": "u"}
+        cases: list[tuple[Any, Any, str]] = [
+            (None, {**out, "mode": "Async"}, "outgoing.mode must be 'sync' or 'async'"),
+            (None, {**out, "mode": True}, "outgoing.mode must be 'sync' or 'async'"),
+            (None, {**out, "mode": "async"}, "outgoing.callback_url is required when"),
+            (None, {**out, "callback_url": self.CB}, "outgoing.callback_url applies to"),
+            (
+                None,
+                {**out, "mode": "sync", "callback_url": self.CB},
+                "outgoing.callback_url applies to",
+            ),
+            (
+                None,
+                {**out, "mode": "async", "callback_url": "ftp://me/"},
+                "outgoing.callback_url must be an http:// or https:// URL",
+            ),
+            (
+                None,
+                {**out, "mode": "async", "callback_url": "https://me.example/#x"},
+                "outgoing.callback_url must not have a fragment",
+            ),
+            (
+                None,
+                {**out, "mode": "async", "callback_url": "https://u:p@me.example/"},
+                "outgoing.callback_url must not contain user information",
+            ),
+            (
+                None,
+                {**out, "mode": "async", "callback_url": 5},
+                "outgoing.callback_url must be a string",
+            ),
+            ({"callback_urls": "https://p/"}, None, "incoming.callback_urls must be a list"),
+            ({"callback_urls": [""]}, None, "incoming.callback_urls[0] must not be empty"),
+            (
+                {"callback_urls": ["https://p/", "https://p/"]},
+                None,
+                "incoming.callback_urls[1] is given twice",
+            ),
+            (
+                {"callback_urls": ["https://p/", "p/cb"]},
+                None,
+                "incoming.callback_urls[1] must be an http:// or https:// URL",
+            ),
+            (
+                {"callback_urls": ["https://p/cb?x=1"]},
+                None,
+                "incoming.callback_urls[0] must not have a query",
+            ),
+            (
+                {"callback_urls": ["https://p/cb/../x"]},
+                None,
+                "incoming.callback_urls[0] must not have dot segments",
+            ),
+        ]
+        for incoming, outgoing, message in cases:
+            inc = None if incoming is None else {"static_token": "t", **incoming}
+            exc = self.assertRaises(OptionError, py, incoming=inc, outgoing=outgoing)
+            self.assertIn(message, str(exc))
+
+    def test_js_refusals_name_the_js_option(self) -> None:
+        out = {"url": URL, "staticToken": "u"}
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"outgoing": {**out, "mode": "async"}}, "outgoing.callbackUrl is required"),
+            ({"outgoing": {**out, "callbackUrl": self.CB}}, "outgoing.callbackUrl applies to"),
+            (
+                {"incoming": {"staticToken": "t", "callbackUrls": ["x"]}},
+                "incoming.callbackUrls[0] must be",
+            ),
+            (
+                {"outgoing": {**out, "callback_url": self.CB}},
+                "unknown setting outgoing.callback_url",
+            ),
+            (
+                {"incoming": {"staticToken": "t", "callback_urls": []}},
+                "unknown setting incoming.callback_urls",
+            ),
+        ]
+        for options, message in cases:
+            exc = self.assertRaises(OptionError, js, options)
+            self.assertIn(message, str(exc))

@@ -384,3 +384,41 @@ staticToken = "o"
             {"jwtSecret": secret, "subject": "x"},
         )
         self.assertEqual(len(self.parse_config(own_subs)["node"].shared_accounts()), 2)
+
+    def test_async_options_pass_through(self) -> None:
+        config = json.loads(json.dumps(HUB_CONFIG))
+        up = config["accounts"]["up"]["options"]
+        up["outgoing"].update(mode="async", callbackUrl="https://hub.example/cb/up")
+        up["incoming"]["callbackUrls"] = ["https://parent.example/replies"]
+        node = self.parse_config(config)["node"]
+        spec = next(a for a in node.accounts if a.name == "up")
+        self.assertEqual(spec.options.outgoing.mode, "async")
+        self.assertEqual(spec.options.outgoing.callback_url, "https://hub.example/cb/up")
+        self.assertEqual(spec.options.incoming.callback_urls, ("https://parent.example/replies",))
+        bob = next(a for a in node.accounts if a.name == "bob")
+        self.assertEqual(bob.options.outgoing.mode, "sync")
+
+    def test_async_option_errors_name_the_account(self) -> None:
+        cases: list[tuple[dict[str, Any], str]] = [
+            (
+                {"outgoing": {"mode": "later"}},
+                "accounts.up.options: outgoing.mode must be 'sync' or 'async'",
+            ),
+            (
+                {"outgoing": {"mode": "async"}},
+                "accounts.up.options: outgoing.callbackUrl is required",
+            ),
+            (
+                {"outgoing": {"mode": "async", "callbackUrl": "hub.example/cb"}},
+                "accounts.up.options: outgoing.callbackUrl must be an http:// or https:// URL",
+            ),
+            (
+                {"incoming": {"callbackUrls": ["https://p.example/cb?x"]}},
+                "accounts.up.options: incoming.callbackUrls[0] must not have a query",
+            ),
+        ]
+        for change, message in cases:
+            config = json.loads(json.dumps(HUB_CONFIG))
+            for side, values in change.items():
+                config["accounts"]["up"]["options"][side].update(values)
+            self.assertIn(message, self.config_error(config))

@@ -322,6 +322,7 @@ function runPeer (impl) {
     server = createServer(recorder, (req, body, entry) => impl.serve(req, body, ctx, entry))
     server.listen(config.port || 0, control.LOOPBACK)
   }
+  ctx.server = server
   const commands = Object.assign({
     send: async (msg) => impl.send(msg, ctx),
     handler: async (msg) => handler.set(msg),

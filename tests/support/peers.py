@@ -30,6 +30,7 @@ SCRIPTS = {
     "rafiki": "peers/rafiki.js",
     "java": "peers/java.js",
     "rust": "peers/rust.js",
+    "rfc35": "peers/rfc35.js",
 }
 
 
