@@ -12,11 +12,10 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.web import _newclient
-from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory, _StandardEndpointFactory
+from twisted.web.client import _StandardEndpointFactory
 
 __all__ = [
     "h2_stream_connection",
-    "quiet_pool",
     "raise_listen_errors_synchronously",
     "request_disconnected",
     "ssl_context_factory",
@@ -24,17 +23,6 @@ __all__ = [
     "wrapped_reasons",
     "write_now",
 ]
-
-
-class _QuietClientFactory(_HTTP11ClientFactory):
-    # Every new pooled connection would log "Starting factory" at info level.
-    noisy = False
-
-
-def quiet_pool(pool: HTTPConnectionPool) -> HTTPConnectionPool:
-    """``pool``, made to open connections without a log line each (``pool._factory``)."""
-    pool._factory = _QuietClientFactory
-    return pool
 
 
 def standard_endpoint_factory(reactor: Any, tls_policy: Any, connect_timeout: float | None) -> Any:

@@ -10,12 +10,12 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import error as net_error
-from twisted.internet.defer import CancelledError, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, inlineCallbacks
 from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import client as web_client
 from twisted.web.http import HTTPChannel, Request
 from twisted.web.iweb import IAgentEndpointFactory
@@ -29,16 +29,6 @@ class _FailingEndpoint:
 
 
 class CompatTests(SynchronousTestCase):
-    def test_quiet_pool_opens_quiet_http11_connections(self) -> None:
-        pool = _compat.quiet_pool(web_client.HTTPConnectionPool(MemoryReactorClock()))
-        self.assertTrue(hasattr(pool, "_factory"), "HTTPConnectionPool._factory is gone")
-        factory = pool._factory
-        self.assertTrue(issubclass(factory, web_client._HTTP11ClientFactory))
-        self.assertFalse(factory.noisy)
-        # The pool still builds its per-connection factories from it.
-        built = factory(lambda: None, "repr")
-        self.assertIsInstance(built, web_client._HTTP11ClientFactory)
-
     def test_standard_endpoint_factory(self) -> None:
         endpoints = _compat.standard_endpoint_factory(
             MemoryReactorClock(), web_client.BrowserLikePolicyForHTTPS(), None
@@ -101,3 +91,66 @@ class CompatTests(SynchronousTestCase):
         stream = H2Stream(**{k: v for k, v in offered.items() if k in wanted})
         self.assertIs(_compat.h2_stream_connection(stream), connection)
         self.assertIsNone(_compat.h2_stream_connection(HTTPChannel()))
+
+
+class _Receiver(Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.got: Deferred[bytes] = Deferred()
+        self.expected = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.expected and not self.got.called:
+            self.got.callback(self.data)
+
+
+class WriteNowTests(TestCase):
+    """``write_now`` relies on ``tcp.Connection``'s buffer attributes and ``writeSomeData``."""
+
+    @inlineCallbacks
+    def connected(self) -> Any:
+        from twisted.internet import reactor
+
+        accepted: Deferred[Any] = Deferred()
+
+        class Server(Protocol):
+            def connectionMade(self) -> None:
+                accepted.callback(self.transport)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        receiver = _Receiver()
+        client = yield ClientCreator(reactor, lambda: receiver).connectTCP(
+            "127.0.0.1", port.getHost().port
+        )
+        self.addCleanup(client.transport.loseConnection)
+        transport = yield accepted
+        self.addCleanup(transport.loseConnection)
+        return transport, receiver
+
+    @inlineCallbacks
+    def test_sent_at_once_on_an_idle_socket(self) -> Any:
+        transport, receiver = yield self.connected()
+        for name in ("dataBuffer", "offset", "_tempDataLen", "_writeDisconnected", "socket"):
+            self.assertTrue(hasattr(transport, name), f"tcp.Connection.{name} is gone")
+        receiver.expected = 5
+        _compat.write_now(transport, b"hello")
+        # Nothing was queued: the socket took it.
+        self.assertEqual((transport.dataBuffer, transport._tempDataLen), (b"", 0))
+        self.assertEqual((yield receiver.got), b"hello")
+
+    @inlineCallbacks
+    def test_queued_behind_what_is_queued(self) -> Any:
+        transport, receiver = yield self.connected()
+        receiver.expected = 6
+        transport.write(b"first ")
+        _compat.write_now(transport, b"second")
+        self.assertEqual(transport._tempDataLen, len(b"first second"))
+        receiver.expected = 12
+        self.assertEqual((yield receiver.got), b"first second")
+
+    def test_other_transports_get_write(self) -> None:
+        transport = StringTransport()
+        _compat.write_now(transport, b"data")
+        self.assertEqual(transport.value(), b"data")
