@@ -47,7 +47,7 @@ setup(
         # The outgoing HTTP/1.1 client's response parser: httptools (llhttp)
         # where it has wheels (CPython); h11, pure Python, on PyPy, where
         # httptools does not build.
-        "httptools>=0.6; platform_python_implementation=='CPython'",
+        "httptools>=0.6.3; platform_python_implementation=='CPython'",
         "h11>=0.14; platform_python_implementation!='CPython'",
         # metrics (ilphttp.metrics); 0.16: the floor tested by tox -e lowest
         "prometheus-client>=0.16",
