@@ -35,8 +35,8 @@ __all__ = [
     "WorkerSetup",
     "frame_setup",
     "parse_workers",
-    "refuse_async_senders",
     "read_setup",
+    "refuse_async_senders",
 ]
 
 #: in a worker: the parent reads "ready" on this descriptor...
@@ -68,7 +68,7 @@ def refuse_async_senders(node: NodeConfig, count: int) -> None:
         out = spec.options.outgoing
         if out is not None and out.mode == "async":
             raise OptionError(
-                f"account {spec.name}: outgoing mode \"async\" needs its replies to reach the"
+                f'account {spec.name}: outgoing mode "async" needs its replies to reach the'
                 f" process that sent the Prepare, but {count} workers share the port: use"
                 " --workers 1 (one node per callbackUrl; see the cluster deployment in"
                 " docs/async.rst)"
