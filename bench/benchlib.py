@@ -159,3 +159,13 @@ def raise_nofile(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         return target
     return soft
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (bound, read, released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

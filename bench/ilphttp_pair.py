@@ -10,7 +10,9 @@ runs in this same process and reactor: the one-process pair), ``token``,
 (the receiver's process: its CPU time over the window is read from
 /proc/<pid>/stat and reported beside this process's own), ``stableBucket``
 (seconds, 0 = off) and ``stableTolerance`` (for a JIT: see :class:`Window`),
-``maxExtraWarmup`` (seconds, default 20).
+``maxExtraWarmup`` (seconds, default 20), ``callbackPort`` (RFC 35: send
+asynchronously, ``outgoing.mode = "async"``, with a callback listener on this
+port of 127.0.0.1 that takes the replies with ``token``).
 
 ``concurrency`` workers each send one Prepare, wait for the reply and send the
 next.  The measuring window (:class:`Window`) opens when the warm-up is over and
@@ -151,7 +153,14 @@ def run(opts: dict[str, Any]) -> int:
             outgoing["static_token"] = token
         if opts.get("http2"):
             outgoing["http2"] = True
-        sender = PluginHttp(incoming=None, outgoing=outgoing)
+        incoming = None
+        callback_port = opts.get("callbackPort")
+        if callback_port:
+            callback = f"http://127.0.0.1:{int(callback_port)}/"
+            outgoing.update(mode="async", callback_url=callback)
+            incoming = {"endpoint": f"tcp:{int(callback_port)}:interface=127.0.0.1"}
+            incoming["static_token"] = token
+        sender = PluginHttp(incoming=incoming, outgoing=outgoing)
         yield sender.connect()
         prepare = benchlib.bench_prepare(size, expires_in)
 

@@ -79,6 +79,8 @@ def baseline_key(section: str, cfg: Any, family: str) -> tuple[str, Any, str] | 
         return None
     if section == "h2c":
         return ("pair", cfg.http1_pair(), "js")
+    if isinstance(cfg, PairCfg) and cfg.mode == "async":  # JS has none: its sync pair
+        return (section, cfg._replace(mode="sync"), "js")
     return (section, cfg, "js")
 
 
@@ -103,7 +105,7 @@ def describe(section: str, cfg: Any) -> str:
     size = "1KB" if cfg.size == 1024 else f"{cfg.size}B"
     text = f"{size:>5} C={cfg.concurrency:<3}"
     if isinstance(cfg, PairCfg):
-        text += f" {cfg.procs}proc"
+        text += f" {cfg.procs}proc" + (" async" if cfg.mode == "async" else "")
     elif isinstance(cfg, H2cCfg):
         text += " 2proc"
     return text + (" jwt" if cfg.jwt else " tok")
@@ -129,7 +131,7 @@ def _ratio(r: dict, which: str, field: str) -> str:
 def print_table(rows: Sequence[dict], out: Any = sys.stdout) -> None:
     """Throughput rows (pair, h2c, server) and then the memory rows."""
     head = (
-        f"{'section':7} {'row':22} {'impl':28} {'pkt/s median [min-max]':24}"
+        f"{'section':7} {'row':28} {'impl':28} {'pkt/s median [min-max]':24}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'CPU us/pkt snd/rcv':>18}"
         f"  {'x JS pkt/s':18} {'x JS p99':16} {'x node':16}"
     )
@@ -146,7 +148,7 @@ def print_table(rows: Sequence[dict], out: Any = sys.stdout) -> None:
         cpu = f"{_median(r['cpu_us_sender'], 0)}/{_median(r['cpu_us_receiver'], 0)}"
         flag = " !errors" if r["errors"] else ""
         print(
-            f"{r['section']:7} {row:22} {r['impl']:28} {fmt_range(r['pps']):24}"
+            f"{r['section']:7} {row:28} {r['impl']:28} {fmt_range(r['pps']):24}"
             f" {_median(r['p50_ms'], 2):>7} {_median(r['p99_ms'], 2):>7} {cpu:>18}"
             f"  {_ratio(r, 'vs_js', 'pps'):18} {_ratio(r, 'vs_js', 'p99_ms'):16}"
             f" {_ratio(r, 'vs_node', 'pps'):16}{flag}",
@@ -191,10 +193,11 @@ def targets(rows: Sequence[dict], h2c_before: float) -> list[str]:
     for r in rows:
         section, cfg, _ = r["key"]
         fam, name = r["family"], f"{describe(section, cfg)} {r['impl']}"
-        if section == "pair" and fam == "ilphttp" and cfg.procs == 2 and cfg.concurrency == 64:
+        sync_pair = section == "pair" and cfg.mode == "sync" and fam == "ilphttp"
+        if sync_pair and cfg.procs == 2 and cfg.concurrency == 64:
             v = med(r, "vs_js", "pps")
             lines.append(f"pair {name}: {v or 0:.2f}x JS (>= 3x): {_verdict(v, (v or 0) >= 3)}")
-        if section == "pair" and fam == "ilphttp" and cfg.procs == 2 and cfg.concurrency == 1:
+        if sync_pair and cfg.procs == 2 and cfg.concurrency == 1:
             v = med(r, "vs_js", "p99_ms")
             good = v is not None and v <= 1
             lines.append(f"C=1 p99 {name}: {v or 0:.2f}x JS's p99 (<= 1x): {_verdict(v, good)}")

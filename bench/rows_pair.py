@@ -1,7 +1,10 @@
 """The pair and h2c rows: a sender plugin in a closed loop against a receiver plugin.
 
 ``pair``: ilphttp -> ilphttp (ilphttp_pair.py, server_ilphttp.py) or JS -> JS
-(js_pair.js, js_server.js), over HTTP/1.1, in one process or two.
+(js_pair.js, js_server.js), over HTTP/1.1, in one process or two; and the
+RFC 35 asynchronous row (``mode="async"``, ilphttp only, two processes): the
+sender's Prepares are answered ``202`` and their replies POSTed back to its
+callback listener.
 ``h2c``: two processes over cleartext HTTP/2 into an ilphttp receiver, from
 ilphttp's sender (``http2: true``) or the JS plugin's (``http2: true``); the JS
 plugin's own server speaks HTTP/1.1 only, so there is no JS -> JS h2c row, and
@@ -27,6 +30,8 @@ class PairCfg(NamedTuple):
     concurrency: int
     procs: int
     jwt: bool
+    #: "sync", or "async": RFC 35 (the sender's outgoing.mode; ilphttp, 2 processes)
+    mode: str = "sync"
 
 
 class H2cCfg(NamedTuple):
@@ -106,10 +111,25 @@ def pair_sample(impl: Impl, cfg: PairCfg, opts: argparse.Namespace) -> dict:
     """JS -> JS or ilphttp -> ilphttp over HTTP/1.1, in ``cfg.procs`` processes."""
     options = sender_options(impl, cfg.size, cfg.concurrency, cfg.jwt, opts)
     if impl.family == "js":
+        if cfg.mode != "sync":
+            raise BenchError(f"{impl.key}: the JS plugin has no RFC 35 asynchronous mode")
         sender, env = [opts.node, os.path.join(BENCH, "js_pair.js")], None
     else:
         assert impl.python is not None
         sender, env = [impl.python, os.path.join(BENCH, "ilphttp_pair.py")], python_env()
+    if cfg.mode == "async":
+        if cfg.procs != 2 or impl.python is None:
+            raise BenchError(f"{impl.key}: the async row is ilphttp in two processes")
+        # The sender's callback listener; the receiver POSTs its replies there.
+        callback_port = benchlib.free_port()
+        options["callbackPort"] = callback_port
+        argv = [impl.python, os.path.join(BENCH, "server_ilphttp.py")]
+        argv.append(
+            json.dumps(
+                dict(receiver_options(cfg.jwt), replyUrl=f"http://127.0.0.1:{callback_port}/")
+            )
+        )
+        return _sample(sender, env, options, (argv, env), impl.key)
     receiver = None if cfg.procs == 1 else (receiver_argv(impl, cfg.jwt, opts), env)
     return _sample(sender, env, options, receiver, impl.key)
 

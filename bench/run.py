@@ -176,17 +176,21 @@ def discover(opts: argparse.Namespace, skipped: list[str], fatal: list[str]) -> 
 # -- the run ---------------------------------------------------------------------------
 
 
+#: RFC 35 asynchronous mode: ilphttp -> ilphttp, two processes, beside the sync pair
+ASYNC_PAIR = PairCfg(100, 64, 2, False, "async")
+
+
 def pair_configs(opts: argparse.Namespace) -> list[PairCfg]:
     if opts.quick:
         # 2proc C=16 is also the h2c row's baseline; C=1 shows the p99 column
-        return [PairCfg(100, 16, 2, False), PairCfg(1024, 1, 1, True)]
+        return [PairCfg(100, 16, 2, False), PairCfg(1024, 1, 1, True), ASYNC_PAIR]
     return [
         PairCfg(size, c, procs, jwt)
         for jwt in opts.jwt
         for procs in opts.procs
         for size in opts.sizes
         for c in opts.concurrency
-    ]
+    ] + [ASYNC_PAIR]
 
 
 def h2c_configs(opts: argparse.Namespace) -> list[H2cCfg]:
@@ -221,7 +225,12 @@ def make_plan(opts: argparse.Namespace, impls: list[Impl]) -> list[tuple[str, An
         cfgs = pair_configs(opts) if "pair" in opts.sections else []
         if "h2c" in opts.sections:  # the JS pair over HTTP/1.1 that h2c rows compare with
             cfgs += [c.http1_pair() for c in h2c_configs(opts) if c.http1_pair() not in cfgs]
-        plan += [("pair", cfg, impl) for cfg in cfgs for impl in pairs]
+        plan += [
+            ("pair", cfg, impl)
+            for cfg in cfgs
+            for impl in pairs
+            if cfg.mode == "sync" or impl.family == "ilphttp"
+        ]
     if "h2c" in opts.sections:
         h2c = [i for i in impls if i.family in ("ilphttp", "js-h2c")]
         plan += [("h2c", cfg, impl) for cfg in h2c_configs(opts) for impl in h2c]

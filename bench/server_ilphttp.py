@@ -6,7 +6,9 @@ Options (all optional): ``token`` (static token), ``jwtSecret`` (JWTs are then
 accepted, and the static token too, as the JS plugin does), ``port`` (default
 0: any free port), ``maxSeconds`` (exit after this long; default 3600),
 ``holdSeconds`` (the handler holds every Prepare this long before it fulfils:
-the packets-in-flight memory row).  It
+the packets-in-flight memory row), ``replyUrl`` (RFC 35: the sender's
+callback origin; the receiver then has an outgoing side toward it, with the
+same token, to POST the replies of asynchronous Prepares: the async pair row).  It
 listens on 127.0.0.1 only, prints ``{"event":"ready","port":N}`` and runs until
 stdin closes, SIGTERM, or ``maxSeconds``.  Used alone (under wrk) and as the
 receiver of the two-process pair; ilphttp_pair.py imports :func:`make_receiver`
@@ -56,6 +58,7 @@ def make_receiver(
     port: int = 0,
     reactor: Any = None,
     hold_seconds: float = 0.0,
+    reply_url: str | None = None,
 ) -> PluginHttp:
     """A receive-only PluginHttp on 127.0.0.1 with the fulfilling handler (not yet connected)."""
     incoming: dict[str, Any] = {
@@ -64,7 +67,10 @@ def make_receiver(
     }
     if jwt_secret:
         incoming["jwt_secret"] = jwt_secret
-    plugin = PluginHttp(incoming=incoming, outgoing=None, reactor=reactor)
+    outgoing = None
+    if reply_url is not None:  # RFC 35: replies go out with the outgoing credential
+        outgoing = {"url": reply_url, "static_token": token}
+    plugin = PluginHttp(incoming=incoming, outgoing=outgoing, reactor=reactor)
     if hold_seconds > 0:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -102,6 +108,7 @@ def main() -> None:
         opts.get("jwtSecret"),
         int(opts.get("port", 0)),
         hold_seconds=float(opts.get("holdSeconds", 0)),
+        reply_url=opts.get("replyUrl"),
     )
     stopping: list[bool] = []
 

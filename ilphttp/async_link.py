@@ -35,8 +35,17 @@ from twisted.python.failure import Failure
 from ilphttp.callbacks import CallbackPolicy
 from ilphttp.config import PluginOptions
 from ilphttp.front import Answer, HeaderLookup
-from ilphttp.packet import TYPE_PREPARE, ErrorCode, Fulfill, Prepare, Reject, Reply, serialize
-from ilphttp.pending import PendingPrepares, Registration
+from ilphttp.packet import (
+    TYPE_FULFILL,
+    TYPE_PREPARE,
+    ErrorCode,
+    Fulfill,
+    Prepare,
+    Reject,
+    Reply,
+    serialize,
+)
+from ilphttp.pending import ALREADY_ANSWERED, PendingPrepares, Registration
 from ilphttp.reply_delivery import Post, ReplyDeliverer
 from ilphttp.rfc35 import (
     ACCEPTED,
@@ -52,12 +61,14 @@ if TYPE_CHECKING:
 
     from ilphttp.client import OutgoingClient
 
-__all__ = ["SWEEP_INTERVAL", "AsyncLeg", "AsyncLink", "async_link"]
+__all__ = ["LOST_FULFILL_LOG_INTERVAL", "SWEEP_INTERVAL", "AsyncLeg", "AsyncLink", "async_link"]
 
 _log = Logger()
 
 #: seconds between two sweeps of answered ids past their Prepare's expiry, at least
 SWEEP_INTERVAL = 1.0
+#: seconds between two warnings about Fulfills refused for an unknown id, per account
+LOST_FULFILL_LOG_INTERVAL = 1.0
 _EMPTY = Answer(ACCEPTED, b"")
 
 
@@ -134,6 +145,8 @@ class AsyncLink:
         self.pending = pending if pending is not None else PendingPrepares()
         self._legs: dict[str, AsyncLeg] = {}
         self._sweep: IDelayedCall | None = None
+        self._last_warning = float("-inf")
+        self._not_warned = 0
 
     @property
     def sends_async(self) -> bool:
@@ -274,8 +287,33 @@ class AsyncLink:
                 leg.reply.callback(decision.reply)
         if decision.status == 200:
             return Answer(200, b"")
-        _log.debug("refused a reply POST: {reason}", reason=decision.reason)
+        if (
+            decision.reply is None
+            and decision.reason != ALREADY_ANSWERED
+            and body[:1] == bytes((TYPE_FULFILL,))
+        ):
+            self._warn_lost_fulfill(decision.reason)
+        else:
+            _log.debug("refused a reply POST: {reason}", reason=decision.reason)
         return _text(decision.status, decision.reason)
+
+    def _warn_lost_fulfill(self, reason: str) -> None:
+        # A Fulfill we cannot match may be money the peer moved for a Prepare
+        # another process sent (several nodes sharing one callback URL): say so
+        # loudly, at most one line a second.
+        now = self._reactor.seconds()
+        if now - self._last_warning < LOST_FULFILL_LOG_INTERVAL:
+            self._not_warned += 1
+            return
+        more = f" ({self._not_warned} more since the last line)" if self._not_warned else ""
+        self._last_warning, self._not_warned = now, 0
+        _log.warn(
+            "refused a Fulfill on the callback URL: {reason}{more}; if several processes or"
+            " nodes share this callback URL, give each its own (docs/async.rst, cluster"
+            " deployment)",
+            reason=reason,
+            more=more,
+        )
 
 
 def _ignored(failure: Failure) -> None:

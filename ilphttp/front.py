@@ -13,7 +13,9 @@ here once:
 - a ``Content-Type`` other than ``application/octet-stream`` or
   ``application/ilp+octet-stream`` is ``415`` (none at all is accepted, as the
   JS plugin does);
-- a body over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is ``413``;
+- a Prepare over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is ``413``, and
+  so is any body over :func:`ilphttp.rfc35.request_body_limit` (a reply POST
+  may be up to :data:`~ilphttp.packet.MAX_REJECT_LENGTH`);
 - with RFC 35 asynchronous mode wired (:attr:`AccountDoor.rfc35`): a Prepare
   with ``Callback-Url`` and ``Request-Id`` is answered ``202`` (its reply is
   POSTed later) or ``400`` (a bad id, a URL not allowed); a POST with a
@@ -45,11 +47,14 @@ from twisted.python.failure import Failure
 from ilphttp.auth import ChildrenAuth, IncomingAuth
 from ilphttp.packet import (
     MAX_PREPARE_LENGTH,
+    MAX_REJECT_LENGTH,
+    TYPE_PREPARE,
     InvalidPacketError,
     Prepare,
     deserialize_prepare,
     envelope_length,
 )
+from ilphttp.rfc35 import request_body_limit
 
 __all__ = [
     "OCTET_STREAM",
@@ -67,6 +72,8 @@ __all__ = [
     "SharedDoor",
     "account_in_path",
     "answer_now",
+    "body_limit",
+    "too_large",
 ]
 
 _log = Logger()
@@ -140,7 +147,27 @@ _WRONG_CERTIFICATE = _text(403, "client certificate does not match")
 _WRONG_TYPE = _text(
     415, "content-type must be application/octet-stream or application/ilp+octet-stream"
 )
-TOO_LARGE = _text(413, f"ILP packet too large: the limit is {MAX_PREPARE_LENGTH} bytes")
+
+
+def too_large(limit: int) -> Answer:
+    """The ``413`` for a body over ``limit`` bytes."""
+    return _text(413, f"ILP packet too large: the limit is {limit} bytes")
+
+
+TOO_LARGE = too_large(MAX_PREPARE_LENGTH)
+_REPLY_TOO_LARGE = too_large(MAX_REJECT_LENGTH)
+
+
+def body_limit(header: HeaderLookup) -> int:
+    """The largest body worth reading for a request with these headers, in bytes.
+
+    :func:`ilphttp.rfc35.request_body_limit` of its ``Request-Id`` and ``Callback-Url``.
+    """
+    return request_body_limit(
+        header(b"request-id") is not None, header(b"callback-url") is not None
+    )
+
+
 _BROKEN = _text(500, "internal error")
 
 
@@ -163,8 +190,8 @@ class Door(Protocol):
 
         The Deferred never fails, except with ``CancelledError`` once the front
         door cancelled it (the client went away), which cancels the packet's
-        handling.  ``body`` is the request body, at most
-        ``MAX_PREPARE_LENGTH + 1`` bytes is enough to decide.
+        handling.  ``body`` is the request body; at most
+        ``body_limit(header) + 1`` bytes is enough to decide.
         """
 
 
@@ -264,12 +291,18 @@ class AccountDoor:
             if media_type not in _ACCEPTED_TYPES:
                 return _WRONG_TYPE
         if len(body) > MAX_PREPARE_LENGTH:
-            return TOO_LARGE
+            limit = body_limit(header)
+            if len(body) > limit:
+                return TOO_LARGE if limit == MAX_PREPARE_LENGTH else _REPLY_TOO_LARGE
+            if body[:1] == bytes((TYPE_PREPARE,)) or self.rfc35 is None:
+                return TOO_LARGE  # a Prepare's limit is a Prepare's, whatever its headers
         rfc35, asynchronous = self.rfc35, None
         if rfc35 is not None:
             asynchronous = rfc35.classify(header, body, peer_name)
             if isinstance(asynchronous, Answer):
                 return asynchronous  # a reply POST, or a Callback-Url refused
+            if len(body) > MAX_PREPARE_LENGTH:
+                return TOO_LARGE  # only a reply may be larger
         try:
             # Liberal reader (RFC 30): bytes after the envelope are ignored,
             # and cut off here, so nothing downstream ever forwards them.

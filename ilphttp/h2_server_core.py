@@ -20,7 +20,8 @@ What it does (RFC 9113):
 
 - collects each request's headers and body; only a complete request is an
   event (:class:`RequestReceived`). A ``content-length`` over
-  :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is answered ``413`` at once, so
+  :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` (a possible RFC 35 reply:
+  :func:`ilphttp.rfc35.request_body_limit`) is answered ``413`` at once, so
   is a body that grows past it, and more than :data:`MAX_HEADERS` fields is
   ``431``; the rest of such a request is reset (``NO_ERROR``, section 8.1);
 - credits received DATA back at once (section 6.9: the body is capped, so
@@ -54,6 +55,7 @@ from ilphttp.h2_guard import GuardLimits, H2FrameGuard
 from ilphttp.http2_connection import H2Session, StreamState
 from ilphttp.http2_events import CloseConnection, ErrorCodes, Timer
 from ilphttp.packet import MAX_PREPARE_LENGTH
+from ilphttp.rfc35 import request_body_limit
 
 __all__ = [
     "HEADER_LIST_SIZE",
@@ -91,6 +93,14 @@ _CONNECTION_WINDOW = 1 << 24
 _TEXT_PLAIN = b"text/plain; charset=utf-8"
 #: the same words as :data:`ilphttp.front.TOO_LARGE` (a test checks)
 TOO_LARGE_BODY = b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH
+
+
+def _too_large_body(limit: int) -> bytes:
+    if limit == MAX_PREPARE_LENGTH:
+        return TOO_LARGE_BODY
+    return b"ILP packet too large: the limit is %d bytes" % limit
+
+
 _TOO_MANY_HEADERS_BODY = b"too many header fields: the limit is %d" % MAX_HEADERS
 
 
@@ -133,7 +143,16 @@ ServerEvent = Union[RequestReceived, RequestCancelled, ConnectionError, Calmed, 
 class _Stream(StreamState):
     """A request being received, then its answer being sent."""
 
-    __slots__ = ("body", "delivered", "headers", "method", "path", "received", "refused")
+    __slots__ = (
+        "body",
+        "delivered",
+        "headers",
+        "limit",
+        "method",
+        "path",
+        "received",
+        "refused",
+    )
 
     def __init__(self, stream_id: int) -> None:
         super().__init__(stream_id, None)
@@ -143,6 +162,8 @@ class _Stream(StreamState):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.received = 0
+        #: the largest body this request may have, in bytes
+        self.limit = MAX_PREPARE_LENGTH
         #: answered by the session itself (413, 431); the rest is ignored
         self.refused = False
         self.delivered = False
@@ -153,7 +174,9 @@ class ServerSession(H2Session):
     The server role of one HTTP/2 connection; see the module documentation.
 
     :param max_streams: ``SETTINGS_MAX_CONCURRENT_STREAMS``.
-    :param max_body: the largest request body in bytes; more is ``413``.
+    :param max_body: the largest request body in bytes; more is ``413``.  At its
+        default, a possible RFC 35 reply may be larger
+        (:func:`ilphttp.rfc35.request_body_limit`).
     :param limits: the flood guard's limits (by default the constants of
         :mod:`ilphttp.h2_guard`).
     :param idle_timeout: seconds without an open request before the session
@@ -426,6 +449,7 @@ class ServerSession(H2Session):
             self._timer = None
         count = 0
         length = None
+        request_id = callback_url = False
         for name, value in event.headers:
             if name[:1] == b":":
                 if name == b":method":
@@ -436,11 +460,18 @@ class ServerSession(H2Session):
             count += 1
             if name == b"content-length":
                 length = value
+            elif name == b"request-id":
+                request_id = True
+            elif name == b"callback-url":
+                callback_url = True
             stream.headers.append((name, value))
+        stream.limit = self.max_body
+        if self.max_body == MAX_PREPARE_LENGTH:
+            stream.limit = request_body_limit(request_id, callback_url)
         if count > MAX_HEADERS:
             self._answer_self(stream, 431, _TOO_MANY_HEADERS_BODY)
-        elif length is not None and length.isdigit() and int(length) > self.max_body:
-            self._answer_self(stream, 413, TOO_LARGE_BODY)
+        elif length is not None and length.isdigit() and int(length) > stream.limit:
+            self._answer_self(stream, 413, _too_large_body(stream.limit))
 
     def _on_data(self, event: Any) -> None:
         sid = event.stream_id
@@ -450,9 +481,9 @@ class ServerSession(H2Session):
         if stream is None or stream.refused:
             return
         stream.received += len(event.data)
-        if stream.received > self.max_body:
+        if stream.received > stream.limit:
             stream.body = []
-            self._answer_self(stream, 413, TOO_LARGE_BODY)
+            self._answer_self(stream, 413, _too_large_body(stream.limit))
             return
         stream.body.append(event.data)
 

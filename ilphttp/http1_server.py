@@ -8,9 +8,11 @@ is answered is the door's decision; this module only does HTTP/1.1 framing
 (RFC 9112) the way :class:`~ilphttp.server.IlpResource` in an
 :class:`~ilphttp.server.IlpSite` does it:
 
-- a ``Content-Length`` over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is
-  answered ``413`` and the connection closed before the body is read (no
-  ``100 Continue``); a chunked body is counted and ``413`` past the limit;
+- a ``Content-Length`` over :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` (over
+  :data:`~ilphttp.packet.MAX_REJECT_LENGTH` for what may be an RFC 35 reply:
+  :func:`ilphttp.front.body_limit`) is answered ``413`` and the connection
+  closed before the body is read (no ``100 Continue``); a chunked body is
+  counted and ``413`` past the limit;
 - ``Expect: 100-continue`` (HTTP/1.1) gets ``100 Continue`` when the body will be read;
 - HTTP/1.1 keeps the connection open unless ``Connection: close``; HTTP/1.0
   closes unless ``Connection: keep-alive``; a closing answer says
@@ -41,7 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 
 from ilphttp._compat import write_now
-from ilphttp.front import Answer, Door
+from ilphttp.front import Answer, Door, body_limit, too_large
 from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, new_parser
 from ilphttp.packet import MAX_PREPARE_LENGTH
 from ilphttp.tls import peer_identity
@@ -72,7 +74,6 @@ MAX_PIPELINED = 16
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"  # twisted.web's, byte for byte
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TOO_LARGE_EARLY = b"ILP packet too large: %d bytes, the limit is %d"
-_TOO_LARGE = Answer(413, b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH)
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 
 
@@ -157,6 +158,8 @@ class Http1ServerProtocol(Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        #: the largest body this request may have (a reply's is larger than a Prepare's)
+        self._limit = MAX_PREPARE_LENGTH
 
     # -- connection ------------------------------------------------------------------
 
@@ -271,10 +274,11 @@ class Http1ServerProtocol(Protocol):
         version = self._parser.get_http_version()
         if version not in _VERSIONS or (version == "1.1" and b"host" not in headers):
             self._refuse()  # HTTP/0.9 or 2+; RFC 9112 section 3.2: Host is a MUST
+        self._limit = body_limit(headers.get)
         length = headers.get(b"content-length")
-        if length is not None and _length(length) > MAX_PREPARE_LENGTH:
+        if length is not None and _length(length) > self._limit:
             # Answered at once, before the body is read; nothing after it.
-            message = _TOO_LARGE_EARLY % (_length(length), MAX_PREPARE_LENGTH)
+            message = _TOO_LARGE_EARLY % (_length(length), self._limit)
             self._stop_reading()
             self._enqueue(Answer(413, message), _VERSIONS[version], True, b"POST")
             raise _Stop()
@@ -289,7 +293,7 @@ class Http1ServerProtocol(Protocol):
         if self._too_large:
             return
         self._body_size += len(piece)
-        if self._body_size > MAX_PREPARE_LENGTH:
+        if self._body_size > self._limit:
             # Counted and dropped: one 413 once the message is complete.
             self._too_large = True
             self._body = []
@@ -308,7 +312,7 @@ class Http1ServerProtocol(Protocol):
         else:
             close = b"keep-alive" not in tokens
         if self._too_large:
-            self._enqueue(_TOO_LARGE, version, True, method)
+            self._enqueue(too_large(self._limit), version, True, method)
         else:
             url = self._url
             query = url.find(b"?")

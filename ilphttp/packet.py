@@ -22,7 +22,9 @@ __all__ = [
     "ERROR_NAMES",
     "MAX_ADDRESS_LENGTH",
     "MAX_DATA_LENGTH",
+    "MAX_MESSAGE_LENGTH",
     "MAX_PREPARE_LENGTH",
+    "MAX_REJECT_LENGTH",
     "TYPE_FULFILL",
     "TYPE_PREPARE",
     "TYPE_REJECT",
@@ -61,6 +63,13 @@ MAX_AMOUNT = 2**64 - 1
 # type (1) + envelope length (3) + amount (8) + expiry (17) + condition (32)
 # + destination (3 + 1023) + data (3 + 32767)
 MAX_PREPARE_LENGTH = 33857
+#: RFC 27's limit on a Reject's message, in bytes of UTF-8 (``UTF8String
+#: (SIZE(0..8191))``); the reader does not enforce it (liberal, RFC 30)
+MAX_MESSAGE_LENGTH = 8191
+# type (1) + envelope length (3) + code (3) + triggered_by (3 + 1023)
+# + message (3 + 8191) + data (3 + 32767): the largest legal reply (a Fulfill
+# is at most 32,806 bytes)
+MAX_REJECT_LENGTH = 41997
 
 _TIMESTAMP_LENGTH = 17
 _UTC = _dt.timezone.utc

@@ -44,10 +44,18 @@ from ilphttp.packet import ErrorCode, Reply, serialize
 from ilphttp.replies import check_reply_body
 from ilphttp.rfc35 import HeaderValue, parse_request_id
 
-__all__ = ["DEFAULT_MAX_PENDING", "PendingPrepares", "Registration", "ReplyDecision"]
+__all__ = [
+    "ALREADY_ANSWERED",
+    "DEFAULT_MAX_PENDING",
+    "PendingPrepares",
+    "Registration",
+    "ReplyDecision",
+]
 
 #: Prepares awaiting a reply, at most, by default
 DEFAULT_MAX_PENDING = 16384
+#: the reason of a ``400`` for a second reply to one id (the first one counted)
+ALREADY_ANSWERED = "Request-Id already answered (the first reply counts)"
 
 
 class Registration(enum.Enum):
@@ -182,7 +190,7 @@ class PendingPrepares:
         if entry is None:
             expiry = self._answered.get(request_id)
             if expiry is not None and now < expiry:
-                return _refused("Request-Id already answered (the first reply counts)")
+                return _refused(ALREADY_ANSWERED)
             return _refused("unknown Request-Id (never sent, expired or given up)")
         if entry.account != account:
             return _refused("Request-Id is not pending for this account")

@@ -31,6 +31,7 @@ from typing import NamedTuple, Union
 from ilphttp.callbacks import CallbackPolicy
 from ilphttp.config import PluginOptions
 from ilphttp.multi import ChildUrlTemplate
+from ilphttp.packet import MAX_PREPARE_LENGTH, MAX_REJECT_LENGTH
 
 __all__ = [
     "ACCEPTED",
@@ -53,6 +54,7 @@ __all__ = [
     "parse_request_id",
     "prepare_leg",
     "reply_leg",
+    "request_body_limit",
     "retry_delay",
 ]
 
@@ -110,6 +112,21 @@ def parse_request_id(value: HeaderValue) -> str:
     if len(value) != 36 or not _UUID.match(value):
         raise ValueError("Request-Id must be a UUID (8-4-4-4-12 hex digits)")
     return value.lower()
+
+
+def request_body_limit(has_request_id: bool, has_callback_url: bool) -> int:
+    """The largest request body a listener reads, in bytes, from two headers' presence.
+
+    A POST with a ``Request-Id`` and no ``Callback-Url`` may be a reply (the
+    reply leg), and a legal Reject is larger than a legal Prepare:
+    :data:`~ilphttp.packet.MAX_REJECT_LENGTH` (RFC 27's limits).  Anything
+    else can only be a Prepare: :data:`~ilphttp.packet.MAX_PREPARE_LENGTH`.
+    Front doors answer ``413`` past this before reading on; the door
+    (:mod:`ilphttp.front`) still refuses a Prepare over its own limit once read.
+    """
+    if has_request_id and not has_callback_url:
+        return MAX_REJECT_LENGTH
+    return MAX_PREPARE_LENGTH
 
 
 def callback_policy(options: PluginOptions) -> CallbackPolicy:

@@ -31,6 +31,7 @@ from ilphttp.front import (
     OverCapacity,
     PacketReceiver,
     answer_now,
+    body_limit,
 )
 from ilphttp.h2c import H2CSiteFactory
 from ilphttp.packet import MAX_PREPARE_LENGTH
@@ -84,7 +85,7 @@ class DoorResource(Resource):
             assert request.content is not None
             # One byte over the limit is enough to refuse (only reached when
             # mounted in a Site without IlpRequest).
-            body = request.content.read(MAX_PREPARE_LENGTH + 1)
+            body = request.content.read(body_limit(request.getHeader) + 1)
         result = self.door.answer(
             request.method, request.path, request.getHeader, body, lambda: peer_identity(request)
         )
@@ -156,6 +157,9 @@ _TOO_LARGE = (
 class IlpRequest(Request):
     """A Request that refuses bodies over the largest legal Prepare early.
 
+    (Over the largest legal Reject when the request may be an RFC 35 reply:
+    :func:`ilphttp.front.body_limit`.)
+
     With a ``Content-Length`` over the limit, HTTP/1.1 connections get a 413 at
     once and are closed, before any of the body is read.  Bodies without a
     length (chunked, HTTP/2) are counted as they arrive and dropped past it.
@@ -167,6 +171,9 @@ class IlpRequest(Request):
     _received = 0
 
     def gotLength(self, length: int | None) -> None:
+        # The headers are in by now (twisted.web calls this from allHeadersReceived).
+        if self.max_body == MAX_PREPARE_LENGTH:
+            self.max_body = body_limit(self.getHeader)
         if length is not None and length > self.max_body:
             self._too_large = True
             transport = getattr(self.channel, "transport", None)

@@ -229,7 +229,7 @@ class Options(usage.Options):
         return node
 
     def _workers(self, node: NodeConfig) -> int:
-        from ilphttp.workers import listeners_of, parse_workers
+        from ilphttp.workers import listeners_of, parse_workers, refuse_async_senders
 
         raw = self["workers"]
         count = node.workers if raw is None else parse_workers(raw)
@@ -237,6 +237,7 @@ class Options(usage.Options):
             if os.name != "posix":
                 raise OptionError("--workers: several worker processes need a POSIX system")
             listeners_of(node)
+            refuse_async_senders(node, count)
         return count
 
     # -- --config ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ilphttp import validate
+from ilphttp.errors import OptionError
 from ilphttp.nodeconfig import MAX_WORKERS, NodeConfig
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "frame_setup",
     "parse_workers",
     "read_setup",
+    "refuse_async_senders",
 ]
 
 #: in a worker: the parent reads "ready" on this descriptor...
@@ -43,6 +45,34 @@ CONTROL_FD = 3
 FIRST_LISTEN_FD = 4
 #: the length prefix of a pickled :class:`WorkerSetup`: 8 bytes, big-endian
 SETUP_LENGTH = struct.Struct(">Q")
+
+
+def refuse_async_senders(node: NodeConfig, count: int) -> None:
+    """Refuse ``outgoing.mode = "async"`` when ``count`` (> 1) processes share the ports.
+
+    RFC 35's reply comes back in a new request to the callback URL, and the
+    Prepares it answers are pending in the one process that sent them
+    (:class:`ilphttp.pending.PendingPrepares`, nothing shared).  Workers
+    share one port, so the kernel would hand the reply to any of them; the
+    others answer ``400`` (unknown id), the peer stops retrying, and our
+    sender would take R00 for a Prepare the peer fulfilled.  Run one process
+    per callback URL instead (several nodes behind a load balancer,
+    ``docs/async.rst``).  Receiving asynchronous Prepares needs no state and
+    works with workers.
+
+    :raises OptionError: naming the first such account, in one line.
+    """
+    if count <= 1:
+        return
+    for spec in node.accounts:
+        out = spec.options.outgoing
+        if out is not None and out.mode == "async":
+            raise OptionError(
+                f'account {spec.name}: outgoing mode "async" needs its replies to reach the'
+                f" process that sent the Prepare, but {count} workers share the port: use"
+                " --workers 1 (one node per callbackUrl; see the cluster deployment in"
+                " docs/async.rst)"
+            )
 
 
 def parse_workers(value: Any, where: str = "--workers") -> int:

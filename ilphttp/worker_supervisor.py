@@ -27,7 +27,13 @@ from twisted.python.failure import Failure
 
 from ilphttp.node import startup_error
 from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
-from ilphttp.worker_setup import CONTROL_FD, FIRST_LISTEN_FD, WorkerSetup, frame_setup
+from ilphttp.worker_setup import (
+    CONTROL_FD,
+    FIRST_LISTEN_FD,
+    WorkerSetup,
+    frame_setup,
+    refuse_async_senders,
+)
 from ilphttp.worker_sockets import listeners_of, open_sockets, reuse_port_available
 
 if TYPE_CHECKING:
@@ -208,7 +214,8 @@ class WorkersService(Service):
         (default: stop the reactor, and so the node).
     :param publisher: receives the workers' log events (default: the global
         log publisher).
-    :raises ConfigError: if a listener cannot be shared by worker processes.
+    :raises ConfigError: if a listener cannot be shared by worker processes, or
+        an account sends asynchronously (:func:`~ilphttp.worker_setup.refuse_async_senders`).
     """
 
     name = "workers"
@@ -233,6 +240,7 @@ class WorkersService(Service):
         self.handler = handler
         self.count = count
         self.listeners = listeners_of(node)
+        refuse_async_senders(node, count)
         self.reuse_port = reuse_port_available() if reuse_port is None else reuse_port
         self.executable = executable
         self.stop_timeout = stop_timeout

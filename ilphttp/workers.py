@@ -63,6 +63,7 @@ from ilphttp.worker_setup import (
     WorkerSetup,
     parse_workers,
     read_setup,
+    refuse_async_senders,
 )
 from ilphttp.worker_sockets import (
     listeners_of,
@@ -94,6 +95,7 @@ __all__ = [
     "parse_listener",
     "parse_workers",
     "read_setup",
+    "refuse_async_senders",
     "reuse_port_available",
     "run_worker",
     "worker_endpoints",

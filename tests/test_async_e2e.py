@@ -7,7 +7,16 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from ilphttp.packet import ErrorCode
+from ilphttp.packet import (
+    MAX_ADDRESS_LENGTH,
+    MAX_DATA_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    MAX_PREPARE_LENGTH,
+    MAX_REJECT_LENGTH,
+    ErrorCode,
+    Reject,
+    serialize,
+)
 from tests.support.async_pair import async_pair
 from tests.support.clients import http_agent, request
 from tests.support.packets import data_prepare, expect_fulfill, expect_reject, reject_bytes
@@ -57,6 +66,43 @@ class _Pairs:
         expect_reject(self, reply, ErrorCode.R00_TRANSFER_TIMED_OUT)  # type: ignore[arg-type]
         self.assertEqual(len(pair.alice._async.pending), 0)
         never.callback(_reject(raw))  # Bob answers late: his delivery gets 400 and stops
+
+    @inlineCallbacks
+    def test_the_largest_legal_reject_comes_back_on_the_callback(self) -> Any:
+        """A reply POST may be larger than any Prepare (RFC 27: 41,997 bytes), and gets in."""
+        largest = serialize(
+            Reject(
+                "F99",
+                "test." + "b" * (MAX_ADDRESS_LENGTH - 5),
+                "m" * MAX_MESSAGE_LENGTH,
+                b"d" * MAX_DATA_LENGTH,
+            )
+        )
+        self.assertEqual(len(largest), MAX_REJECT_LENGTH)
+        pair = yield async_pair(
+            self,  # type: ignore[arg-type]
+            http2=self.http2,
+            bob_handler=lambda data: largest,
+        )
+        _, raw, _ = data_prepare("test.bob")
+        reply = yield within(pair.alice.send_data(raw), 10)
+        self.assertEqual(reply, largest)  # type: ignore[attr-defined]
+        self.assertEqual(pair.alice._async.pending.answered, 1)  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_a_prepare_keeps_the_prepare_limit_whatever_its_headers(self) -> Any:
+        pair = yield async_pair(self)  # type: ignore[arg-type]
+        headers = {
+            b"authorization": b"Bearer alice-to-bob-token",
+            b"content-type": b"application/octet-stream",
+            b"request-id": b"42ee09c8-a6de-4ae3-8a47-4732b0cbb07b",
+        }
+        _, raw, _ = data_prepare("test.bob", payload=b"p" * 30000)
+        oversized = raw + b"\0" * (MAX_PREPARE_LENGTH + 1 - len(raw))  # bytes after the envelope
+        result = yield request(http_agent(self), pair.bob_url, oversized, headers)  # type: ignore[arg-type]
+        self.assertEqual(result.code, 413)
+        self.assertIn(b"the limit is %d bytes" % MAX_PREPARE_LENGTH, result.body)
+        self.assertEqual(pair.bob._async.pending.answered, 0)  # type: ignore[attr-defined]
 
     @inlineCallbacks
     def test_a_refused_callback_url_is_400_over_the_wire(self) -> Any:

@@ -208,6 +208,30 @@ class SendingTests(_Case):
         self.assertNoResult(d)
         self.assertEqual(self.reply(request_id, fulfill).status, 200)
 
+    def test_a_fulfill_for_an_unknown_id_is_a_warning(self) -> None:
+        """Another process's Fulfill (nodes sharing one callback URL) must not pass unseen."""
+
+        def warnings() -> list[dict[str, Any]]:
+            return [e for e in self.logs.at_least(LogLevel.warn) if "Fulfill" in e["log_format"]]
+
+        fulfill = self.made.fulfill()
+        for _ in range(3):
+            self.assertEqual(self.reply(str(uuid.uuid4()), fulfill).status, 400)
+        [line] = warnings()  # one line a second, not one per reply
+        self.assertIn("unknown Request-Id", line["reason"])
+        self.clock.advance(1)
+        self.assertEqual(self.reply(str(uuid.uuid4()), fulfill).status, 400)
+        self.assertIn("2 more", warnings()[-1]["more"])
+        # a Reject, or a duplicate of a reply that counted, is no lost money: no warning
+        self.clock.advance(1)
+        self.assertEqual(self.reply(str(uuid.uuid4()), reject_bytes("F99", "t.b")).status, 400)
+        d, request_id = self.send()
+        self.assertEqual(self.reply(request_id, fulfill).status, 200)
+        self.assertEqual(self.reply(request_id, fulfill).status, 400)
+        self.assertEqual(len(warnings()), 2)
+        self.agent.pending[-1].callback(FakeResponse(202, b""))
+        expect_fulfill(self, self.successResultOf(d), self.made.fulfillment)
+
     def test_a_reply_from_another_account_is_400(self) -> None:
         """Carol is another account of the same node: her listener does not know Alice's ids."""
         carol = self.plugin(

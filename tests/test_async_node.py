@@ -15,53 +15,17 @@ from twisted.trial.unittest import TestCase
 
 from ilphttp.node import make_node
 from ilphttp.nodeconfig import parse_node
+from tests.support.async_hub import (
+    HUB_TO_RAFIKI,
+    HUB_TO_RFC35,
+    RAFIKI_TO_HUB,
+    RFC35_TO_HUB,
+    hub_file,
+)
 from tests.support.packets import data_prepare, expect_fulfill
-from tests.support.peers import EmulatedPeer, start_emulated_peer
+from tests.support.peers import start_emulated_peer
 from tests.support.ports import free_port
 from tests.support.reactor import within
-
-RFC35_TO_HUB = "rfc35-to-hub-token"
-HUB_TO_RFC35 = "hub-to-rfc35-token"
-RAFIKI_TO_HUB = "rafiki-to-hub-token"
-HUB_TO_RAFIKI = "hub-to-rafiki-token"
-
-
-def hub_file(listen_port: int, rfc35: EmulatedPeer, rafiki: EmulatedPeer) -> dict[str, Any]:
-    """The node file: one shared listener; ``async`` speaks RFC 35, ``sync`` does not."""
-    hub = f"http://127.0.0.1:{listen_port}"
-    return {
-        "ilpAddress": "test.hub",
-        "assetCode": "USD",
-        "assetScale": 2,
-        "listen": [f"tcp:{listen_port}:interface=127.0.0.1"],
-        "routes": [
-            {"targetPrefix": "test.rfc35", "peerId": "async"},
-            {"targetPrefix": "test.rafiki", "peerId": "sync"},
-        ],
-        "accounts": {
-            "async": {
-                "relation": "peer",
-                "plugin": "ilp-plugin-http",
-                "options": {
-                    "incoming": {"staticToken": RFC35_TO_HUB},
-                    "outgoing": {
-                        "url": rfc35.url("/ilp"),
-                        "staticToken": HUB_TO_RFC35,
-                        "mode": "async",
-                        "callbackUrl": f"{hub}/accounts/async/ilp",
-                    },
-                },
-            },
-            "sync": {
-                "relation": "peer",
-                "plugin": "ilp-plugin-http",
-                "options": {
-                    "incoming": {"staticToken": RAFIKI_TO_HUB},
-                    "outgoing": {"url": rafiki.url("/"), "staticToken": HUB_TO_RAFIKI},
-                },
-            },
-        },
-    }
 
 
 class HubTests(TestCase):

@@ -36,7 +36,7 @@ from ilphttp.h2_server_core import (
 )
 from ilphttp.http2_connection import goaway_tolerant_state_machine
 from ilphttp.http2_events import CloseConnection
-from ilphttp.packet import MAX_PREPARE_LENGTH
+from ilphttp.packet import MAX_PREPARE_LENGTH, MAX_REJECT_LENGTH
 from tests.support.h2server import answered, goaways, h2_client, request, statuses
 
 Codes = h2.errors.ErrorCodes
@@ -271,6 +271,30 @@ class LimitTests(_Case):
         c.end_stream(1)
         [req] = self.send()
         self.assertEqual(req.body, body)
+
+    def test_a_reply_may_be_larger_than_a_prepare(self) -> None:
+        """RFC 35's reply leg (Request-Id, no Callback-Url): up to the largest legal Reject."""
+        c = self.client
+        request_id = (b"request-id", b"42ee09c8-a6de-4ae3-8a47-4732b0cbb07b")
+        body = b"r" * MAX_REJECT_LENGTH
+        c.send_headers(1, request(b"POST", b"/", request_id), end_stream=False)
+        for i in range(0, len(body), 16384):
+            c.send_data(1, body[i : i + 16384])
+        c.end_stream(1)
+        [req] = self.requests(self.send())
+        self.assertEqual(req.body, body)
+        size = b"%d" % len(body)
+        for sid, fields in (
+            (3, [(b"content-length", b"%d" % (len(body) + 1)), request_id]),
+            (5, [(b"content-length", size)]),
+            (7, [(b"content-length", size), request_id, (b"callback-url", b"http://x.example/")]),
+        ):
+            c.send_headers(sid, request(b"POST", b"/", *fields))
+            self.assertEqual(self.send(), [])
+            events = self.reply()
+            self.assertEqual(statuses(events), {sid: 413})
+            limit = MAX_REJECT_LENGTH if sid == 3 else MAX_PREPARE_LENGTH
+            self.assertIn(b"the limit is %d bytes" % limit, answered(events)[sid])
 
     def test_too_many_header_fields(self) -> None:
         fields = [(b"x-%d" % i, b"v") for i in range(MAX_HEADERS + 1)]

@@ -19,7 +19,7 @@ from ilphttp.front import Answer
 from ilphttp.h2c import H2C_PREFACE
 from ilphttp.http1_server import IDLE_TIMEOUT, MAX_HEADERS, MAX_PIPELINED, Http1ServerProtocol
 from ilphttp.listener import make_listener
-from ilphttp.packet import MAX_PREPARE_LENGTH
+from ilphttp.packet import MAX_PREPARE_LENGTH, MAX_REJECT_LENGTH
 from tests.support.clients import chunked, raw_request
 
 BAD = b"HTTP/1.1 400 Bad Request\r\n\r\n"
@@ -177,6 +177,38 @@ class BodyTests(_Case):
         )
         self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 413 Request Entity Too Large"])
         self.assertTrue(transport.disconnecting)
+
+    def test_a_reply_may_be_larger_than_a_prepare(self) -> None:
+        """RFC 35 reply leg (Request-Id, no Callback-Url): up to the largest legal Reject."""
+        request_id = (b"Request-Id", b"42ee09c8-a6de-4ae3-8a47-4732b0cbb07b")
+        callback = (b"Callback-Url", b"http://cb.example/")
+        body = b"r" * MAX_REJECT_LENGTH
+        protocol, transport = self.connect()
+        protocol.dataReceived(post(body, [(b"Content-Length", b"%d" % len(body)), request_id]))
+        self.assertEqual(self.door.requests, [(b"POST", b"/", body)])
+        chunked_body = post(b"", [(b"Transfer-Encoding", b"chunked"), request_id]) + chunked(body)
+        protocol.dataReceived(chunked_body)
+        self.assertEqual(len(self.door.requests), 2)
+        # one byte more, or the same size without the reply's headers: 413 before the body
+        for extra, limit in (
+            ([request_id], MAX_REJECT_LENGTH),
+            ([], MAX_PREPARE_LENGTH),
+            ([request_id, callback], MAX_PREPARE_LENGTH),
+        ):
+            size = MAX_REJECT_LENGTH + 1 if extra == [request_id] else MAX_REJECT_LENGTH
+            protocol, transport = self.connect()
+            protocol.dataReceived(post(b"", [(b"Content-Length", b"%d" % size), *extra]))
+            self.assertEqual(
+                statuses(transport.value()), [b"HTTP/1.1 413 Request Entity Too Large"]
+            )
+            self.assertIn(b"the limit is %d" % limit, transport.value())
+            self.assertTrue(transport.disconnecting)
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            post(b"", [(b"Transfer-Encoding", b"chunked"), request_id]) + chunked(body + b"r")
+        )
+        self.assertIn(b"the limit is %d bytes" % MAX_REJECT_LENGTH, transport.value())
+        self.assertEqual(len(self.door.requests), 2)
 
     def test_chunked(self) -> None:
         body = b"p" * MAX_PREPARE_LENGTH

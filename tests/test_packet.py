@@ -33,7 +33,9 @@ from ilphttp.packet import (
     ERROR_NAMES,
     MAX_ADDRESS_LENGTH,
     MAX_DATA_LENGTH,
+    MAX_MESSAGE_LENGTH,
     MAX_PREPARE_LENGTH,
+    MAX_REJECT_LENGTH,
     TYPE_FULFILL,
     TYPE_PREPARE,
     TYPE_REJECT,
@@ -412,6 +414,21 @@ class EncodingTests(SynchronousTestCase):
             (TYPE_REJECT, reject_content(), Reject("F02", "g.connector", "no route")),
         ]:
             self.assertEqual(deserialize(_envelope(type_, content + b"future")), expected)
+
+    def test_largest_reject_is_max_reject_length(self) -> None:
+        """RFC 27's limits: a 1,023-byte triggered_by, an 8,191-byte message, full data."""
+        r = Reject(
+            "F99",
+            "g." + "a" * (MAX_ADDRESS_LENGTH - 2),
+            "\u00e9" * (MAX_MESSAGE_LENGTH // 2) + "m",
+            b"\xff" * MAX_DATA_LENGTH,
+        )
+        wire = serialize(r)
+        self.assertEqual(len(wire), MAX_REJECT_LENGTH)
+        self.assertEqual(deserialize(wire), r)
+        self.assertGreater(MAX_REJECT_LENGTH, MAX_PREPARE_LENGTH)
+        largest_fulfill = serialize(Fulfill(bytes(32), b"\xff" * MAX_DATA_LENGTH))
+        self.assertLess(len(largest_fulfill), MAX_REJECT_LENGTH)
 
     def test_largest_prepare_is_max_prepare_length(self) -> None:
         p = Prepare(

@@ -18,6 +18,7 @@ from twisted.web.server import Site
 from ilphttp import ildcp
 from ilphttp.packet import (
     MAX_PREPARE_LENGTH,
+    MAX_REJECT_LENGTH,
     ErrorCode,
     Fulfill,
     Reject,
@@ -219,6 +220,25 @@ class BodyTests(_Base):
         )
         data = yield within(client.closed, 5)
         self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:100])
+        self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_a_reply_post_may_be_larger_than_a_prepare(self) -> Any:
+        """RFC 35's reply leg (Request-Id, no Callback-Url) is read up to the largest Reject."""
+        yield self.start()
+        reply_headers = {**HEADERS, b"request-id": b"42ee09c8-a6de-4ae3-8a47-4732b0cbb07b"}
+        largest = reject_bytes("F99").ljust(MAX_REJECT_LENGTH, b"\0")  # bytes after the envelope
+        result = yield self.post(largest, reply_headers)
+        self.assertEqual(result.code, 400)  # read, and refused for what it is: no such id
+        self.assertIn(b"Request-Id", result.body)
+        result = yield self.post(largest + b"\0", reply_headers)
+        self.assertEqual(result.code, 413)
+        self.assertIn(b"the limit is %d" % MAX_REJECT_LENGTH, result.body)
+        # a Prepare-sized limit for anything else, whatever it is
+        for headers in (HEADERS, {**reply_headers, b"callback-url": b"http://x.example/"}):
+            result = yield self.post(largest, headers)
+            self.assertEqual(result.code, 413)
+            self.assertIn(b"the limit is %d" % MAX_PREPARE_LENGTH, result.body)
         self.assertEqual(self.handler.calls, [])
 
     @inlineCallbacks

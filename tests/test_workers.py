@@ -231,6 +231,27 @@ class OptionsTests(SynchronousTestCase):
         # one process is fine with it
         self.assertEqual(self.parse("--config", path)["workers"], 1)
 
+    def test_async_sender_is_refused_with_workers(self) -> None:
+        """Its replies would land on any worker; all but one would refuse them (400)."""
+        data = node_config()
+        data["accounts"]["a"]["options"]["outgoing"] = {
+            "url": "http://peer.example/ilp",
+            "staticToken": "us-to-peer-token",
+            "mode": "async",
+            "callbackUrl": "http://node.example/accounts/a/ilp",
+        }
+        path = self.write(data)
+        message = self.error("--config", path, "--workers", "2")
+        self.assertIn('account a: outgoing mode "async"', message)
+        self.assertIn("--workers 1", message)
+        with self.assertRaises(ConfigError):
+            WorkersService(parse_node(data, ".", {}), None, 2)
+        self.assertEqual(self.parse("--config", path)["workers"], 1)
+        # receiving asynchronously keeps no state: workers are fine with it
+        del data["accounts"]["a"]["options"]["outgoing"]["mode"]
+        del data["accounts"]["a"]["options"]["outgoing"]["callbackUrl"]
+        self.assertEqual(self.parse("--config", self.write(data), "--workers", "2")["workers"], 2)
+
     def test_parse_workers(self) -> None:
         self.assertEqual(parse_workers("7"), 7)
         self.assertEqual(parse_workers(256), 256)
