@@ -64,7 +64,8 @@ MAX_AMOUNT = 2**64 - 1
 # + destination (3 + 1023) + data (3 + 32767)
 MAX_PREPARE_LENGTH = 33857
 #: RFC 27's limit on a Reject's message, in bytes of UTF-8 (``UTF8String
-#: (SIZE(0..8191))``); the reader does not enforce it (liberal, RFC 30)
+#: (SIZE(0..8191))`` in interledger/rfcs asn1/InterledgerProtocol.asn); the
+#: reader does not enforce it (liberal, RFC 30)
 MAX_MESSAGE_LENGTH = 8191
 # type (1) + envelope length (3) + code (3) + triggered_by (3 + 1023)
 # + message (3 + 8191) + data (3 + 32767): the largest legal reply (a Fulfill
