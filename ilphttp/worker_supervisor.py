@@ -308,14 +308,10 @@ class WorkersService(Service):
         self.reloading = False
 
     def reload(self) -> defer.Deferred[WorkersReloaded]:
-        """Read :attr:`config_file` again, check it, and have every worker apply it (``SIGHUP``).
+        """Read :attr:`config_file` again, check it, have every worker apply it (``SIGHUP``).
 
-        See :func:`ilphttp.worker_reload.reload_workers` and docs/reload.rst.
-
-        :returns: a Deferred that fires with a
-            :class:`~ilphttp.worker_reload.WorkersReloaded`, or fails with
-            :class:`~ilphttp.errors.OptionError` (the reason, also logged as
-            one line) when the workers keep the configuration they run.
+        :func:`ilphttp.worker_reload.reload_workers` (its answer, its errors);
+        docs/reload.rst.
         """
         from ilphttp.worker_reload import reload_workers
 
