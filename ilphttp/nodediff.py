@@ -6,8 +6,8 @@ removed or changed, whether the routing changed, and, raised as
 :class:`~ilphttp.errors.ConfigError` with the file's words, what a running
 node cannot take without a restart:
 
-- the node-level listeners (``listen``, ``--listen`` with ``--config``) and
-  ``workers``;
+- the node-level listeners (``listen``, ``--listen`` with ``--config``),
+  the ``/metrics`` listener (``metrics``) and ``workers``;
 - our address and asset (``ilpAddress``, ``ilpAddressInheritFrom``,
   ``assetCode``, ``assetScale``): every account, every child's address and
   IL-DCP answer hangs on them;
@@ -87,6 +87,8 @@ def diff_nodes(old: NodeConfig, new: NodeConfig, *, listeners_fixed: bool = Fals
         raise _refuse("listen (the node's own listeners)")
     if new.workers != old.workers:
         raise _refuse("workers")
+    if new.metrics != old.metrics:
+        raise _refuse("metrics (the /metrics listener)")
     was, now = old.routing, new.routing
     for key, before, after in (
         ("ilpAddress", was.address, now.address),

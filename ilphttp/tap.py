@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.copyright import version as twisted_version
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python import usage
@@ -365,7 +365,8 @@ def makeService(options: Mapping[str, Any]) -> IService:
 
     With ``--workers N`` (N > 1) this process only opens the ports, serves the
     metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
-    With ``--config`` (one process), SIGHUP reloads the file (docs/reload.rst).
+    With ``--config``, SIGHUP reloads the file (docs/reload.rst); with
+    ``--workers N`` the parent reloads, and passes it on to the workers.
     With ``--log-format`` the service sets the application's log observer
     (:mod:`ilphttp.node_logs`).
     """
@@ -377,8 +378,13 @@ def makeService(options: Mapping[str, Any]) -> IService:
         from ilphttp.workers import WorkersService
 
         # The parent serves the workers' metrics; they serve none themselves.
-        supervisor = WorkersService(replace(node, metrics=None), options.get("handler"), workers)
-        service = supervise(supervisor, node.metrics)
+        supervisor = WorkersService(node, options.get("handler"), workers)
+        supervisor.config_file = options.get("config_file")
+        top = MultiService()
+        supervise(supervisor, node.metrics).setServiceParent(top)
+        # Always: without a file a SIGHUP is refused in one line, never kills the node.
+        ReloadOnHangup(supervisor).setServiceParent(top)
+        service = top
     else:
         node_service = make_service(options)
         if node_service.config_file is not None:

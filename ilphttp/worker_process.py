@@ -9,6 +9,13 @@ stdout for the parent, and runs :func:`run_worker`: the node of
 :data:`~ilphttp.worker_setup.CONTROL_FD` once it listens, stops on
 ``SIGTERM``/``SIGINT`` the way one process does, and stops by itself when its
 stdin (the pipe from the parent) closes.
+
+The parent also sends :class:`~ilphttp.worker_setup.Reload` messages on
+stdin: the worker applies each one (``NodeService.apply``, logged as a
+one-process reload is) and answers ``reloaded N`` or ``refused N`` on the
+control descriptor.  ``SIGHUP`` is ignored in a worker: reloads are the
+parent's to start (a hang-up of the whole process group must not kill the
+workers).
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ from ilphttp._compat import ssl_context_factory
 from ilphttp.errors import OptionError
 from ilphttp.node import load_handler_factory, make_node
 from ilphttp.tls import server_endpoint_from_string
-from ilphttp.worker_setup import CONTROL_FD, WorkerSetup, read_setup
+from ilphttp.worker_setup import (
+    CONTROL_FD,
+    FrameReader,
+    Reload,
+    WorkerSetup,
+    answer_line,
+    read_setup,
+)
 
 if TYPE_CHECKING:
     from twisted.internet import defer
@@ -97,11 +111,21 @@ def _plain(event: Mapping[str, Any]) -> dict[str, Any]:
 
 @implementer(IReadDescriptor)
 class _ParentWatch:
-    """Stops the worker when its stdin (the pipe from the parent) closes."""
+    """Reads the parent's :class:`Reload` messages on stdin; stops the worker when it closes.
 
-    def __init__(self, fd: int, gone: Callable[[], object]) -> None:
+    :param on_reload: called with each message (default: none expected).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        gone: Callable[[], object],
+        on_reload: Callable[[Reload], object] | None = None,
+    ) -> None:
         self._fd = fd
         self._gone = gone
+        self._on_reload = on_reload
+        self._reader = FrameReader()
 
     def fileno(self) -> int:
         return self._fd
@@ -118,6 +142,15 @@ class _ParentWatch:
             data = b""
         if not data:
             return CONNECTION_DONE
+        try:
+            messages = self._reader.feed(data)
+        except ValueError as exc:
+            # The stream cannot be followed: stop; the parent starts a fresh worker.
+            _log.error("the parent's pipe could not be read: {e}", e=exc)
+            return CONNECTION_DONE
+        for message in messages:
+            if self._on_reload is not None:
+                self._on_reload(message)
         return None
 
     def connectionLost(self, reason: Failure) -> None:
@@ -166,11 +199,30 @@ def run_worker(setup: WorkerSetup, reactor: Any = None) -> int:
             status[0] = 1
             stop("the node could not start")
             return
+        answer(b"ready\n")
+
+    def answer(line: bytes) -> None:
+        # The control pipe stays open for the answers to reloads.
         try:
-            os.write(CONTROL_FD, b"ready\n")
-            os.close(CONTROL_FD)
+            os.write(CONTROL_FD, line)
         except OSError:
             pass
+
+    def on_reload(message: Reload) -> None:
+        if not service.running:
+            answer(answer_line(message.generation, False))
+            return
+        d = service.apply(message.node)
+
+        def applied(_: object) -> None:
+            answer(answer_line(message.generation, True))
+
+        def refused(failure: Failure) -> None:
+            if not failure.check(OptionError):  # the reload logged an OptionError already
+                _log.failure("the new configuration could not be applied", failure)
+            answer(answer_line(message.generation, False))
+
+        d.addCallbacks(applied, refused)
 
     def on_signal(number: int, frame: Any) -> None:
         reactor.callFromThread(stop, f"Received {signal.Signals(number).name}")
@@ -181,7 +233,7 @@ def run_worker(setup: WorkerSetup, reactor: Any = None) -> int:
         return None
 
     os.set_blocking(0, False)
-    watch = _ParentWatch(0, lambda: stop("the parent process is gone"))
+    watch = _ParentWatch(0, lambda: stop("the parent process is gone"), on_reload)
     if IReactorFDSet.providedBy(reactor):
         reactor.addReader(watch)
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
@@ -192,6 +244,8 @@ def run_worker(setup: WorkerSetup, reactor: Any = None) -> int:
 
 def worker_main() -> None:
     """The worker process's entry point (``python -c`` from the parent); exits with its status."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     setup = read_setup(0)
     globalLogBeginner.beginLoggingTo([_JSONLines(sys.stdout)], redirectStandardIO=False)
     _log.info(

@@ -11,6 +11,12 @@ Nothing here imports Twisted: the wire format, the descriptor numbers both
 sides agree on, and :func:`parse_workers` can be used and tested without a
 reactor.  Turning endpoint strings into :class:`Listener` values needs the
 TLS endpoint parser and lives in :mod:`ilphttp.worker_sockets`.
+
+After the setup, the same pipe carries the parent's :class:`Reload` messages
+(a reload of ``--workers N``, docs/reload.rst), framed the same way; a
+running worker splits them out of what it reads with :class:`FrameReader` and
+answers each one on :data:`CONTROL_FD` with the line :func:`answer_line`
+makes (:func:`parse_answer` reads it back).
 """
 
 from __future__ import annotations
@@ -29,11 +35,17 @@ from ilphttp.nodeconfig import MAX_WORKERS, NodeConfig
 __all__ = [
     "CONTROL_FD",
     "FIRST_LISTEN_FD",
+    "MAX_FRAME",
     "MAX_WORKERS",
     "SETUP_LENGTH",
+    "FrameReader",
     "Listener",
+    "Reload",
     "WorkerSetup",
+    "answer_line",
+    "frame_reload",
     "frame_setup",
+    "parse_answer",
     "parse_workers",
     "read_setup",
     "refuse_async_senders",
@@ -45,6 +57,8 @@ CONTROL_FD = 3
 FIRST_LISTEN_FD = 4
 #: the length prefix of a pickled :class:`WorkerSetup`: 8 bytes, big-endian
 SETUP_LENGTH = struct.Struct(">Q")
+#: the longest :class:`Reload` a worker accepts, in bytes (a node file is far smaller)
+MAX_FRAME = 64 * 1024 * 1024
 
 
 def refuse_async_senders(node: NodeConfig, count: int) -> None:
@@ -131,10 +145,85 @@ class WorkerSetup:
     listeners: tuple[tuple[Listener, int], ...]
 
 
+@dataclass(frozen=True)
+class Reload:
+    """A new node configuration for a running worker: apply it (``NodeService.apply``).
+
+    The parent read and checked the file (:mod:`ilphttp.worker_reload`); the
+    worker answers ``generation`` on :data:`CONTROL_FD` (:func:`answer_line`).
+    """
+
+    #: counts the parent's reloads, from 1 (the setup's configuration is 0)
+    generation: int
+    node: NodeConfig
+
+
+def _frame(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return SETUP_LENGTH.pack(len(payload)) + payload
+
+
 def frame_setup(setup: WorkerSetup) -> bytes:
     """``setup`` pickled, after its length (:data:`SETUP_LENGTH`), for the worker's stdin."""
-    payload = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
-    return SETUP_LENGTH.pack(len(payload)) + payload
+    return _frame(setup)
+
+
+def frame_reload(reload: Reload) -> bytes:
+    """``reload`` framed as :func:`frame_setup` frames a setup (read by :class:`FrameReader`)."""
+    return _frame(reload)
+
+
+class FrameReader:
+    """Splits what a worker reads on stdin after its setup into :class:`Reload` messages.
+
+    Sans-IO: :meth:`feed` takes bytes as they come (a frame may arrive in
+    pieces, or several in one read) and returns the messages completed.
+    The pipe comes from the parent, which is trusted; a frame that is not a
+    :class:`Reload` or is longer than :data:`MAX_FRAME` means the stream
+    cannot be followed any more, and raises :class:`ValueError`.
+    """
+
+    def __init__(self, limit: int = MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> list[Reload]:
+        """The messages that ``data`` completes, oldest first.
+
+        :raises ValueError: a frame too long, or not a pickled :class:`Reload`.
+        """
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= SETUP_LENGTH.size:
+            (length,) = SETUP_LENGTH.unpack_from(self._buffer)
+            if length > self._limit:
+                raise ValueError(f"a frame of {length} bytes (at most {self._limit})")
+            end = SETUP_LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            payload = bytes(self._buffer[SETUP_LENGTH.size : end])
+            del self._buffer[:end]
+            try:
+                message = pickle.loads(payload)
+            except Exception as exc:  # whatever unpickling raises: the stream is lost
+                raise ValueError(f"a frame that does not unpickle: {exc!r}") from None
+            if not isinstance(message, Reload):
+                raise ValueError(f"expected a Reload, got {type(message).__name__}")
+            messages.append(message)
+        return messages
+
+
+def answer_line(generation: int, applied: bool) -> bytes:
+    """A worker's answer to :class:`Reload` ``generation``: ``reloaded 3`` or ``refused 3``."""
+    return f"{'reloaded' if applied else 'refused'} {generation}\n".encode("ascii")
+
+
+def parse_answer(line: bytes) -> tuple[int, bool] | None:
+    """(generation, applied) from an :func:`answer_line` (without its newline), else None."""
+    word, _, number = line.partition(b" ")
+    if word not in (b"reloaded", b"refused") or not number.isdigit():
+        return None
+    return int(number), word == b"reloaded"
 
 
 def _read_exactly(fd: int, n: int) -> bytes:

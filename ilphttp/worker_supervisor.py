@@ -7,7 +7,8 @@ hands each one its sockets (``childFDs``) and its
 :class:`~ilphttp.worker_setup.WorkerSetup` (on stdin), restarts a worker that
 dies (:data:`RESTART_DELAY` doubling up to :data:`MAX_RESTART_DELAY`), passes
 ``SIGTERM`` on when it stops, and re-emits the workers' JSON log events into
-its own log with the system ``worker N: ...``.
+its own log with the system ``worker N: ...``.  :meth:`WorkersService.reload`
+(``SIGHUP``) is :func:`ilphttp.worker_reload.reload_workers`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
@@ -32,12 +34,16 @@ from ilphttp.worker_setup import (
     FIRST_LISTEN_FD,
     WorkerSetup,
     frame_setup,
+    parse_answer,
     refuse_async_senders,
 )
 from ilphttp.worker_sockets import listeners_of, open_sockets, reuse_port_available
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+
+    from ilphttp.reload import ConfigFile
+    from ilphttp.worker_reload import WorkersReloaded
 
 __all__ = [
     "BOOT",
@@ -105,6 +111,7 @@ class _WorkerProcess(ProcessProtocol):
         slot: _Slot,
         frame: bytes,
         started: float,
+        generation: int,
         on_ready: Callable[[_WorkerProcess], object],
         on_line: Callable[[_WorkerProcess, int, bytes], object],
         on_ended: Callable[[_WorkerProcess, Failure], object],
@@ -115,6 +122,10 @@ class _WorkerProcess(ProcessProtocol):
         self.started = started
         self.pid: int | None = None
         self.ready = False
+        #: the reload whose configuration it runs (0: the one it started with)
+        self.generation = generation
+        #: reload generation -> fires with True (applied), False (refused), None (ended)
+        self.answers: dict[int, defer.Deferred[bool | None]] = {}
         self.ended: defer.Deferred[None] = defer.Deferred()
         self._on_ready = on_ready
         self._on_line = on_line
@@ -133,13 +144,46 @@ class _WorkerProcess(ProcessProtocol):
         self._partial[childFD] = rest
         for line in lines:
             if childFD == CONTROL_FD:
-                if line == b"ready" and not self.ready:
-                    self.ready = True
-                    self._on_ready(self)
+                self._control(line)
             else:
                 self._on_line(self, childFD, line)
 
+    def _control(self, line: bytes) -> None:
+        if line == b"ready":
+            if not self.ready:
+                self.ready = True
+                self._on_ready(self)
+            return
+        answer = parse_answer(line)
+        if answer is None:
+            return
+        generation, applied = answer
+        if applied:
+            self.generation = max(self.generation, generation)
+        waiting = self.answers.pop(generation, None)
+        if waiting is not None:
+            waiting.callback(applied)
+
+    def send(self, generation: int, frame: bytes) -> defer.Deferred[bool | None]:
+        """Write a framed :class:`~ilphttp.worker_setup.Reload` to the worker's stdin.
+
+        :returns: fires with True once the worker applied it, False if it
+            refused it, None if it ended first.
+        """
+        waiting: defer.Deferred[bool | None] = defer.Deferred()
+        self.answers[generation] = waiting
+        transport: Any = self.transport
+        try:
+            transport.writeToChild(0, frame)
+        except (KeyError, OSError):  # its stdin is closed: it is ending
+            self.answers.pop(generation, None)
+            waiting.callback(None)
+        return waiting
+
     def processEnded(self, reason: Failure) -> None:
+        answers, self.answers = self.answers, {}
+        for waiting in answers.values():
+            waiting.callback(None)
         for fd, rest in sorted(self._partial.items()):
             if rest and fd != CONTROL_FD:
                 self._on_line(self, fd, rest)
@@ -259,8 +303,37 @@ class WorkersService(Service):
         self.extra_env: dict[str, str] = {}
         #: called with a worker's pid once it has ended (metrics: ``mark_process_dead``)
         self.on_worker_ended: Callable[[int], object] | None = None
+        #: where :meth:`reload` reads the configuration again (``--config``), or None
+        self.config_file: ConfigFile | None = None
+        #: the reload the workers started from now on get (0: none yet)
+        self.generation = 0
+        #: a reload is waiting for the workers' answers
+        self.reloading = False
+
+    def reload(self) -> defer.Deferred[WorkersReloaded]:
+        """Read :attr:`config_file` again, check it, have every worker apply it (``SIGHUP``).
+
+        :func:`ilphttp.worker_reload.reload_workers` (its answer, its errors);
+        docs/reload.rst.
+        """
+        from ilphttp.worker_reload import reload_workers
+
+        return reload_workers(self)
+
+    def processes(self) -> list[_WorkerProcess]:
+        """The worker processes running now (started, not ended)."""
+        return [s.process for s in self._slots if s.process is not None]
+
+    def for_workers(self, node: NodeConfig) -> NodeConfig:
+        """``node`` as the workers run it: the parent serves the metrics, they serve none."""
+        return replace(node, metrics=None)
 
     # -- what tests and logs look at --
+
+    @property
+    def reactor(self) -> Any:
+        """The reactor the workers are spawned and timed with."""
+        return self._reactor
 
     @property
     def pids(self) -> list[int]:
@@ -336,11 +409,12 @@ class WorkersService(Service):
             sock = socks[(slot.number - 1) % len(socks)]
             child_fds[FIRST_LISTEN_FD + i] = sock.fileno()
             fds.append((listener, FIRST_LISTEN_FD + i))
-        setup = WorkerSetup(slot.number, self.node, self.handler, tuple(fds))
+        setup = WorkerSetup(slot.number, self.for_workers(self.node), self.handler, tuple(fds))
         process = _WorkerProcess(
             slot,
             frame_setup(setup),
             self._reactor.seconds(),
+            self.generation,
             on_ready=self._ready,
             on_line=self._forward,
             on_ended=self._ended,

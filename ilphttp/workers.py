@@ -21,7 +21,10 @@ One Python process runs one reactor on one core.  With ``--workers N`` (or
    ``SIGINT`` is passed on to every worker, which stops the way one process
    does (no new packets, those in flight finish); the parent waits for them
    (at most :data:`STOP_TIMEOUT`, then ``SIGKILL``) and exits.  A worker whose
-   parent is gone (its stdin pipe closes) stops by itself.
+   parent is gone (its stdin pipe closes) stops by itself.  On ``SIGHUP``
+   the parent reads its config file again, checks it and sends it to every
+   worker on the same stdin pipe (:mod:`ilphttp.worker_reload`); workers
+   ignore ``SIGHUP`` themselves.
 4. The workers log JSON events on stdout; the parent re-emits each one into
    its own log with the system ``worker N: ...``.  Lines on a worker's stderr
    are logged as warnings.
@@ -40,7 +43,7 @@ worker asks the parent once).  Nothing is shared between workers, so a
 handler that keeps state in memory sees only its worker's packets.
 
 This module is the entry the twistd glue (:mod:`ilphttp.tap`) uses; the
-work is done in four modules, each with one job:
+work is done in five modules, each with one job:
 
 - :mod:`ilphttp.worker_setup`: what a worker is told (:class:`WorkerSetup`,
   its wire format on stdin, the descriptor numbers, :func:`parse_workers`);
@@ -50,6 +53,7 @@ work is done in four modules, each with one job:
   (:func:`open_sockets`).
 - :mod:`ilphttp.worker_supervisor`: the parent, :class:`WorkersService`.
 - :mod:`ilphttp.worker_process`: a worker, :func:`worker_main`.
+- :mod:`ilphttp.worker_reload`: a reload of the workers (``SIGHUP``).
 """
 
 from __future__ import annotations

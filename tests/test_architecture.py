@@ -88,6 +88,7 @@ NODE = {
     "ilphttp.router",
     "ilphttp.tap",
     "ilphttp.worker_process",
+    "ilphttp.worker_reload",
     "ilphttp.worker_setup",
     "ilphttp.worker_sockets",
     "ilphttp.worker_supervisor",

@@ -69,6 +69,7 @@ from ilphttp.workers import (
     worker_endpoints,
 )
 from tests.support.certs import CertificateAuthority
+from tests.support.spawning import FakeReactor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "workers-test-token-0123456789"
@@ -170,7 +171,7 @@ class OptionsTests(SynchronousTestCase):
     def test_flag(self) -> None:
         options = self.parse("--config", self.write(node_config()), "--workers", "3")
         self.assertEqual(options["workers"], 3)
-        service = makeService(options)
+        service = makeService(options).getServiceNamed("workers")  # type: ignore[attr-defined]
         self.assertIsInstance(service, WorkersService)
         assert isinstance(service, WorkersService)
         self.assertEqual(service.count, 3)
@@ -192,7 +193,7 @@ class OptionsTests(SynchronousTestCase):
             "--handler",
             "tests.test_workers:make_pid_handler",
         )
-        service = makeService(options)
+        service = makeService(options).getServiceNamed("workers")  # type: ignore[attr-defined]
         assert isinstance(service, WorkersService)
         self.assertEqual(service.handler, "tests.test_workers:make_pid_handler")
 
@@ -526,38 +527,6 @@ class AdoptedListenerTests(TestCase):
 # -- the parent's supervision, with a fake reactor --------------------------------------
 
 
-class FakeTransport:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.written = bytearray()
-        self.signals: list[str] = []
-
-    def writeToChild(self, fd: int, data: bytes) -> None:
-        self.written += data
-
-    def signalProcess(self, name: str) -> None:
-        self.signals.append(name)
-
-
-class FakeReactor(Clock):
-    def __init__(self) -> None:
-        Clock.__init__(self)
-        self.spawned: list[tuple[Any, list[str], dict[int, Any]]] = []
-        self.running = True
-        self.stopped = 0
-
-    def spawnProcess(
-        self, proto: Any, executable: str, args: list[str], env: Any, childFDs: Any
-    ) -> FakeTransport:
-        transport = FakeTransport(1000 + len(self.spawned))
-        proto.makeConnection(transport)
-        self.spawned.append((proto, args, childFDs))
-        return transport
-
-    def stop(self) -> None:
-        self.stopped += 1
-
-
 class SupervisionTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = FakeReactor()
@@ -834,7 +803,7 @@ class WorkerSideTests(SynchronousTestCase):
         watch = worker_process._ParentWatch(r, lambda: gone.append(True))
         self.assertEqual((watch.fileno(), watch.logPrefix()), (r, "parent-watch"))
         self.assertIsNone(watch.doRead(), "nothing to read yet")
-        os.write(w, b"anything")
+        os.write(w, b"\0\0\0")  # the start of a frame
         self.assertIsNone(watch.doRead())
         os.close(w)
         self.assertIs(watch.doRead(), CONNECTION_DONE)

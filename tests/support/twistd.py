@@ -57,10 +57,10 @@ class Twistd(ProcessProtocol):
         return self.output.decode("utf-8", "replace")
 
     @defer.inlineCallbacks
-    def wait_for(self, pattern: str, timeout: float = 45.0) -> Any:
-        """The first match of the regular expression in the output."""
+    def wait_for(self, pattern: str, timeout: float = 45.0, start: int = 0) -> Any:
+        """The first match of the regular expression in the output after ``start``."""
         for _ in range(int(timeout * 10)):
-            match = re.compile(pattern).search(self.text())
+            match = re.compile(pattern).search(self.text(), start)
             if match is not None:
                 return match
             if self.reason is not None:
