@@ -26,7 +26,11 @@ here once:
 - a receiver that is not ready is ``502``, one over capacity ``503`` with
   ``Retry-After: 1``;
 - otherwise ``200`` with the serialized Fulfill or Reject, or ``500`` (no
-  details) if the receiver broke its promise never to fail.
+  details) if the receiver broke its promise never to fail;
+- with RFC 35 asynchronous mode (the :attr:`AccountDoor.rfc35` hook,
+  :mod:`ilphttp.async_link`): ``202`` for a Prepare that carries
+  ``Request-Id`` and an allowed ``Callback-Url``, ``400`` for a refused one,
+  and the reply endpoint's ``200``/``400`` for a Fulfill or Reject POSTed back.
 
 A front door only does HTTP: framing, the size limit before the body is read,
 ``Expect: 100-continue``, keep-alive.  It passes a header lookup
