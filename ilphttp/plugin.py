@@ -39,7 +39,14 @@ from ilphttp.handlers import (
     settled,
 )
 from ilphttp.link_ops import LinkOps, count_connections
-from ilphttp.listener import ListenerFactory, ListenerMaker, default_reactor, make_listener
+from ilphttp.listener import (
+    ListenerFactory,
+    ListenerMaker,
+    default_reactor,
+    drain_listener,
+    make_listener,
+    set_limits,
+)
 from ilphttp.logtext import escape
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
@@ -150,11 +157,16 @@ class PluginHttp(PluginEvents, Service):
         self.resource: IlpResource | None = None
         self.site: Site | None = None
         self._tracker: ListenerFactory | None = None
+        #: fires when the incoming side has drained (None: not draining)
+        self._draining: Deferred[None] | None = None
+        #: more reasons not to be ready (``check() -> str | None``), asked by :meth:`readiness`
+        self.ready_checks: list[Callable[[], str | None]] = []
         if options.incoming is not None:
             inc = options.incoming
             self._incoming_auth = incoming_auth(inc, now)
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.resource.door.observer = self.ops.answered
+            self.resource.door.readiness = self.readiness
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
@@ -259,6 +271,7 @@ class PluginHttp(PluginEvents, Service):
         its connections are counted as ``ilp_connections{listener=label}`` (default: ours)."""
         assert self.resource is not None and self.options.incoming is not None
         factory = self.listener_factory(self.resource.door, self._reactor)
+        set_limits(factory, self.options.incoming.server_limits)
         label = label or self.options.incoming.listen_description or "(adopted)"
         count_connections(factory, label, self.registry)
         return factory
@@ -292,19 +305,58 @@ class PluginHttp(PluginEvents, Service):
         assert out is not None
         return make_agent(self._reactor, out, self._tls_policy)
 
+    def readiness(self) -> str | None:
+        """None when ready for packets, else why not: the health check's ``503`` body.
+
+        ``"starting"`` before :meth:`connect` (and, in multi mode without
+        ``ildcp``, until our IL-DCP is known: asking starts the fetch),
+        ``"draining"`` from :meth:`drain_incoming` on, or what one of
+        :attr:`ready_checks` says.
+        """
+        if self._draining is not None:
+            return "draining"
+        if not self._connected:
+            return "starting"
+        if self.options.multi and self._ildcp.value is None and self._handler.registered:
+            self._get_ildcp().addErrback(lambda _: None)  # fetch it now; 503 until then
+            if self._ildcp.value is None:
+                return "starting: IL-DCP not known yet"
+        for check in self.ready_checks:
+            reason = check()
+            if reason is not None:
+                return reason
+        return None
+
+    def drain_incoming(self) -> Deferred[None]:
+        """Stop taking new requests; fire once every incoming connection is closed.
+
+        In this order: the port stops listening, the health check answers
+        ``503``, idle connections close, the requests already read are
+        answered (still handled as usual, the last answer on each connection
+        with ``Connection: close``, HTTP/2 GOAWAY); after ``grace_period``
+        seconds what is left is closed.  Sending stays possible until
+        :meth:`disconnect` (a node drains every listener first).
+        """
+        if self._draining is None:
+            port, self.port = self.port, None
+            inc = self.options.incoming
+            grace = inc.server_limits.grace_period if inc is not None else 0.0
+            self._draining = drain_listener(port, self._tracker, grace)
+        return settled(self._draining)
+
     def disconnect(self) -> Deferred[None]:
-        """Stop taking packets, let those in flight finish, close every connection."""
+        """Drain (:meth:`drain_incoming`), refuse new sends, let ours in flight end
+        (each bounded by its expiry), close every connection."""
         if not self._connected:
             return succeed(None)
         self._connected = False
         Service.stopService(self)
-        steps: list[Deferred[Any]] = [self._async.stop()]
-        if self.port is not None:
-            steps.append(maybeDeferred(self.port.stopListening))
-            self.port = None
-        # Observe the packets in flight without adding to their callback chains
-        # anything that could change what their callers get.
-        in_flight = [settled(d) for d in self._in_flight]
+
+        def outgoing(_: object) -> Deferred[Any]:
+            # Observe the packets in flight without adding to their callback
+            # chains anything that could change what their callers get.
+            in_flight = [settled(d) for d in self._in_flight]
+            return DeferredList([self._async.stop(), *in_flight], consumeErrors=True)
 
         def close_connections(_: object) -> Deferred[Any]:
             closing: list[Deferred[Any]] = []
@@ -318,10 +370,13 @@ class PluginHttp(PluginEvents, Service):
             self._client = None
             return DeferredList(closing, consumeErrors=True)
 
-        d = DeferredList(steps + in_flight, consumeErrors=True)
-        d.addCallback(close_connections)
-        d.addCallback(lambda _: self._emit("disconnect"))
-        return d.addCallback(lambda _: None)
+        def stopped(_: object) -> None:
+            self._draining = None
+            self._emit("disconnect")
+
+        d = self.drain_incoming().addCallback(outgoing)
+        # A Deferred of its own: not "called" while it waits on the steps.
+        return settled(d.addCallback(close_connections).addCallback(stopped))
 
     def stopService(self) -> Deferred[None]:
         return self.disconnect()
@@ -479,7 +534,7 @@ class PluginHttp(PluginEvents, Service):
         return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
 
     def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
-        if not self._connected:
+        if not self._connected and self._draining is None:
             raise NotReady("server is closed")
         serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
         if not serve_ildcp and not self._handler.registered:

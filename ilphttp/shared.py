@@ -18,16 +18,24 @@ its own port (content type, size limit, ``ILP-Peer-Name`` for multi accounts).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor, account_in_path
-from ilphttp.listener import ListenerMaker, default_reactor, make_listener
+from ilphttp.handlers import settled
+from ilphttp.listener import (
+    ListenerMaker,
+    default_reactor,
+    drain_listener,
+    make_listener,
+    set_limits,
+)
 from ilphttp.server import DoorResource, IlpResource
+from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -52,13 +60,15 @@ class SharedListener(Service):
 
     HTTP/1.1 and HTTP/2 (h2c, or ALPN on ``ssl:``) as on an account's own
     port.  A listen failure raises from :meth:`startService` (the node stops
-    with one line naming this service); stopping closes the port and every
-    open connection.
+    with one line naming this service); stopping drains it (:meth:`drain`).
+    Its health check answers ``503`` before it starts, while it drains, and
+    while one of :attr:`ready_checks` gives a reason.
 
     :param endpoint: where to listen: an endpoint string (``tcp:8000:...``,
         ``ssl:...`` with ilphttp's TLS options) or an ``IStreamServerEndpoint``
         (a worker's adopted socket).
     :param accounts: account name -> that account's resource.
+    :param limits: the listener's limits and drain grace (the node file's ``server``).
     """
 
     #: ``(door, clock) -> factory`` of the listening protocol (``ilphttp.listener``)
@@ -69,6 +79,7 @@ class SharedListener(Service):
         endpoint: str | IStreamServerEndpoint,
         accounts: Mapping[str, IlpResource],
         reactor: Any = None,
+        limits: ServerLimits = DEFAULT_LIMITS,
     ) -> None:
         self._endpoint = endpoint
         if reactor is None:
@@ -76,7 +87,35 @@ class SharedListener(Service):
         self._reactor = reactor
         self.resource = AccountsResource(accounts)
         self.tracker = self.listener_factory(self.resource.door, reactor)
+        set_limits(self.tracker, limits)
+        self.limits = limits
         self.port: IListeningPort | None = None
+        #: more reasons not to be ready (``check() -> str | None``): the node's IL-DCP
+        self.ready_checks: list[Callable[[], str | None]] = []
+        self._draining: Deferred[None] | None = None
+        door = self.resource.door
+        assert isinstance(door, SharedDoor)
+        door.readiness = self.readiness
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not (the health check's ``503`` body)."""
+        if self._draining is not None:
+            return "draining"
+        if not self.running:
+            return "starting"
+        for check in self.ready_checks:
+            reason = check()
+            if reason is not None:
+                return reason
+        return None
+
+    def drain(self) -> Deferred[None]:
+        """Stop accepting at once, answer what was read, close within the grace period
+        (:meth:`ilphttp.listener.IlpListener.drain`); fire when every connection is closed."""
+        if self._draining is None:
+            port, self.port = self.port, None
+            self._draining = drain_listener(port, self.tracker, self.limits.grace_period)
+        return settled(self._draining)
 
     def startService(self) -> None:
         Service.startService(self)
@@ -96,7 +135,11 @@ class SharedListener(Service):
         self.port = port
 
     def stopService(self) -> Deferred[None]:
+        drained = self.drain()
         Service.stopService(self)
-        port, self.port = self.port, None
-        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
-        return stopped.addCallback(lambda _: self.tracker.close_all())
+
+        def closed(_: object) -> Deferred[None]:
+            self._draining = None
+            return self.tracker.close_all()
+
+        return drained.addCallback(closed)

@@ -40,6 +40,7 @@ CORE = {
     "ilphttp.rfc35",
     "ilphttp.routing",
     "ilphttp.secrets",
+    "ilphttp.server_limits",
     "ilphttp.validate",
 }
 #: the Twisted edge of one link
