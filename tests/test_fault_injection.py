@@ -159,4 +159,3 @@ def _sleep(seconds: float) -> Deferred[None]:
     d: Deferred[None] = Deferred()
     global_reactor().callLater(seconds, d.callback, None)
     return d
-
