@@ -47,9 +47,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString
 
 from ilphttp._compat import write_now
+from ilphttp._http1_wire import encode_answer
 from ilphttp.front import Answer, Door
 from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, HeadTooLarge, new_parser
 from ilphttp.packet import MAX_PREPARE_LENGTH
@@ -85,39 +85,16 @@ _TIMED_OUT = Answer(408, b"request timed out")
 _TOO_LARGE_EARLY = b"ILP packet too large: %d bytes, the limit is %d"
 _TOO_LARGE = Answer(413, b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH)
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
-#: reason phrases twisted.web lacks (RFC 6585) or spells the old way (RFC 9110)
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing (the connection is closing)."""
 
 
-def _status_line(version: bytes, status: int) -> bytes:
-    reason = _REASONS.get(status) or RESPONSES.get(status, b"Unknown")
-    return b"%s %d %s\r\n" % (version, status, reason)
-
-
-_date_cache: list[Any] = [-1, b""]
-
-
-def _date(now: float) -> bytes:
-    """The ``Date`` value (RFC 9110 section 6.6.1), made once a second."""
-    second = int(now)
-    if _date_cache[0] != second:
-        _date_cache[0], _date_cache[1] = second, datetimeToString(second)
-    value: bytes = _date_cache[1]
-    return value
-
-
 def _length(value: bytes) -> int:
     """A Content-Length the parser checked (digits only): huge ones are capped."""
     digits = value.strip().lstrip(b"0")
     return int(digits or b"0") if len(digits) <= 18 else 10**18
-
-
-def _header_name(name: bytes) -> bytes:
-    return b"-".join(part.capitalize() for part in name.split(b"-"))
 
 
 class _Slot:
@@ -491,20 +468,7 @@ class Http1ServerProtocol(Protocol):
             _log.failure("front door failed", failure)
 
     def _encode(self, answer: Answer, version: bytes, close: bool, head_only: bool) -> bytes:
-        body = answer.body
-        parts = [
-            _status_line(version, answer.status),
-            b"Date: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            % (_date(self._clock.seconds()), answer.content_type, len(body)),
-        ]
-        for name, value in answer.headers:
-            parts.append(b"%s: %s\r\n" % (_header_name(name), value))
-        if close:
-            parts.append(b"Connection: close\r\n")
-        parts.append(b"\r\n")
-        if not head_only:
-            parts.append(body)
-        return b"".join(parts)
+        return encode_answer(answer, version, close, head_only, self._clock.seconds())
 
     def _flush(self) -> None:
         """Write the answers that are ready, in order; close after a closing one."""

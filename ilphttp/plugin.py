@@ -26,14 +26,13 @@ from ilphttp.async_link import async_link
 from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
+from ilphttp.drain import Drain
 from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.handlers import (
     DataHandler,
     PrepareHandler,
     RegisteredHandler,
     SharedFetch,
-    answer_child_ildcp,
-    as_bytes,
     fetch_ildcp,
     reply_data,
     settled,
@@ -43,7 +42,6 @@ from ilphttp.listener import (
     ListenerFactory,
     ListenerMaker,
     default_reactor,
-    drain_listener,
     make_listener,
     set_limits,
 )
@@ -60,6 +58,7 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.plugin_events import PluginEvents
+from ilphttp.plugin_ildcp import PluginIldcp
 from ilphttp.server import (
     IlpResource,
     NotReady,
@@ -81,7 +80,7 @@ __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "
 _log = Logger()
 
 
-class PluginHttp(PluginEvents, Service):
+class PluginHttp(PluginEvents, PluginIldcp, Service):
     """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
 
     :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
@@ -157,10 +156,9 @@ class PluginHttp(PluginEvents, Service):
         self.resource: IlpResource | None = None
         self.site: Site | None = None
         self._tracker: ListenerFactory | None = None
-        #: fires when the incoming side has drained (None: not draining)
-        self._draining: Deferred[None] | None = None
+        self._drain = Drain()
         #: more reasons not to be ready (``check() -> str | None``), asked by :meth:`readiness`
-        self.ready_checks: list[Callable[[], str | None]] = []
+        self.ready_checks = self._drain.checks
         if options.incoming is not None:
             inc = options.incoming
             self._incoming_auth = incoming_auth(inc, now)
@@ -306,43 +304,26 @@ class PluginHttp(PluginEvents, Service):
         return make_agent(self._reactor, out, self._tls_policy)
 
     def readiness(self) -> str | None:
-        """None when ready for packets, else why not: the health check's ``503`` body.
-
-        ``"starting"`` before :meth:`connect` (and, in multi mode without
-        ``ildcp``, until our IL-DCP is known: asking starts the fetch),
-        ``"draining"`` from :meth:`drain_incoming` on, or what one of
-        :attr:`ready_checks` says.
-        """
-        if self._draining is not None:
-            return "draining"
-        if not self._connected:
-            return "starting"
-        if self.options.multi and self._ildcp.value is None and self._handler.registered:
-            self._get_ildcp().addErrback(lambda _: None)  # fetch it now; 503 until then
-            if self._ildcp.value is None:
-                return "starting: IL-DCP not known yet"
-        for check in self.ready_checks:
-            reason = check()
-            if reason is not None:
-                return reason
-        return None
+        """None when ready for packets, else why not: the health check's ``503`` body
+        (:class:`~ilphttp.drain.Drain`); in multi mode without ``ildcp``, also
+        until our IL-DCP is known (asking starts the fetch)."""
+        if self._connected and not self._drain.draining and self._ildcp_unknown():
+            return "starting: IL-DCP not known yet"
+        return self._drain.readiness(self._connected)
 
     def drain_incoming(self) -> Deferred[None]:
         """Stop taking new requests; fire once every incoming connection is closed.
 
-        In this order: the port stops listening, the health check answers
-        ``503``, idle connections close, the requests already read are
-        answered (still handled as usual, the last answer on each connection
-        with ``Connection: close``, HTTP/2 GOAWAY); after ``grace_period``
-        seconds what is left is closed.  Sending stays possible until
-        :meth:`disconnect` (a node drains every listener first).
+        The port stops listening, the health check answers ``503``, idle
+        connections close, the requests already read are answered (the last
+        on each connection with ``Connection: close``, HTTP/2 GOAWAY), and
+        after ``grace_period`` seconds the rest is closed.  Sending stays
+        possible until :meth:`disconnect` (a node drains every listener first).
         """
-        if self._draining is None:
-            port, self.port = self.port, None
-            inc = self.options.incoming
-            grace = inc.server_limits.grace_period if inc is not None else 0.0
-            self._draining = drain_listener(port, self._tracker, grace)
-        return settled(self._draining)
+        inc = self.options.incoming
+        grace = inc.server_limits.grace_period if inc is not None else 0.0
+        port, self.port = self.port, None
+        return self._drain.start(port, self._tracker, grace)
 
     def disconnect(self) -> Deferred[None]:
         """Drain (:meth:`drain_incoming`), refuse new sends, let ours in flight end
@@ -371,7 +352,7 @@ class PluginHttp(PluginEvents, Service):
             return DeferredList(closing, consumeErrors=True)
 
         def stopped(_: object) -> None:
-            self._draining = None
+            self._drain.reset()
             self._emit("disconnect")
 
         d = self.drain_incoming().addCallback(outgoing)
@@ -493,38 +474,6 @@ class PluginHttp(PluginEvents, Service):
 
         return d.addBoth(done)
 
-    # -- IL-DCP ----------------------------------------------------------------------
-
-    def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        if self._ildcp.value is None and not self._handler.registered:
-            return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
-        return self._ildcp.get(self._fetch_own_ildcp)
-
-    def _fetch_own_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        def learned(info: ildcp.IldcpResponse) -> ildcp.IldcpResponse:
-            if self.address is None:
-                self.address = info.client_address
-            return info
-
-        return fetch_ildcp(self._handle).addCallback(learned)
-
-    def _handle(self, data: bytes) -> Deferred[bytes]:
-        """Our own handler, for our own IL-DCP request (multi mode without ``ildcp``)."""
-        try:
-            d = self._handler.call(deserialize_prepare(data), data)
-        except ildcp.IldcpError as exc:
-            return fail(exc)
-        return d.addCallback(as_bytes)
-
-    def _serve_ildcp(
-        self, prepare: Prepare, peer_name: bytes | None, delay: float
-    ) -> Deferred[bytes]:
-        """Answer a child's IL-DCP request (multi mode) within ``delay`` seconds (R00 after)."""
-        name = "" if peer_name is None else peer_name.decode("latin-1")
-        return answer_child_ildcp(
-            self._get_ildcp, prepare, name, self._child_urls, self._reject, self._reactor, delay
-        )
-
     # -- incoming (PacketReceiver) ----------------------------------------------------------
 
     def receive_prepare(
@@ -534,7 +483,7 @@ class PluginHttp(PluginEvents, Service):
         return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
 
     def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
-        if not self._connected and self._draining is None:
+        if not self._connected and not self._drain.draining:
             raise NotReady("server is closed")
         serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
         if not serve_ildcp and not self._handler.registered:

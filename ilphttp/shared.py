@@ -18,22 +18,16 @@ its own port (content type, size limit, ``ILP-Peer-Name`` for multi accounts).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ilphttp.drain import Drain
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor, account_in_path
-from ilphttp.handlers import settled
-from ilphttp.listener import (
-    ListenerMaker,
-    default_reactor,
-    drain_listener,
-    make_listener,
-    set_limits,
-)
+from ilphttp.listener import ListenerMaker, default_reactor, make_listener, set_limits
 from ilphttp.server import DoorResource, IlpResource
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import server_endpoint_from_string
@@ -90,32 +84,22 @@ class SharedListener(Service):
         set_limits(self.tracker, limits)
         self.limits = limits
         self.port: IListeningPort | None = None
+        self._drain = Drain()
         #: more reasons not to be ready (``check() -> str | None``): the node's IL-DCP
-        self.ready_checks: list[Callable[[], str | None]] = []
-        self._draining: Deferred[None] | None = None
+        self.ready_checks = self._drain.checks
         door = self.resource.door
         assert isinstance(door, SharedDoor)
         door.readiness = self.readiness
 
     def readiness(self) -> str | None:
         """None when ready, else why not (the health check's ``503`` body)."""
-        if self._draining is not None:
-            return "draining"
-        if not self.running:
-            return "starting"
-        for check in self.ready_checks:
-            reason = check()
-            if reason is not None:
-                return reason
-        return None
+        return self._drain.readiness(bool(self.running))
 
     def drain(self) -> Deferred[None]:
         """Stop accepting at once, answer what was read, close within the grace period
         (:meth:`ilphttp.listener.IlpListener.drain`); fire when every connection is closed."""
-        if self._draining is None:
-            port, self.port = self.port, None
-            self._draining = drain_listener(port, self.tracker, self.limits.grace_period)
-        return settled(self._draining)
+        port, self.port = self.port, None
+        return self._drain.start(port, self.tracker, self.limits.grace_period)
 
     def startService(self) -> None:
         Service.startService(self)
@@ -139,7 +123,7 @@ class SharedListener(Service):
         Service.stopService(self)
 
         def closed(_: object) -> Deferred[None]:
-            self._draining = None
+            self._drain.reset()
             return self.tracker.close_all()
 
         return drained.addCallback(closed)
