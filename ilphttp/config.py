@@ -31,6 +31,12 @@ from ilphttp.ildcp import IldcpResponse, as_response
 from ilphttp.limits import Limits, parse_limits
 from ilphttp.multi import ChildNameError, ChildUrlTemplate
 from ilphttp.secrets import read_public_key
+from ilphttp.server_limits import (
+    DEFAULT_LIMITS,
+    SERVER_LIMIT_KEYS,
+    ServerLimits,
+    parse_server_limits,
+)
 
 __all__ = [
     "CONTENT_TYPES",
@@ -110,6 +116,9 @@ class IncomingOptions:
     #: RFC 35: URL prefixes a peer's ``Callback-Url`` may start with, beside
     #: the origin of our outgoing URL (:class:`ilphttp.callbacks.CallbackPolicy`)
     callback_urls: tuple[str, ...] = ()
+    #: its listeners' connection cap, deadlines, header limits, idle timeout
+    #: and drain grace period (docs/options.rst, "Listener limits")
+    server_limits: ServerLimits = DEFAULT_LIMITS
 
     @property
     def listen_description(self) -> str | None:
@@ -192,6 +201,7 @@ _INCOMING = {
     "jwt_public_key_file",
     "children",
     "callback_urls",
+    *(key for key in SERVER_LIMIT_KEYS if "_" in key),
 }
 _CHILD = {"static_tokens", "subject"}
 _OUTGOING = {
@@ -336,6 +346,7 @@ def _incoming(sp: Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
         jwt_public_key=public_key,
         children=children,
         callback_urls=callback_urls(where("callback_urls"), opt("callback_urls")),
+        server_limits=parse_server_limits("incoming", inc, sp.camel),
     )
 
 

@@ -7,7 +7,9 @@ of them hand a complete request (method, path, headers, body) to a
 :class:`Door` and write back the :class:`Answer` it gives, so the rules live
 here once:
 
-- ``GET`` (any path) is the health check: ``200 OK``;
+- ``GET`` (any path) is the health check: ``200 OK``, or ``503`` with the
+  reason while the door's :attr:`~AccountDoor.readiness` hook gives one
+  (starting: IL-DCP not known yet; draining: the listener is stopping);
 - a wrong credential is ``401``; a child speaking for another child is ``401``;
   a TLS client certificate that does not match ``clientIdentity`` is ``403``;
 - a ``Content-Type`` other than ``application/octet-stream`` or
@@ -64,9 +66,12 @@ __all__ = [
     "NotReady",
     "OverCapacity",
     "PacketReceiver",
+    "Readiness",
     "SharedDoor",
     "account_in_path",
     "answer_now",
+    "health",
+    "not_ready",
 ]
 
 _log = Logger()
@@ -135,6 +140,22 @@ def _text(status: int, message: str) -> Answer:
 
 
 HEALTHY = Answer(200, b"OK")
+
+#: ``readiness()``: None when ready, else why not (``"draining"``), for the health check
+Readiness = Callable[[], Union[str, None]]
+
+
+def not_ready(reason: str) -> Answer:
+    """The health check's ``503``: ``reason`` as the body, ``Retry-After: 1``."""
+    return Answer(503, reason.encode("utf-8"), headers=((b"retry-after", b"1"),))
+
+
+def health(readiness: Readiness | None) -> Answer:
+    """``200 OK``, or ``503`` with the reason ``readiness()`` gives."""
+    reason = None if readiness is None else readiness()
+    return HEALTHY if reason is None else not_ready(reason)
+
+
 UNAUTHORIZED = _text(401, "invalid authorization")
 _WRONG_CERTIFICATE = _text(403, "client certificate does not match")
 _WRONG_TYPE = _text(
@@ -217,6 +238,8 @@ class AccountDoor:
         self.observer: AnswerObserver | None = None
         #: RFC 35 asynchronous mode (set by the plugin); None: every Prepare is synchronous
         self.rfc35: AsyncHook | None = None
+        #: asked by the health check (set by the plugin); None: always ready
+        self.readiness: Readiness | None = None
 
     def authorizes(self, authorization: bytes | None) -> bool:
         """True when the ``Authorization`` value is one of this account's credentials."""
@@ -231,7 +254,7 @@ class AccountDoor:
         identity: IdentityLookup,
     ) -> Answer | Deferred[Answer]:
         if method == b"GET":
-            return HEALTHY
+            return health(self.readiness)
         if not self._auth.verify(header(b"authorization")):
             result: Answer | Deferred[Answer] = UNAUTHORIZED
         else:
@@ -324,6 +347,8 @@ class SharedDoor:
         self._accounts = dict(accounts)
         #: sees the 401s given before any account is known (metrics)
         self.observer: AnswerObserver | None = None
+        #: asked by the health check (set by the shared listener); None: always ready
+        self.readiness: Readiness | None = None
 
     def update(self, accounts: Mapping[str, AccountDoor]) -> None:
         """Answer for ``accounts`` from the next request on (a node's reload)."""
@@ -338,7 +363,7 @@ class SharedDoor:
         identity: IdentityLookup,
     ) -> Answer | Deferred[Answer]:
         if method == b"GET":
-            return HEALTHY
+            return health(self.readiness)
         authorization = header(b"authorization")
         name = account_in_path(path)
         if name is not None:

@@ -44,6 +44,7 @@ from ilphttp.h2_server_core import (
     ServerSession,
 )
 from ilphttp.http2_events import CloseConnection, Timer
+from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import peer_identity
 
 __all__ = ["ABORT_TIMEOUT", "DRAIN_TIMEOUT", "H2ServerFactory", "H2ServerProtocol"]
@@ -67,12 +68,24 @@ class H2ServerProtocol(Protocol):
     :param clock: the time source of the flood guard's rates and the timers.
     :param limits: the flood guard's limits; by default the constants of
         :mod:`ilphttp.h2_guard`.
+    :param server_limits: the listener's: ``max_headers``, and the deadline of
+        a request, ``head_timeout + body_timeout`` seconds from its HEADERS to
+        its end (``408`` past it).
     """
 
-    def __init__(self, door: Door, clock: IReactorTime, limits: GuardLimits | None = None) -> None:
+    def __init__(
+        self,
+        door: Door,
+        clock: IReactorTime,
+        limits: GuardLimits | None = None,
+        server_limits: ServerLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.door = door
         self.clock = clock
-        self.session = ServerSession(limits=limits)
+        self.session = ServerSession(limits=limits, max_headers=server_limits.max_headers)
+        #: seconds from a request's HEADERS to its END_STREAM
+        self.request_timeout = server_limits.head_timeout + server_limits.body_timeout
+        self._deadline_call: IDelayedCall | None = None
         self._waiting: dict[int, Deferred[Answer]] = {}
         self._timer: Timer | None = None
         self._timer_call: IDelayedCall | None = None
@@ -106,7 +119,7 @@ class H2ServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
         self.session.connection_lost()
-        for call in (self._timer_call, self._abort_call):
+        for call in (self._timer_call, self._abort_call, self._deadline_call):
             if call is not None and call.active():
                 call.cancel()
         waiting, self._waiting = self._waiting, {}
@@ -189,6 +202,26 @@ class H2ServerProtocol(Protocol):
         if events:
             self._handle(events)
         self._arm()
+        if self._deadline_call is None and not self._gone:
+            oldest = self.session.oldest_incomplete()
+            if oldest is not None:
+                delay = max(oldest + self.request_timeout - self.clock.seconds(), 0.0)
+                self._deadline_call = self.clock.callLater(delay, self._request_deadline)
+
+    def _request_deadline(self) -> None:
+        """Requests still incomplete at their deadline are answered ``408``."""
+        self._deadline_call = None
+        if self._gone:
+            return
+        expired = self.session.expire_incomplete(self.clock.seconds() - self.request_timeout + 1e-6)
+        if expired:
+            _log.info(
+                "HTTP/2 client {peer}: {n} request(s) not complete in {t} s, answered 408",
+                peer=self._peer(),
+                n=expired,
+                t=self.request_timeout,
+            )
+        self._flush()
 
     def _arm(self) -> None:
         timer = self.session.timer

@@ -21,8 +21,10 @@ What it does (RFC 9113):
 - collects each request's headers and body; only a complete request is an
   event (:class:`RequestReceived`). A ``content-length`` over
   :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` is answered ``413`` at once, so
-  is a body that grows past it, and more than :data:`MAX_HEADERS` fields is
-  ``431``; the rest of such a request is reset (``NO_ERROR``, section 8.1);
+  is a body that grows past it, more than ``max_headers`` fields is
+  ``431``, and a request not complete by its deadline
+  (:meth:`ServerSession.expire_incomplete`) ``408``; the rest of such a
+  request is reset (``NO_ERROR``, section 8.1);
 - credits received DATA back at once (section 6.9: the body is capped, so
   buffering it is bounded) and sends answer bodies within the client's
   windows, the rest when WINDOW_UPDATE or SETTINGS open them;
@@ -91,7 +93,8 @@ _CONNECTION_WINDOW = 1 << 24
 _TEXT_PLAIN = b"text/plain; charset=utf-8"
 #: the same words as :data:`ilphttp.front.TOO_LARGE` (a test checks)
 TOO_LARGE_BODY = b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH
-_TOO_MANY_HEADERS_BODY = b"too many header fields: the limit is %d" % MAX_HEADERS
+_TOO_MANY_HEADERS_BODY = b"too many header fields"
+_TIMED_OUT_BODY = b"request timed out"
 
 
 # -- events ---------------------------------------------------------------------
@@ -133,10 +136,21 @@ ServerEvent = Union[RequestReceived, RequestCancelled, ConnectionError, Calmed, 
 class _Stream(StreamState):
     """A request being received, then its answer being sent."""
 
-    __slots__ = ("body", "delivered", "headers", "method", "path", "received", "refused")
+    __slots__ = (
+        "body",
+        "delivered",
+        "headers",
+        "method",
+        "path",
+        "received",
+        "refused",
+        "started",
+    )
 
-    def __init__(self, stream_id: int) -> None:
+    def __init__(self, stream_id: int, started: float) -> None:
         super().__init__(stream_id, None)
+        #: when its HEADERS came (the session's clock), for its deadline
+        self.started = started
         self.local_closed = False  # until the answer is sent
         self.method = b""
         self.path = b""
@@ -158,6 +172,7 @@ class ServerSession(H2Session):
         :mod:`ilphttp.h2_guard`).
     :param idle_timeout: seconds without an open request before the session
         stops (``None``: never); see :attr:`timer`.
+    :param max_headers: header fields a request may have; more is ``431``.
     """
 
     def __init__(
@@ -167,6 +182,7 @@ class ServerSession(H2Session):
         max_body: int = MAX_PREPARE_LENGTH,
         limits: GuardLimits | None = None,
         idle_timeout: float | None = IDLE_TIMEOUT,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         codes = h2.settings.SettingCodes
         self._advertised = {
@@ -181,6 +197,7 @@ class ServerSession(H2Session):
         )
         self.max_streams = max_streams
         self.max_body = max_body
+        self.max_headers = max_headers
         self.idle_timeout = idle_timeout
         # Our answers' fields are lower case already (front.Answer's rule):
         # no need for h2 to normalize them (a few µs per answer).
@@ -291,6 +308,33 @@ class ServerSession(H2Session):
             self._close_now()
         elif self._timer is None:
             self._timer = Timer("drain", timeout)
+
+    def oldest_incomplete(self) -> float | None:
+        """When the oldest request still being received began (``now`` of its read), or None."""
+        oldest = None
+        for stream in self._requests.values():
+            if not (stream.remote_closed or stream.refused or stream.responded):
+                if oldest is None or stream.started < oldest:
+                    oldest = stream.started
+        return oldest
+
+    def expire_incomplete(self, began_before: float) -> int:
+        """
+        Answer ``408`` to every request still being received that began before
+        ``began_before`` (its rest is reset, ``NO_ERROR``); how many there were.
+        A client that opens streams and never ends them holds nothing past
+        its deadline.
+        """
+        expired = 0
+        if self._done or self.lost:
+            return 0
+        for stream in list(self._requests.values()):
+            if stream.remote_closed or stream.refused or stream.responded:
+                continue
+            if stream.started < began_before:
+                self._answer_self(stream, 408, _TIMED_OUT_BODY)
+                expired += 1
+        return expired
 
     def connection_lost(self) -> None:
         """The transport is gone: every delivered request is cancelled."""
@@ -420,7 +464,7 @@ class ServerSession(H2Session):
         if not self.accepting or len(self._streams) >= self.max_streams:
             self._refuse(sid)
             return
-        stream = _Stream(sid)
+        stream = _Stream(sid, self._now)
         self._requests[sid] = stream
         if self._timer is not None and self._timer.kind == "idle":
             self._timer = None
@@ -437,7 +481,7 @@ class ServerSession(H2Session):
             if name == b"content-length":
                 length = value
             stream.headers.append((name, value))
-        if count > MAX_HEADERS:
+        if count > self.max_headers:
             self._answer_self(stream, 431, _TOO_MANY_HEADERS_BODY)
         elif length is not None and length.isdigit() and int(length) > self.max_body:
             self._answer_self(stream, 413, TOO_LARGE_BODY)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-__all__ = ["PARSER", "PARSE_ERRORS", "UPGRADE", "RequestParser", "new_parser"]
+__all__ = ["PARSER", "PARSE_ERRORS", "UPGRADE", "HeadTooLarge", "RequestParser", "new_parser"]
 
 
 class RequestParser(Protocol):
@@ -34,6 +34,10 @@ class RequestParser(Protocol):
 
 class ParseError(Exception):
     """Malformed request bytes (the h11 adapter's error)."""
+
+
+class HeadTooLarge(ParseError):
+    """A head grew past the bytes allowed before it was complete (answered ``431``)."""
 
 
 class UpgradeRequested(Exception):
@@ -88,8 +92,11 @@ class H11Parser:
         head = self._head + data
         end = head.find(_HEAD_END)
         if end < 0:
-            if len(head) > self._max_head or _BARE_LF_OR_FOLD.search(head):
-                self._fail("head too large or bare LF")
+            if _BARE_LF_OR_FOLD.search(head):
+                self._fail("bare LF or obs-fold in the head")
+            if len(head) > self._max_head:
+                self._failed = True
+                raise HeadTooLarge("head too large")
             self._head = head
             return b""
         self._head = b""
@@ -173,8 +180,11 @@ else:  # pragma: no cover - PyPy
     UPGRADE = (UpgradeRequested,)
 
 
-def new_parser(callbacks: Any, parser: str = PARSER) -> RequestParser:
+def new_parser(callbacks: Any, parser: str = PARSER, max_head: int = 32768) -> RequestParser:
     """A request parser calling ``callbacks``; ``parser`` is ``"httptools"`` or ``"h11"``.
+
+    ``max_head``: the raw bytes h11 buffers for an incomplete head before it
+    raises :class:`HeadTooLarge` (httptools' callers count them themselves).
 
     Errors are :data:`PARSE_ERRORS` and :data:`UPGRADE` whichever is chosen.
     """
@@ -182,4 +192,4 @@ def new_parser(callbacks: Any, parser: str = PARSER) -> RequestParser:
         assert httptools is not None
         result: RequestParser = httptools.HttpRequestParser(callbacks)
         return result
-    return H11Parser(callbacks)
+    return H11Parser(callbacks, max_head)

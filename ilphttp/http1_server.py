@@ -21,16 +21,25 @@ is answered is the door's decision; this module only does HTTP/1.1 framing
 - a client that goes away cancels the door's pending answers;
 - malformed heads (request line, header syntax, bare LF, NUL, obs-fold,
   ``Content-Length`` with ``Transfer-Encoding``, an invalid or repeated
-  ``Content-Length``, a missing ``Host`` on HTTP/1.1, heads over
-  :data:`MAX_HEAD_BYTES` or :data:`MAX_HEADERS` headers) are ``400`` and close,
-  the door never called;
+  ``Content-Length``, a missing ``Host`` on HTTP/1.1) are ``400`` and close;
+  heads over ``max_header_bytes`` or ``max_headers`` headers are ``431``
+  (RFC 6585 section 5) and close; the door is never called;
+- deadlines (:class:`~ilphttp.server_limits.ServerLimits`): a request's head
+  must be complete ``head_timeout`` seconds after its first byte (the first
+  request: after the accept), its body ``body_timeout`` seconds after its
+  head; bytes trickling in do not extend them.  Past one: ``408`` and close,
+  or a silent close when not a byte of the request came;
 - a connection idle for ``idle_timeout`` seconds (no request in progress) is
-  closed, as twisted.web's ``Site`` does after ``timeOut``.
+  closed, as twisted.web's ``Site`` does after ``timeOut``;
+- :meth:`Http1ServerProtocol.drain` (a graceful stop): an idle connection
+  closes at once; otherwise the requests already read are answered, the last
+  answer with ``Connection: close``, and the connection closes after it.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -38,12 +47,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString
 
 from ilphttp._compat import write_now
+from ilphttp._http1_wire import encode_answer
 from ilphttp.front import Answer, Door
-from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, new_parser
+from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, HeadTooLarge, new_parser
 from ilphttp.packet import MAX_PREPARE_LENGTH
+from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import peer_identity
 
 __all__ = [
@@ -57,20 +67,21 @@ __all__ = [
 _log = Logger()
 
 #: seconds a connection may stay idle, as twisted.web's ``HTTPFactory.timeOut``
-IDLE_TIMEOUT = 60.0
+IDLE_TIMEOUT = DEFAULT_LIMITS.idle_timeout
 #: seconds a timed-out connection may take to flush before it is aborted
 #: (twisted.web's ``HTTPChannel.abortTimeout``)
 ABORT_TIMEOUT = 15.0
-#: bytes of request line and header lines (without line ends), as twisted.web's
-#: ``HTTPChannel.totalHeadersSize``
-MAX_HEAD_BYTES = 16384
-#: headers per request, as twisted.web's ``HTTPChannel.maxHeaders``
-MAX_HEADERS = 500
+#: bytes of request line and header lines (without line ends), by default
+MAX_HEAD_BYTES = DEFAULT_LIMITS.max_header_bytes
+#: headers per request, by default
+MAX_HEADERS = DEFAULT_LIMITS.max_headers
 #: unanswered pipelined requests before the connection stops reading
 MAX_PIPELINED = 16
 
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"  # twisted.web's, byte for byte
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HEAD_TOO_LARGE = Answer(431, b"request header fields too large")
+_TIMED_OUT = Answer(408, b"request timed out")
 _TOO_LARGE_EARLY = b"ILP packet too large: %d bytes, the limit is %d"
 _TOO_LARGE = Answer(413, b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH)
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
@@ -80,30 +91,10 @@ class _Stop(Exception):
     """Raised from a parser callback to stop parsing (the connection is closing)."""
 
 
-def _status_line(version: bytes, status: int) -> bytes:
-    return b"%s %d %s\r\n" % (version, status, RESPONSES.get(status, b"Unknown"))
-
-
-_date_cache: list[Any] = [-1, b""]
-
-
-def _date(now: float) -> bytes:
-    """The ``Date`` value (RFC 9110 section 6.6.1), made once a second."""
-    second = int(now)
-    if _date_cache[0] != second:
-        _date_cache[0], _date_cache[1] = second, datetimeToString(second)
-    value: bytes = _date_cache[1]
-    return value
-
-
 def _length(value: bytes) -> int:
     """A Content-Length the parser checked (digits only): huge ones are capped."""
     digits = value.strip().lstrip(b"0")
     return int(digits or b"0") if len(digits) <= 18 else 10**18
-
-
-def _header_name(name: bytes) -> bytes:
-    return b"-".join(part.capitalize() for part in name.split(b"-"))
 
 
 class _Slot:
@@ -121,10 +112,12 @@ class Http1ServerProtocol(Protocol):
     """One HTTP/1.1 connection answered by ``door`` (see the module docstring).
 
     :param door: decides every answer.
-    :param clock: the reactor's clock (a ``Clock`` in tests), for the idle timeout and ``Date``.
+    :param clock: the reactor's clock (a ``Clock`` in tests), for the timeouts and ``Date``.
     :param idle_timeout: seconds without a request in progress or a byte
-        received before the connection is closed; ``None``: never.
+        received before the connection is closed; ``None``: never (used when
+        ``limits`` is not given).
     :param parser: ``"httptools"`` or ``"h11"`` (default: the best installed).
+    :param limits: the deadlines, header limits and idle timeout (seconds).
     """
 
     def __init__(
@@ -133,17 +126,30 @@ class Http1ServerProtocol(Protocol):
         clock: IReactorTime,
         idle_timeout: float | None = IDLE_TIMEOUT,
         parser: str = PARSER,
+        *,
+        limits: ServerLimits | None = None,
     ) -> None:
+        if limits is None:
+            limits = replace(DEFAULT_LIMITS, idle_timeout=idle_timeout)
         self._door = door
         self._clock = clock
-        self._idle_timeout = idle_timeout
-        self._parser = new_parser(self, parser)
+        self._limits = limits
+        self._idle_timeout = limits.idle_timeout
+        self._max_head = limits.max_header_bytes
+        self._max_headers = limits.max_headers
+        self._parser = new_parser(self, parser, 2 * limits.max_header_bytes)
         self._queue: deque[_Slot] = deque()
         self._reading = True  # False once a closing request or a bad one was seen
         self._paused = False
         self._gone = False
+        self._draining = False
         self._timer: IDelayedCall | None = None
+        self._timer_due = 0.0
         self._last_seen = 0.0
+        self._now = 0.0
+        #: when the head or body in progress must be complete (None: no request in progress)
+        self._deadline: float | None = None
+        self._silent = True  # not a byte of the request in progress came yet
         self._in_head = False  # a head has begun and is not complete
         self._heads = 0  # heads begun
         self._head_bytes = 0  # raw bytes of the head in progress, after its first read
@@ -161,30 +167,97 @@ class Http1ServerProtocol(Protocol):
     # -- connection ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        if self._idle_timeout is not None:
-            self._last_seen = self._clock.seconds()
-            self._timer = self._clock.callLater(self._idle_timeout, self._idle_check)
+        now = self._last_seen = self._clock.seconds()
+        # The first request's head is due from the accept: a connection that
+        # sends nothing is closed as soon as one that trickles.
+        self._deadline = now + self._limits.head_timeout
+        self._schedule(now, self._deadline)
 
-    def _idle_check(self) -> None:
-        assert self._idle_timeout is not None
+    def _schedule(self, now: float, due: float) -> None:
+        """Run :meth:`_check` at ``due`` (or earlier, if it is set to run earlier)."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_due <= due:
+                return
+            timer.cancel()
+        self._timer_due = due
+        self._timer = self._clock.callLater(max(due - now, 0.0), self._check)
+
+    def _check(self) -> None:
+        """The deadline of the request in progress, or the idle timeout."""
         self._timer = None
-        if self._gone:
+        if self._gone or not self._reading:
             return
-        left = self._last_seen + self._idle_timeout - self._clock.seconds()
-        if self._queue or left > 0:  # a request is in progress, or bytes came since
-            self._timer = self._clock.callLater(
-                self._idle_timeout if left <= 0 else left, self._idle_check
-            )
+        now = self._clock.seconds()
+        deadline = self._deadline
+        if deadline is not None:
+            if now >= deadline:
+                self._timed_out()
+            else:
+                self._schedule(now, deadline)
             return
+        idle = self._idle_timeout
+        if idle is None:
+            return
+        if self._queue:  # an answer is pending: not idle
+            self._schedule(now, now + idle)
+            return
+        due = self._last_seen + idle
+        if now >= due:
+            self._close_quietly()
+        else:
+            self._schedule(now, due)
+
+    def _timed_out(self) -> None:
+        """A head or body was not complete in time: 408 (unless nothing came) and close."""
+        if self._silent:
+            self._close_quietly()
+            return
+        self._stop_reading()
+        slot = _Slot(True)
+        slot.data = self._encode(_TIMED_OUT, b"HTTP/1.1", True, False)
+        self._queue.append(slot)
+        self._flush()
+        self._abort_later()
+
+    def _close_quietly(self) -> None:
+        self._stop_reading()
         transport = self.transport
         assert transport is not None
         transport.loseConnection()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        """Abort if the close takes :data:`ABORT_TIMEOUT` (a client that does not read)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer_due = float("inf")
         self._timer = self._clock.callLater(ABORT_TIMEOUT, self._abort)
 
     def _abort(self) -> None:
         self._timer = None
         if not self._gone and self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def drain(self) -> None:
+        """Stop gracefully: close now if idle, else after answering what was read.
+
+        The answer that ends the connection says ``Connection: close``.
+        """
+        if self._draining or self._gone:
+            return
+        self._draining = True
+        if not self._reading:
+            return  # closing already, after its last answer
+        if self._deadline is None or self._silent:
+            if not self._queue:
+                self._close_quietly()
+                return
+            # Answers are pending, nothing more is being read: the last one closes.
+            self._stop_reading()
+            last = self._queue[-1]
+            last.close = True
+        # else: a request is in progress; its answer closes (on_message_complete)
 
     def detach(self) -> None:
         """Stop this protocol's timers: the connection was handed to another protocol."""
@@ -203,8 +276,10 @@ class Http1ServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if not self._reading:
             return  # after a closing request: what the client sends more is dropped
-        if self._idle_timeout is not None:
-            self._last_seen = self._clock.seconds()
+        now = self._now = self._last_seen = self._clock.seconds()
+        if self._deadline is None:
+            self._deadline = now + self._limits.head_timeout  # a new request begins
+        self._silent = False
         heads = self._heads
         try:
             self._parser.feed_data(data)
@@ -217,6 +292,10 @@ class Http1ServerProtocol(Protocol):
             if self._queue:
                 self._queue[-1].close = True
             return
+        except HeadTooLarge:
+            if self._reading:
+                self._refused(_HEAD_TOO_LARGE)
+            return
         except PARSE_ERRORS:
             if self._reading:  # not a _Stop raised through httptools
                 self._bad_request()
@@ -226,13 +305,17 @@ class Http1ServerProtocol(Protocol):
             # read it began in, its raw bytes may be twice the checked size.
             if heads == self._heads:
                 self._head_bytes += len(data)
-                if self._head_bytes > 2 * MAX_HEAD_BYTES:
-                    self._bad_request()
+                if self._head_bytes > 2 * self._max_head:
+                    self._refused(_HEAD_TOO_LARGE)
+                    return
             else:
                 self._head_bytes = 0
+        if self._deadline is not None and self._reading:
+            self._schedule(now, self._deadline)
 
     def _stop_reading(self) -> None:
         self._reading = False
+        self._deadline = None
 
     def _bad_request(self) -> None:
         self._stop_reading()
@@ -241,32 +324,47 @@ class Http1ServerProtocol(Protocol):
         self._queue.append(slot)
         self._flush()
 
+    def _refused(self, answer: Answer) -> None:
+        """Answer ``answer`` (a head that cannot be read) and close."""
+        self._stop_reading()
+        slot = _Slot(True)
+        slot.data = self._encode(answer, b"HTTP/1.1", True, False)
+        self._queue.append(slot)
+        self._flush()
+
     # -- parser callbacks (httptools' names) ---------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._silent = False
         self._reset()
         self._in_head = True
         self._heads += 1
+        if self._deadline is None:  # a pipelined request in the same read
+            self._deadline = self._now + self._limits.head_timeout
 
     def on_url(self, piece: bytes) -> None:
         self._url += piece
         self._head_size += len(piece)
-        if self._head_size > MAX_HEAD_BYTES:
-            self._refuse()
+        if self._head_size > self._max_head:
+            self._refuse(_HEAD_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         self._head_size += len(name) + len(value) + 2
-        if self._header_count > MAX_HEADERS or self._head_size > MAX_HEAD_BYTES:
-            self._refuse()
+        if self._header_count > self._max_headers or self._head_size > self._max_head:
+            self._refuse(_HEAD_TOO_LARGE)
         self._headers[name.lower()] = value
 
-    def _refuse(self) -> None:
-        self._bad_request()
+    def _refuse(self, answer: Answer | None = None) -> None:
+        if answer is None:
+            self._bad_request()
+        else:
+            self._refused(answer)
         raise _Stop()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._deadline = self._now + self._limits.body_timeout
         headers = self._headers
         version = self._parser.get_http_version()
         if version not in _VERSIONS or (version == "1.1" and b"host" not in headers):
@@ -315,7 +413,12 @@ class Http1ServerProtocol(Protocol):
             path = url if query < 0 else url[:query]
             body = b"".join(self._body) if method != b"GET" else b""
             result = self._door.answer(method, path, self._headers.get, body, self._identity)
+            close = close or self._draining  # a drain may begin in the door's call
             self._enqueue(result, version, close, method)
+        # Only now is the request no longer in progress (a drain during the
+        # door's call must not take the connection for idle).
+        self._deadline = None
+        self._silent = True
         self._reset()
         if close or self._too_large:
             self._stop_reading()
@@ -365,20 +468,7 @@ class Http1ServerProtocol(Protocol):
             _log.failure("front door failed", failure)
 
     def _encode(self, answer: Answer, version: bytes, close: bool, head_only: bool) -> bytes:
-        body = answer.body
-        parts = [
-            _status_line(version, answer.status),
-            b"Date: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            % (_date(self._clock.seconds()), answer.content_type, len(body)),
-        ]
-        for name, value in answer.headers:
-            parts.append(b"%s: %s\r\n" % (_header_name(name), value))
-        if close:
-            parts.append(b"Connection: close\r\n")
-        parts.append(b"\r\n")
-        if not head_only:
-            parts.append(body)
-        return b"".join(parts)
+        return encode_answer(answer, version, close, head_only, self._clock.seconds())
 
     def _flush(self) -> None:
         """Write the answers that are ready, in order; close after a closing one."""

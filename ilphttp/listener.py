@@ -12,7 +12,11 @@ first bytes:
 - anything else: the lean HTTP/1.1 protocol of :mod:`ilphttp.http1_server`.
 
 The factory also knows its open connections (:meth:`IlpListener.close_all`,
-``connections_total``) and offers ``h2`` and ``http/1.1`` to TLS ALPN.
+``connections_total``) and offers ``h2`` and ``http/1.1`` to TLS ALPN.  It
+applies its :class:`~ilphttp.server_limits.ServerLimits`: past
+``max_connections`` open connections its port stops accepting (the kernel's
+backlog holds the rest) until one closes; the protocols apply the deadlines
+and header limits.  :meth:`IlpListener.drain` stops it gracefully.
 
 :func:`site_listener` is the same over twisted.web for HTTP/1.1 too (a
 ``Site`` with :class:`~ilphttp.server.IlpRequest`), the engine before the lean
@@ -22,9 +26,10 @@ to it to compare, or as an escape hatch.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IProtocol,
     IProtocolNegotiationFactory,
@@ -32,6 +37,7 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -41,8 +47,21 @@ from ilphttp.h2_server import H2ServerProtocol
 from ilphttp.h2c import H2C_PREFACE
 from ilphttp.http1_server import IDLE_TIMEOUT, Http1ServerProtocol
 from ilphttp.server import ConnectionTracker, DoorResource, make_site
+from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 
-__all__ = ["IlpListener", "ListenerFactory", "default_reactor", "make_listener", "site_listener"]
+__all__ = [
+    "IlpListener",
+    "ListenerFactory",
+    "default_reactor",
+    "drain_listener",
+    "make_listener",
+    "set_limits",
+    "site_listener",
+]
+
+_log = Logger()
+#: seconds between two "too many connections" lines
+_LOG_EVERY = 60.0
 
 
 def default_reactor() -> Any:
@@ -54,10 +73,12 @@ def default_reactor() -> Any:
 
 def _http2_protocol(listener: IlpListener, transport: ITransport, data: bytes) -> H2ServerProtocol:
     """An HTTP/2 server protocol connected to ``transport``, given the bytes read so far."""
-    protocol = H2ServerProtocol(listener.door, listener.clock, listener.h2_limits)
+    protocol = H2ServerProtocol(listener.door, listener.clock, listener.h2_limits, listener.limits)
     protocol.makeConnection(transport)
     if data:
         protocol.dataReceived(data)
+    if listener.draining:
+        protocol.close(listener.limits.grace_period)
     return protocol
 
 
@@ -72,10 +93,15 @@ class _Connection(Protocol):
 
     def connectionMade(self) -> None:
         listener = self._listener
-        listener.opened(self)
-        # Made now so that its idle timeout runs from the accept; dropped if HTTP/2.
-        self._http1 = Http1ServerProtocol(listener.door, listener.clock, listener.idle_timeout)
+        if not listener.opened(self):
+            return
+        # Made now so that its deadlines run from the accept; dropped if HTTP/2.
+        self._http1 = Http1ServerProtocol(
+            listener.door, listener.clock, limits=listener.protocol_limits()
+        )
         self._http1.makeConnection(self.transport)
+        if listener.draining:
+            self._http1.drain()
 
     def dataReceived(self, data: bytes) -> None:
         served = self._served
@@ -93,7 +119,8 @@ class _Connection(Protocol):
                 negotiated = b"h2"
             self._buffer = b""
         http1 = self._http1
-        assert http1 is not None and self.transport is not None
+        if http1 is None or self.transport is None:
+            return  # refused at the accept
         if negotiated == b"h2":
             http1.detach()
             self._http1 = None
@@ -101,6 +128,17 @@ class _Connection(Protocol):
         else:
             self._served = http1
             http1.dataReceived(data)
+
+    def drain(self, grace: float) -> None:
+        """Stop gracefully: HTTP/2 with GOAWAY, HTTP/1.1 as :meth:`Http1ServerProtocol.drain`."""
+        if isinstance(self._served, H2ServerProtocol):
+            self._served.close(grace)
+        elif self._http1 is not None:
+            self._http1.drain()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Close: HTTP/2 with GOAWAY after the answers in flight, HTTP/1.1 after what is queued."""
@@ -123,18 +161,32 @@ class IlpListener(Factory):
 
     :param door: decides every answer (:class:`~ilphttp.front.AccountDoor`,
         :class:`~ilphttp.front.SharedDoor`).
-    :param clock: the reactor's clock, for the HTTP/1.1 idle timeout.
-    :param idle_timeout: seconds an HTTP/1.1 connection may stay idle; ``None``: forever.
+    :param clock: the reactor's clock, for the deadlines and timeouts.
+    :param idle_timeout: seconds an HTTP/1.1 connection may stay idle; ``None``:
+        forever (replaces ``limits.idle_timeout``).
+    :param limits: the connection cap, deadlines, header limits and drain grace.
     """
 
     noisy = False
 
     def __init__(
-        self, door: Door, clock: IReactorTime, idle_timeout: float | None = IDLE_TIMEOUT
+        self,
+        door: Door,
+        clock: IReactorTime,
+        idle_timeout: float | None = IDLE_TIMEOUT,
+        limits: ServerLimits = DEFAULT_LIMITS,
     ) -> None:
         self.door = door
         self.clock = clock
         self.idle_timeout = idle_timeout
+        #: the limits of its connections (set before listening; see :meth:`protocol_limits`)
+        self.limits = limits
+        #: True from :meth:`drain` on: new connections are closed at once
+        self.draining = False
+        #: connections refused at the accept, past ``max_connections``
+        self.refused_total = 0
+        self._paused_port: Any = None
+        self._logged_at: float | None = None
         #: the HTTP/2 flood guard's limits; None: :mod:`ilphttp.h2_guard`'s constants
         self.h2_limits: GuardLimits | None = None
         #: connections accepted since listening began
@@ -151,20 +203,95 @@ class IlpListener(Factory):
         """ALPN (RFC 7301): ``h2`` first, then ``http/1.1``."""
         return [b"h2", b"http/1.1"]
 
-    def opened(self, connection: _Connection) -> None:
+    def protocol_limits(self) -> ServerLimits:
+        """:attr:`limits` with :attr:`idle_timeout` (which a caller may have set apart)."""
+        if self.limits.idle_timeout == self.idle_timeout:
+            return self.limits
+        return replace(self.limits, idle_timeout=self.idle_timeout)
+
+    def opened(self, connection: _Connection) -> bool:
+        """Count a new connection; False if it is over the cap (it is aborted)."""
+        open_now = len(self._open)
+        cap = self.limits.max_connections
+        if open_now >= cap:
+            # Accepted in the same batch as the one that reached the cap.
+            self.refused_total += 1
+            connection.abort()
+            return False
         self.connections_total += 1
         self._open.add(connection)
         if self.on_change is not None:
             self.on_change(1)
+        if open_now + 1 >= cap:
+            self._pause(connection)
+        return True
+
+    def _pause(self, connection: _Connection) -> None:
+        """Stop accepting: the port's reading stops until a connection closes."""
+        port = _port_of(connection.transport)
+        if port is None or self._paused_port is not None:
+            return
+        port.stopReading()
+        self._paused_port = port
+        now = self.clock.seconds()
+        if self._logged_at is None or now - self._logged_at >= _LOG_EVERY:
+            self._logged_at = now
+            _log.warn(
+                "{n} connections open, the listener's maxConnections: not accepting more"
+                " until one closes",
+                n=len(self._open),
+            )
 
     def closed(self, connection: _Connection) -> None:
         if connection in self._open and self.on_change is not None:
             self.on_change(-1)
         self._open.discard(connection)
+        port = self._paused_port
+        if port is not None and len(self._open) < self.limits.max_connections:
+            self._paused_port = None
+            if not self.draining and getattr(port, "connected", True):
+                port.startReading()
         if not self._open and self._waiting:
             waiting, self._waiting = self._waiting, []
             for d in waiting:
                 d.callback(None)
+
+    def drain(self, grace: float | None = None) -> Deferred[None]:
+        """Stop gracefully; fire when every connection is closed.
+
+        Idle connections close at once, the others after answering the
+        requests already read (HTTP/1.1: the last answer says ``Connection:
+        close``; HTTP/2: GOAWAY); after ``grace`` seconds (default
+        ``limits.grace_period``) what is left is aborted.  New connections
+        (a port still open) are closed as they come.  Stopping the port is the
+        caller's part (:func:`drain_listener`).
+        """
+        if grace is None:
+            grace = self.limits.grace_period
+        self.draining = True
+        for connection in list(self._open):
+            connection.drain(grace)
+        if not self._open:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        timer = self.clock.callLater(grace, self._abort_all)
+
+        def done(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addCallback(done)
+
+    def _abort_all(self) -> None:
+        if self._open:
+            _log.info(
+                "{n} connections still open after the grace period: closing them",
+                n=len(self._open),
+            )
+        for connection in list(self._open):
+            connection.abort()
 
     def close_all(self) -> Deferred[None]:
         """Close every connection (after what is queued is written); fire when all are."""
@@ -181,12 +308,49 @@ class IlpListener(Factory):
 ListenerFactory = Union[IlpListener, ConnectionTracker]
 
 
+def _port_of(transport: Any) -> Any:
+    """The listening port that accepted ``transport`` (TCP, or TCP under TLS), or None."""
+    for _ in range(3):
+        if transport is None:
+            return None
+        port = getattr(transport, "server", None)
+        if port is not None and hasattr(port, "stopReading"):
+            return port
+        transport = getattr(transport, "transport", None)
+    return None
+
+
 def make_listener(
     door: Door, clock: IReactorTime, idle_timeout: float | None = IDLE_TIMEOUT
 ) -> IlpListener:
     """The lean listener: HTTP/1.1 by :mod:`ilphttp.http1_server`, HTTP/2 by
     :mod:`ilphttp.h2_server`."""
     return IlpListener(door, clock, idle_timeout)
+
+
+def set_limits(factory: Any, limits: ServerLimits) -> None:
+    """Give a listener ``limits`` before it listens (the twisted.web one: its idle timeout)."""
+    if isinstance(factory, IlpListener):
+        factory.limits = limits
+        factory.idle_timeout = limits.idle_timeout
+    else:
+        site = getattr(factory, "wrappedFactory", None)
+        if site is not None and hasattr(site, "timeOut"):
+            site.timeOut = limits.idle_timeout
+
+
+def drain_listener(port: Any, factory: Any, grace: float) -> Deferred[None]:
+    """Stop accepting at once (``port.stopListening()``, if a port), then drain
+    ``factory``'s connections within ``grace`` seconds; fire when done."""
+    stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
+    if isinstance(factory, IlpListener):
+        draining = factory.drain(grace)
+    elif factory is not None:
+        draining = factory.close_all()
+    else:
+        draining = succeed(None)
+    both = DeferredList([stopped, draining], consumeErrors=True)
+    return both.addCallback(lambda _: None)
 
 
 def site_listener(

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
+from ilphttp.listener import drain_listener
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
 from ilphttp.reload import (
@@ -215,6 +216,21 @@ class NodeService(MultiService):
                 listening=listening,
             )
 
+    def stopService(self) -> Deferred[None]:
+        """Drain, then stop: every listener first stops accepting and answers what it
+        read (while every account can still send, so that packets read are
+        forwarded), then the plugins stop (theirs in flight end) and the router."""
+        draining = []
+        for service in self:
+            if isinstance(service, PluginHttp):
+                draining.append(service.drain_incoming())
+            elif isinstance(service, SharedListener):
+                draining.append(service.drain())
+            elif isinstance(service, StreamServerEndpointService):
+                draining.append(_drain_extra(service))
+        drained = DeferredList(draining, consumeErrors=True)
+        return drained.addCallback(lambda _: MultiService.stopService(self))
+
     def _guard(self, service: IService, start: Callable[[], object]) -> None:
         try:
             start()
@@ -227,6 +243,14 @@ class NodeService(MultiService):
             message = startup_error(what, exc)
             _log.critical("{reason}", reason=message)
             raise SystemExit(f"ilphttp: {message}") from None
+
+
+def _drain_extra(service: StreamServerEndpointService) -> Deferred[None]:
+    """An account's extra listener: stop listening, drain its connections."""
+    stopped = maybeDeferred(service.stopService)
+    factory = service.factory
+    grace = getattr(getattr(factory, "limits", None), "grace_period", 0.0)
+    return stopped.addBoth(lambda _: drain_listener(None, factory, grace))
 
 
 #: errno -> the few words a start-up error gives for it
@@ -315,7 +339,10 @@ def make_node(
     shared_endpoints = None if listeners is None else listeners.get(SHARED_LISTEN)
     for i, description in enumerate(config.listen):
         shared = SharedListener(
-            shared_endpoints[i] if shared_endpoints else description, resources, reactor
+            shared_endpoints[i] if shared_endpoints else description,
+            resources,
+            reactor,
+            config.server_limits,
         )
         shared.setName(f"listen-{i + 1}")
         shared.setServiceParent(service)
@@ -325,6 +352,10 @@ def make_node(
         router.setName("router")
         router.setServiceParent(service)
         service.router = router
+        for child in service:
+            checks = getattr(child, "ready_checks", None)
+            if checks is not None:
+                checks.append(router.readiness)
         return service
     for spec in config.accounts:
         service.attach_handler(spec, service.plugins[spec.name], config)

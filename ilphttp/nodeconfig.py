@@ -50,6 +50,12 @@ from ilphttp.routing import (
     RouterConfig,
 )
 from ilphttp.secrets import resolve_secret
+from ilphttp.server_limits import (
+    DEFAULT_LIMITS,
+    SERVER_LIMIT_KEYS,
+    ServerLimits,
+    parse_server_limits,
+)
 
 __all__ = [
     "LOG_FORMATS",
@@ -110,6 +116,7 @@ _KNOWN_TOP = {
     "metrics",
     "logFormat",
     "logLevel",
+    "server",
 }
 #: ``logFormat`` values (``--log-format``): ilphttp's observers (:mod:`ilphttp.logformat`)
 LOG_FORMATS = ("json", "text")
@@ -192,6 +199,8 @@ class NodeConfig:
     log_format: str | None = None
     #: the lowest level logged (:data:`LOG_LEVELS`); ``debug`` adds packet events
     log_level: str = "info"
+    #: the node-level listeners' limits and drain grace (the file's ``server``)
+    server_limits: ServerLimits = DEFAULT_LIMITS
 
     def shared_accounts(self) -> tuple[AccountSpec, ...]:
         """The accounts the node-level listeners serve: incoming, but no port of their own."""
@@ -387,10 +396,19 @@ def parse_node(
         metrics=validate.optional_string("metrics", data.get("metrics")),
         log_format=_choice("logFormat", data.get("logFormat"), LOG_FORMATS),
         log_level=_choice("logLevel", data.get("logLevel"), LOG_LEVELS) or "info",
+        server_limits=_server(data.get("server")),
     )
     _check_routing(node)
     check_shared_listen(node, "--listen/--port with --config" if listen_flags else "listen")
     return node
+
+
+def _server(value: Any) -> ServerLimits:
+    """``server``: the node-level listeners' limits, JS names (milliseconds)."""
+    if value is None:
+        return DEFAULT_LIMITS
+    validate.check_keys("server", value, {k for k in SERVER_LIMIT_KEYS if "_" not in k})
+    return parse_server_limits("server", value, camel=True)
 
 
 def _choice(where: str, value: Any, choices: tuple[str, ...]) -> str | None:

@@ -26,20 +26,25 @@ from ilphttp.async_link import async_link
 from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
+from ilphttp.drain import Drain
 from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.handlers import (
     DataHandler,
     PrepareHandler,
     RegisteredHandler,
     SharedFetch,
-    answer_child_ildcp,
-    as_bytes,
     fetch_ildcp,
     reply_data,
     settled,
 )
 from ilphttp.link_ops import LinkOps, count_connections
-from ilphttp.listener import ListenerFactory, ListenerMaker, default_reactor, make_listener
+from ilphttp.listener import (
+    ListenerFactory,
+    ListenerMaker,
+    default_reactor,
+    make_listener,
+    set_limits,
+)
 from ilphttp.logtext import escape
 from ilphttp.multi import ChildNameError, ChildUrlTemplate, child_name
 from ilphttp.packet import (
@@ -53,6 +58,7 @@ from ilphttp.packet import (
     serialize_reject,
 )
 from ilphttp.plugin_events import PluginEvents
+from ilphttp.plugin_ildcp import PluginIldcp
 from ilphttp.server import (
     IlpResource,
     NotReady,
@@ -74,7 +80,7 @@ __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "
 _log = Logger()
 
 
-class PluginHttp(PluginEvents, Service):
+class PluginHttp(PluginEvents, PluginIldcp, Service):
     """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
 
     :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
@@ -150,11 +156,15 @@ class PluginHttp(PluginEvents, Service):
         self.resource: IlpResource | None = None
         self.site: Site | None = None
         self._tracker: ListenerFactory | None = None
+        self._drain = Drain()
+        #: more reasons not to be ready (``check() -> str | None``), asked by :meth:`readiness`
+        self.ready_checks = self._drain.checks
         if options.incoming is not None:
             inc = options.incoming
             self._incoming_auth = incoming_auth(inc, now)
             self.resource = IlpResource(self._incoming_auth, self, inc.client_identity)
             self.resource.door.observer = self.ops.answered
+            self.resource.door.readiness = self.readiness
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
@@ -259,6 +269,7 @@ class PluginHttp(PluginEvents, Service):
         its connections are counted as ``ilp_connections{listener=label}`` (default: ours)."""
         assert self.resource is not None and self.options.incoming is not None
         factory = self.listener_factory(self.resource.door, self._reactor)
+        set_limits(factory, self.options.incoming.server_limits)
         label = label or self.options.incoming.listen_description or "(adopted)"
         count_connections(factory, label, self.registry)
         return factory
@@ -292,19 +303,41 @@ class PluginHttp(PluginEvents, Service):
         assert out is not None
         return make_agent(self._reactor, out, self._tls_policy)
 
+    def readiness(self) -> str | None:
+        """None when ready for packets, else why not: the health check's ``503`` body
+        (:class:`~ilphttp.drain.Drain`); in multi mode without ``ildcp``, also
+        until our IL-DCP is known (asking starts the fetch)."""
+        if self._connected and not self._drain.draining and self._ildcp_unknown():
+            return "starting: IL-DCP not known yet"
+        return self._drain.readiness(self._connected)
+
+    def drain_incoming(self) -> Deferred[None]:
+        """Stop taking new requests; fire once every incoming connection is closed.
+
+        The port stops listening, the health check answers ``503``, idle
+        connections close, the requests already read are answered (the last
+        on each connection with ``Connection: close``, HTTP/2 GOAWAY), and
+        after ``grace_period`` seconds the rest is closed.  Sending stays
+        possible until :meth:`disconnect` (a node drains every listener first).
+        """
+        inc = self.options.incoming
+        grace = inc.server_limits.grace_period if inc is not None else 0.0
+        port, self.port = self.port, None
+        return self._drain.start(port, self._tracker, grace)
+
     def disconnect(self) -> Deferred[None]:
-        """Stop taking packets, let those in flight finish, close every connection."""
+        """Drain (:meth:`drain_incoming`), refuse new sends, let ours in flight end
+        (each bounded by its expiry), close every connection."""
         if not self._connected:
             return succeed(None)
         self._connected = False
         Service.stopService(self)
-        steps: list[Deferred[Any]] = [self._async.stop()]
-        if self.port is not None:
-            steps.append(maybeDeferred(self.port.stopListening))
-            self.port = None
-        # Observe the packets in flight without adding to their callback chains
-        # anything that could change what their callers get.
-        in_flight = [settled(d) for d in self._in_flight]
+
+        def outgoing(_: object) -> Deferred[Any]:
+            # Observe the packets in flight without adding to their callback
+            # chains anything that could change what their callers get.
+            in_flight = [settled(d) for d in self._in_flight]
+            return DeferredList([self._async.stop(), *in_flight], consumeErrors=True)
 
         def close_connections(_: object) -> Deferred[Any]:
             closing: list[Deferred[Any]] = []
@@ -318,10 +351,13 @@ class PluginHttp(PluginEvents, Service):
             self._client = None
             return DeferredList(closing, consumeErrors=True)
 
-        d = DeferredList(steps + in_flight, consumeErrors=True)
-        d.addCallback(close_connections)
-        d.addCallback(lambda _: self._emit("disconnect"))
-        return d.addCallback(lambda _: None)
+        def stopped(_: object) -> None:
+            self._drain.reset()
+            self._emit("disconnect")
+
+        d = self.drain_incoming().addCallback(outgoing)
+        # A Deferred of its own: not "called" while it waits on the steps.
+        return settled(d.addCallback(close_connections).addCallback(stopped))
 
     def stopService(self) -> Deferred[None]:
         return self.disconnect()
@@ -438,38 +474,6 @@ class PluginHttp(PluginEvents, Service):
 
         return d.addBoth(done)
 
-    # -- IL-DCP ----------------------------------------------------------------------
-
-    def _get_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        if self._ildcp.value is None and not self._handler.registered:
-            return fail(ildcp.IldcpError("data handler must be registered to fetch IL-DCP"))
-        return self._ildcp.get(self._fetch_own_ildcp)
-
-    def _fetch_own_ildcp(self) -> Deferred[ildcp.IldcpResponse]:
-        def learned(info: ildcp.IldcpResponse) -> ildcp.IldcpResponse:
-            if self.address is None:
-                self.address = info.client_address
-            return info
-
-        return fetch_ildcp(self._handle).addCallback(learned)
-
-    def _handle(self, data: bytes) -> Deferred[bytes]:
-        """Our own handler, for our own IL-DCP request (multi mode without ``ildcp``)."""
-        try:
-            d = self._handler.call(deserialize_prepare(data), data)
-        except ildcp.IldcpError as exc:
-            return fail(exc)
-        return d.addCallback(as_bytes)
-
-    def _serve_ildcp(
-        self, prepare: Prepare, peer_name: bytes | None, delay: float
-    ) -> Deferred[bytes]:
-        """Answer a child's IL-DCP request (multi mode) within ``delay`` seconds (R00 after)."""
-        name = "" if peer_name is None else peer_name.decode("latin-1")
-        return answer_child_ildcp(
-            self._get_ildcp, prepare, name, self._child_urls, self._reject, self._reactor, delay
-        )
-
     # -- incoming (PacketReceiver) ----------------------------------------------------------
 
     def receive_prepare(
@@ -479,7 +483,7 @@ class PluginHttp(PluginEvents, Service):
         return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
 
     def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
-        if not self._connected:
+        if not self._connected and not self._drain.draining:
             raise NotReady("server is closed")
         serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
         if not serve_ildcp and not self._handler.registered:

@@ -126,6 +126,12 @@ class Router(Service):
         if table is not None:
             self._set_table(table)
 
+    def readiness(self) -> str | None:
+        """None once our address is known, else why not (the health check's ``503``)."""
+        if self.table is None:
+            return "starting: our address is not known yet (IL-DCP)"
+        return None
+
     # -- our address ---------------------------------------------------------------
 
     def _set_table(self, table: RoutingTable) -> None:

@@ -21,13 +21,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from ilphttp.drain import Drain
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor, account_in_path
-from ilphttp.listener import ListenerMaker, default_reactor, make_listener
+from ilphttp.listener import ListenerMaker, default_reactor, make_listener, set_limits
 from ilphttp.server import DoorResource, IlpResource
+from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import server_endpoint_from_string
 
 if TYPE_CHECKING:
@@ -52,13 +54,15 @@ class SharedListener(Service):
 
     HTTP/1.1 and HTTP/2 (h2c, or ALPN on ``ssl:``) as on an account's own
     port.  A listen failure raises from :meth:`startService` (the node stops
-    with one line naming this service); stopping closes the port and every
-    open connection.
+    with one line naming this service); stopping drains it (:meth:`drain`).
+    Its health check answers ``503`` before it starts, while it drains, and
+    while one of :attr:`ready_checks` gives a reason.
 
     :param endpoint: where to listen: an endpoint string (``tcp:8000:...``,
         ``ssl:...`` with ilphttp's TLS options) or an ``IStreamServerEndpoint``
         (a worker's adopted socket).
     :param accounts: account name -> that account's resource.
+    :param limits: the listener's limits and drain grace (the node file's ``server``).
     """
 
     #: ``(door, clock) -> factory`` of the listening protocol (``ilphttp.listener``)
@@ -69,6 +73,7 @@ class SharedListener(Service):
         endpoint: str | IStreamServerEndpoint,
         accounts: Mapping[str, IlpResource],
         reactor: Any = None,
+        limits: ServerLimits = DEFAULT_LIMITS,
     ) -> None:
         self._endpoint = endpoint
         if reactor is None:
@@ -76,7 +81,25 @@ class SharedListener(Service):
         self._reactor = reactor
         self.resource = AccountsResource(accounts)
         self.tracker = self.listener_factory(self.resource.door, reactor)
+        set_limits(self.tracker, limits)
+        self.limits = limits
         self.port: IListeningPort | None = None
+        self._drain = Drain()
+        #: more reasons not to be ready (``check() -> str | None``): the node's IL-DCP
+        self.ready_checks = self._drain.checks
+        door = self.resource.door
+        assert isinstance(door, SharedDoor)
+        door.readiness = self.readiness
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not (the health check's ``503`` body)."""
+        return self._drain.readiness(bool(self.running))
+
+    def drain(self) -> Deferred[None]:
+        """Stop accepting at once, answer what was read, close within the grace period
+        (:meth:`ilphttp.listener.IlpListener.drain`); fire when every connection is closed."""
+        port, self.port = self.port, None
+        return self._drain.start(port, self.tracker, self.limits.grace_period)
 
     def startService(self) -> None:
         Service.startService(self)
@@ -96,7 +119,11 @@ class SharedListener(Service):
         self.port = port
 
     def stopService(self) -> Deferred[None]:
+        drained = self.drain()
         Service.stopService(self)
-        port, self.port = self.port, None
-        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
-        return stopped.addCallback(lambda _: self.tracker.close_all())
+
+        def closed(_: object) -> Deferred[None]:
+            self._drain.reset()
+            return self.tracker.close_all()
+
+        return drained.addCallback(closed)

@@ -40,6 +40,7 @@ CORE = {
     "ilphttp.rfc35",
     "ilphttp.routing",
     "ilphttp.secrets",
+    "ilphttp.server_limits",
     "ilphttp.validate",
 }
 #: the Twisted edge of one link
@@ -66,9 +67,12 @@ LINK = {
     "ilphttp.http2",
     "ilphttp.link_ops",
     "ilphttp.listener",
+    "ilphttp._http1_wire",
+    "ilphttp.drain",
     "ilphttp.metrics",
     "ilphttp.plugin",
     "ilphttp.plugin_events",
+    "ilphttp.plugin_ildcp",
     "ilphttp.reply_delivery",
     "ilphttp.server",
     "ilphttp.shared",

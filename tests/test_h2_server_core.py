@@ -278,6 +278,33 @@ class LimitTests(_Case):
         self.assertEqual(self.send(), [])
         self.assertEqual(statuses(self.reply()), {1: 431})
 
+    def test_incomplete_request_is_408_at_its_deadline(self) -> None:
+        """A stream opened and never ended is answered 408 (and reset) once expired."""
+        c = self.client
+        c.send_headers(1, request(b"POST", b"/"))
+        self.assertEqual(self.send(), [])
+        self.now = 5.0
+        c.send_headers(3, request(b"POST", b"/"))
+        c.send_data(3, b"part")
+        self.assertEqual(self.send(), [])
+        self.assertEqual(self.server.oldest_incomplete(), 0.0)
+        self.assertEqual(self.server.expire_incomplete(1.0), 1)  # stream 1 only
+        self.assertEqual(statuses(self.reply()), {1: 408})
+        self.assertEqual(self.server.oldest_incomplete(), 5.0)
+        c.end_stream(3)
+        [req] = self.requests(self.send())
+        self.assertEqual(req.body, b"part")
+        self.assertIsNone(self.server.oldest_incomplete())
+        self.assertEqual(self.server.expire_incomplete(100.0), 0)
+
+    def test_max_headers_is_a_parameter(self) -> None:
+        server = ServerSession(max_headers=2)
+        server.initiate()
+        client = h2_client()
+        client.send_headers(1, request(b"POST", b"/", (b"a", b"1"), (b"b", b"2"), (b"c", b"3")))
+        self.assertEqual(server.receive_data(client.data_to_send(), 0.0), [])
+        self.assertEqual(statuses(client.receive_data(server.data_to_send())), {1: 431})
+
     def test_max_concurrent_streams(self) -> None:
         """One stream over the advertised limit is refused; the others go on."""
         c = self.client

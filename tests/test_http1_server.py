@@ -20,9 +20,11 @@ from ilphttp.h2c import H2C_PREFACE
 from ilphttp.http1_server import IDLE_TIMEOUT, MAX_HEADERS, MAX_PIPELINED, Http1ServerProtocol
 from ilphttp.listener import make_listener
 from ilphttp.packet import MAX_PREPARE_LENGTH
+from ilphttp.server_limits import ServerLimits
 from tests.support.clients import chunked, raw_request
 
 BAD = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+TOO_LARGE_HEAD = b"HTTP/1.1 431 Request Header Fields Too Large"
 
 
 class _Door:
@@ -220,8 +222,6 @@ class BodyTests(_Case):
             "bad chunk": b"POST / HTTP/1.1\r\n"
             + host
             + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "header too long": b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 16384 + b"\r\n\r\n",
-            "too many headers": b"GET / HTTP/1.1\r\n" + host + b"X: a\r\n" * MAX_HEADERS + b"\r\n",
         }
         for label, request in cases.items():
             protocol, transport = self.connect()
@@ -232,12 +232,40 @@ class BodyTests(_Case):
             protocol.dataReceived(raw_request(method=b"GET"))  # nothing more is read
             self.assertEqual(transport.value(), BAD, label)
 
+    def test_head_too_large_is_431_and_close(self) -> None:
+        host = b"Host: x\r\n"
+        cases = {
+            "header too long": b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 16384 + b"\r\n\r\n",
+            "too many headers": b"GET / HTTP/1.1\r\n" + host + b"X: a\r\n" * MAX_HEADERS + b"\r\n",
+        }
+        for label, request in cases.items():
+            protocol, transport = self.connect()
+            protocol.dataReceived(request)
+            self.assertEqual(statuses(transport.value()), [TOO_LARGE_HEAD], label)
+            self.assertIn(b"Connection: close", transport.value(), label)
+            self.assertTrue(transport.disconnecting, label)
+            self.assertEqual(self.door.requests, [], label)
+
+    def test_header_limits_are_the_listeners(self) -> None:
+        limits = ServerLimits(max_headers=3, max_header_bytes=1024)
+        protocol = Http1ServerProtocol(self.door, self.clock, parser=self.parser, limits=limits)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost)
+        protocol.dataReceived(raw_request(method=b"GET", headers=[(b"A", b"1"), (b"B", b"2")]))
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 200 OK"])
+        protocol.dataReceived(
+            raw_request(method=b"GET", headers=[(b"A", b"1"), (b"B", b"2"), (b"C", b"3")])
+        )
+        self.assertEqual(statuses(transport.value())[1:], [TOO_LARGE_HEAD])
+
     def test_endless_head_is_refused(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX: ")
         for _ in range(10):
             protocol.dataReceived(b"a" * 4096)
-        self.assertEqual(transport.value(), BAD)
+        self.assertEqual(statuses(transport.value()), [TOO_LARGE_HEAD])
+        self.assertTrue(transport.disconnecting)
 
 
 class IdleTimeoutTests(_Case):
@@ -263,10 +291,119 @@ class IdleTimeoutTests(_Case):
         self.assertIn(b"late", transport.value())
 
     def test_none_never_times_out(self) -> None:
-        _, transport = self.connect(idle_timeout=None)
+        protocol, transport = self.connect(idle_timeout=None)
+        protocol.dataReceived(raw_request(method=b"GET"))
         self.clock.advance(10**6)
         self.assertFalse(transport.disconnecting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class DeadlineTests(_Case):
+    """head_timeout and body_timeout: a trickle does not extend them (408, or a silent close)."""
+
+    def limited(self) -> tuple[Any, StringTransport]:
+        limits = ServerLimits(head_timeout=10, body_timeout=5)
+        protocol = Http1ServerProtocol(self.door, self.clock, parser=self.parser, limits=limits)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost)
+        return protocol, transport
+
+    def test_trickled_head_is_408_at_the_deadline(self) -> None:
+        protocol, transport = self.limited()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            self.clock.advance(3)
+            protocol.dataReceived(b"X-Slow: 1\r\n")  # every 3 s: well inside the idle timeout
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 408 Request Timeout"])
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.door.requests, [])
+
+    def test_silent_connection_closed_without_an_answer(self) -> None:
+        _, transport = self.limited()
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+
+    def test_trickled_body_is_408_at_its_deadline(self) -> None:
+        protocol, transport = self.limited()
+        self.clock.advance(9)  # the head comes just in time; the body has 5 s from it
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        for _ in range(4):
+            self.clock.advance(1)
+            protocol.dataReceived(b"a")
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 408 Request Timeout"])
+        self.assertTrue(transport.disconnecting)
+
+    def test_each_request_has_its_own_deadline(self) -> None:
+        protocol, transport = self.limited()
+        for _ in range(5):
+            self.clock.advance(8)
+            protocol.dataReceived(raw_request(method=b"GET"))
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(statuses(transport.value())), 5)
+        self.clock.advance(59.5)  # then the idle timeout applies, from the last byte
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(statuses(transport.value())), 5)  # closed quietly
+
+    def test_not_while_an_answer_is_pending(self) -> None:
+        protocol, transport = self.limited()
+        pending: Deferred[Answer] = Deferred()
+        self.door.results = [pending]
+        protocol.dataReceived(post())
+        self.clock.advance(100)
+        self.assertFalse(transport.disconnecting)
+        pending.callback(Answer(200, b"late"))
+        self.assertIn(b"late", transport.value())
+
+
+class DrainTests(_Case):
+    """Http1ServerProtocol.drain(): idle closes now, a request in progress is answered first."""
+
+    def test_idle_connection_closes_at_once(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(raw_request(method=b"GET"))
+        protocol.drain()
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(statuses(transport.value())), 1)
+
+    def test_pending_answer_says_connection_close(self) -> None:
+        protocol, transport = self.connect()
+        pending: Deferred[Answer] = Deferred()
+        self.door.results = [pending]
+        protocol.dataReceived(post())
+        protocol.drain()
+        self.assertFalse(transport.disconnecting)
+        pending.callback(Answer(200, b"fulfill"))
+        self.assertIn(b"Connection: close\r\n", transport.value())
+        self.assertTrue(transport.value().endswith(b"fulfill"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_request_in_progress_is_answered_then_closed(self) -> None:
+        protocol, transport = self.connect()
+        request = post(b"body")
+        protocol.dataReceived(request[:-2])
+        protocol.drain()
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(request[-2:])
+        self.assertEqual(self.door.requests, [(b"POST", b"/", b"body")])
+        self.assertIn(b"Connection: close\r\n", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+
+class H11DeadlineTests(DeadlineTests):
+    parser = "h11"
+
+
+class H11DrainTests(DrainTests):
+    parser = "h11"
 
 
 class H11FramingTests(FramingTests):

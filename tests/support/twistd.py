@@ -36,6 +36,22 @@ def make_pid_handler(context: Any) -> Any:
     return handler
 
 
+#: seconds the slow pid handler takes per Prepare
+SLOW_HANDLER_DELAY = 0.3
+
+
+def make_slow_pid_handler(context: Any) -> Any:
+    """As :func:`make_pid_handler`, answering :data:`SLOW_HANDLER_DELAY` seconds later
+    (so that packets are in flight when a test stops or kills a worker)."""
+    fast = make_pid_handler(context)
+
+    def handler(data: bytes) -> Any:
+        reply = fast(data)
+        return deferLater(global_reactor(), SLOW_HANDLER_DELAY, lambda: reply)
+
+    return handler
+
+
 class Twistd(ProcessProtocol):
     """A running twistd; its stdout and stderr together in :meth:`text`."""
 
