@@ -33,11 +33,12 @@ class HAProxyConfigTests(SynchronousTestCase):
             code, text = check([haproxy, "-c", "-f", HAPROXY_CFG], env)
         self.assertEqual(code, 0, text)
 
-    def test_no_retry_once_a_request_was_sent(self) -> None:
+    def test_retries_only_when_nothing_was_received(self) -> None:
+        # not junk-response, response-timeout or a status: the node answered
         with open(HAPROXY_CFG) as f:
             lines = [line.split("#")[0].split() for line in f]
         retry_on = [words[1:] for words in lines if words[:1] == ["retry-on"]]
-        self.assertEqual(retry_on, [["conn-failure"]])
+        self.assertEqual(retry_on, [["conn-failure", "empty-response"]])
 
 
 class NginxConfigTests(SynchronousTestCase):
