@@ -144,6 +144,7 @@ class Http1ServerProtocol(Protocol):
         self._paused = False
         self._gone = False
         self._draining = False
+        self._linger: IDelayedCall | None = None  # a draining idle connection's last seconds
         self._timer: IDelayedCall | None = None
         self._timer_due = 0.0
         self._last_seen = 0.0
@@ -243,9 +244,11 @@ class Http1ServerProtocol(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def drain(self) -> None:
-        """Stop gracefully: close now if idle, else after answering what was read.
+        """Stop gracefully: answer what was read, then close.
 
-        The answer that ends the connection says ``Connection: close``.
+        The answer that ends the connection says ``Connection: close``; an
+        idle connection is closed after ``drain_linger`` seconds unless a
+        request comes on it first (which is answered, with ``Connection: close``).
         """
         if self._draining or self._gone:
             return
@@ -254,7 +257,10 @@ class Http1ServerProtocol(Protocol):
             return  # closing already, after its last answer
         if self._deadline is None or self._silent:
             if not self._queue:
-                self._close_quietly()
+                # Idle: kept open a little, so that a request a load balancer
+                # has just written into it is answered (with Connection: close)
+                # rather than lost; then closed if still idle.
+                self._linger = self._clock.callLater(self._limits.drain_linger, self._linger_over)
                 return
             # Answers are pending, nothing more is being read: the last one closes.
             self._stop_reading()
@@ -262,9 +268,19 @@ class Http1ServerProtocol(Protocol):
             last.close = True
         # else: a request is in progress; its answer closes (on_message_complete)
 
+    def _linger_over(self) -> None:
+        self._linger = None
+        if self._gone or not self._reading:
+            return
+        if (self._deadline is None or self._silent) and not self._queue:
+            self._close_quietly()
+
     def detach(self) -> None:
         """Stop this protocol's timers: the connection was handed to another protocol."""
         self._gone = True
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

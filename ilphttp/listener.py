@@ -181,7 +181,7 @@ class IlpListener(Factory):
         self.idle_timeout = idle_timeout
         #: the limits of its connections (set before listening; see :meth:`protocol_limits`)
         self.limits = limits
-        #: True from :meth:`drain` on: new connections are closed at once
+        #: True from :meth:`drain` on: new connections close once answered or idle
         self.draining = False
         #: connections refused at the accept, past ``max_connections``
         self.refused_total = 0
@@ -259,7 +259,7 @@ class IlpListener(Factory):
     def drain(self, grace: float | None = None) -> Deferred[None]:
         """Stop gracefully; fire when every connection is closed.
 
-        Idle connections close at once, the others after answering the
+        Idle connections close after ``drain_linger``, the others after answering the
         requests already read (HTTP/1.1: the last answer says ``Connection:
         close``; HTTP/2: GOAWAY); after ``grace`` seconds (default
         ``limits.grace_period``) what is left is aborted.  New connections

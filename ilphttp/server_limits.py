@@ -3,7 +3,8 @@
 A listener (:class:`~ilphttp.listener.IlpListener`) is given one
 :class:`ServerLimits`: the cap on open connections, the deadlines of a
 request's head and body, the header limits, the idle keep-alive timeout and
-the grace period of a graceful drain (docs/options.rst, "Listener limits").
+the grace period of a graceful drain and how long it keeps idle
+connections open (docs/options.rst, "Listener limits").
 :func:`parse_server_limits` reads them from an ``incoming`` option object or
 a node file's ``server`` object, in either spelling: durations are seconds in
 the Python spelling (``head_timeout``) and milliseconds in the JS one
@@ -22,6 +23,7 @@ from ilphttp.errors import OptionError
 __all__ = [
     "BODY_TIMEOUT",
     "DEFAULT_LIMITS",
+    "DRAIN_LINGER",
     "GRACE_PERIOD",
     "HEAD_TIMEOUT",
     "IDLE_TIMEOUT",
@@ -48,8 +50,14 @@ MAX_HEADER_BYTES = 16384
 MAX_HEADERS = 100
 #: seconds a graceful drain may take before what is left is closed
 GRACE_PERIOD = 15.0
+#: seconds a draining listener keeps an idle keep-alive connection open,
+#: answering what still comes on it with ``Connection: close``: a load
+#: balancer may have just written a request into it, and closing it under
+#: that request would lose it (HAProxy's health check takes a node out in
+#: about 1.2 s with examples/haproxy.cfg)
+DRAIN_LINGER = 2.0
 
-_DURATIONS = ("head_timeout", "body_timeout", "idle_timeout", "grace_period")
+_DURATIONS = ("head_timeout", "body_timeout", "idle_timeout", "grace_period", "drain_linger")
 _COUNTS = {
     "max_connections": (1, 2**31),
     "max_header_bytes": (1024, 2**24),
@@ -79,6 +87,7 @@ class ServerLimits:
     max_header_bytes: int = MAX_HEADER_BYTES
     max_headers: int = MAX_HEADERS
     grace_period: float = GRACE_PERIOD
+    drain_linger: float = DRAIN_LINGER
 
 
 DEFAULT_LIMITS = ServerLimits()

@@ -20,7 +20,7 @@ from ilphttp.front import Answer
 from ilphttp.listener import IlpListener
 from ilphttp.packet import deserialize_fulfill
 from ilphttp.plugin import PluginHttp
-from ilphttp.server_limits import ServerLimits
+from ilphttp.server_limits import DRAIN_LINGER, ServerLimits
 from tests.support.clients import raw_connect, raw_request
 from tests.support.fakes import Pending, RecordingHandler
 from tests.support.packets import make_prepare
@@ -186,9 +186,11 @@ class ListenerDrainTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_connection_accepted_while_draining_is_closed(self) -> None:
-        listener = IlpListener(_Health(), Clock())
+        clock = Clock()
+        listener = IlpListener(_Health(), clock)
         self.successResultOf(listener.drain())
         _, transport = self.connect(listener)
+        clock.advance(DRAIN_LINGER)  # idle: kept only as long as a drain lingers
         self.assertTrue(transport.disconnecting)
 
 

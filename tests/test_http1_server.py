@@ -20,7 +20,7 @@ from ilphttp.h2c import H2C_PREFACE
 from ilphttp.http1_server import IDLE_TIMEOUT, MAX_HEADERS, MAX_PIPELINED, Http1ServerProtocol
 from ilphttp.listener import make_listener
 from ilphttp.packet import MAX_PREPARE_LENGTH, MAX_REJECT_LENGTH
-from ilphttp.server_limits import ServerLimits
+from ilphttp.server_limits import DRAIN_LINGER, ServerLimits
 from tests.support.clients import chunked, raw_request
 
 BAD = b"HTTP/1.1 400 Bad Request\r\n\r\n"
@@ -397,14 +397,29 @@ class DeadlineTests(_Case):
 
 
 class DrainTests(_Case):
-    """Http1ServerProtocol.drain(): idle closes now, a request in progress is answered first."""
+    """Http1ServerProtocol.drain(): idle closes after the linger, a request in progress is
+    answered first."""
 
-    def test_idle_connection_closes_at_once(self) -> None:
+    def test_idle_connection_closes_after_the_linger(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(raw_request(method=b"GET"))
         protocol.drain()
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(DRAIN_LINGER)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(len(statuses(transport.value())), 1)
+
+    def test_request_during_the_linger_is_answered_with_close(self) -> None:
+        """A load balancer may have written a request into the idle connection
+        as the drain began: it is answered, not lost."""
+        protocol, transport = self.connect()
+        protocol.drain()
+        self.clock.advance(DRAIN_LINGER / 2)
+        protocol.dataReceived(post(b"late"))
+        self.assertEqual(self.door.requests, [(b"POST", b"/", b"late")])
+        self.assertIn(b"Connection: close\r\n", transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.clock.advance(DRAIN_LINGER)  # the linger's end finds it closing already
 
     def test_pending_answer_says_connection_close(self) -> None:
         protocol, transport = self.connect()
