@@ -981,7 +981,7 @@ class AsyncOptionTests(SynchronousTestCase):
             (
                 None,
                 {**out, "mode": "async", "callback_url": "https://u:p@me.example/"},
-                "outgoing.callback_url must not contain user information",
+                "outgoing.callback_url: credentials in the URL are not supported",
             ),
             (
                 None,
