@@ -166,7 +166,8 @@ class PingOptions(usage.Options):
             raise usage.UsageError(f"--amount must be an integer from 0 to 2**64-1, got {shown!r}")
         value = int(amount)
         self["amount"] = value
-        data = (self["data"] or "").encode("utf-8")
+        # argv bytes that are not UTF-8 come as surrogates (PEP 383): send them as given.
+        data = os.fsencode(self["data"] or "")
         if len(data) > 32767:
             raise usage.UsageError("--data is longer than 32767 bytes")
         self["data"] = data

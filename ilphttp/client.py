@@ -25,7 +25,8 @@ from ilphttp._http1_response import ReplyTooLarge
 from ilphttp.agent_sender import AgentSender, make_http11_agent
 from ilphttp.auth import OutgoingAuth
 from ilphttp.config import CONTENT_TYPES, OCTET_STREAM
-from ilphttp.http1_client import Http1Client
+from ilphttp.http1_client import Http1Client, UnusableUrl
+from ilphttp.logtext import loggable_url
 from ilphttp.packet import (
     ErrorCode,
     Fulfill,
@@ -88,6 +89,8 @@ def reject_for_failure(failure: Failure, triggered_by: str) -> Reject | None:
     exc = failure.value
     if isinstance(exc, ReplyTooLarge):
         return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, "peer's reply is too large")
+    if isinstance(exc, UnusableUrl):  # a configuration fault: one line, no traceback
+        return Reject(ErrorCode.T00_INTERNAL_ERROR, triggered_by, f"peer's URL: {exc}")
     if isinstance(exc, _NETWORK_ERRORS):
         reason = exc.__class__.__name__
         reasons = wrapped_reasons(exc)
@@ -322,7 +325,7 @@ class OutgoingClient:
             self._last_failure_log = now
             _log.info(
                 "{url}: {code} {message}{more}",
-                url=url.decode("ascii", "replace"),
+                url=loggable_url(url),
                 code=reject.code,
                 message=reject.message,
                 more=(

@@ -45,7 +45,13 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
     from twisted.web.iweb import IAgentEndpointFactory
 
-__all__ = ["Http1Client"]
+__all__ = ["Http1Client", "UnusableUrl"]
+
+
+class UnusableUrl(ValueError):
+    """A URL this client cannot send to (not absolute http(s), or a host it cannot
+    connect to); the message never repeats the URL, which may hold credentials."""
+
 
 _DONE = Failure(ConnectionDone())
 
@@ -259,13 +265,18 @@ class Http1Client:
         unchanged (its rendering is kept).  ``extra`` is one more header for
         this request only.  Cancelling the Deferred aborts the request.
 
-        :raises ValueError: ``url`` is not an absolute http(s) URL.
+        A ``url`` it cannot use fails the Deferred with :class:`UnusableUrl`.
         """
         if self._closed:
             return fail(ResponseNeverReceived([Failure(ConnectionDone("client closed"))]))
         target = self._targets.get(url)
         if target is None:
-            target = self._target(url)
+            try:
+                target = self._target(url)
+            except UnusableUrl as exc:
+                return fail(exc)
+            except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+                return fail(UnusableUrl("the URL cannot be parsed"))
         if headers is not self._headers:
             self._block = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
             self._headers = headers
@@ -284,8 +295,8 @@ class Http1Client:
 
     def _target(self, url: bytes) -> _Target:
         uri = URI.fromBytes(url)
-        if uri.scheme not in (b"http", b"https") or not uri.host:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+        if uri.scheme not in (b"http", b"https") or not uri.host or b"@" in uri.netloc:
+            raise UnusableUrl("not an absolute http(s) URL without user information")
         host = uri.host
         if isIPv6Address(host.decode("ascii")):
             host = b"[" + host + b"]"
@@ -336,6 +347,8 @@ class Http1Client:
             request.connecting = None
             peer.count -= 1
             self._next(peer)
+            if failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
+                failure = Failure(UnusableUrl("the URL's host cannot be connected to"))
             if not request.deferred.called:
                 request.deferred.errback(failure)
 

@@ -60,7 +60,9 @@ _SECRET_TEXT = re.compile(
     r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|(?<=Bearer )\S+", re.IGNORECASE
 )
 _SCALARS = (str, int, float, bool, type(None))
-# Keys twisted.logger and its emitters add that are not the emitter's fields.
+# Keys twisted.logger's legacy bridge adds, left out of the fields written
+# out; a format string may still use them ({message}, {why}): the message is
+# rendered from every field.
 _INTERNAL = frozenset({"format", "isError", "message", "system", "why", "failure", "time"})
 _FIRST = ("time", "level", "namespace", "event", "message")
 
@@ -75,11 +77,11 @@ def _iso_utc(when: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _fields(event: LogEvent) -> dict[str, Any]:
-    """The emitter's own fields, redacted by name and by value shape."""
+def _fields(event: LogEvent, skip: frozenset[str] = _INTERNAL) -> dict[str, Any]:
+    """The emitter's own fields but ``skip``, redacted by name and by value shape."""
     fields: dict[str, Any] = {}
     for key, value in event.items():
-        if not isinstance(key, str) or key.startswith("log_") or key in _INTERNAL:
+        if not isinstance(key, str) or key.startswith("log_") or key in skip:
             continue
         if _SECRET_KEY.search(key):
             fields[key] = REDACTED
@@ -106,7 +108,7 @@ def to_json_dict(event: LogEvent) -> dict[str, Any]:
     """The JSON object :func:`json_observer` writes for ``event`` (see the module's doc)."""
     fields = _fields(event)
     level = event.get("log_level")
-    message = _render(event, fields)
+    message = _render(event, _fields(event, frozenset()))
     explicit = fields.pop("event", None)
     out: dict[str, Any] = {
         "time": _iso_utc(event.get("log_time") or 0.0),
@@ -147,7 +149,9 @@ def json_observer(out: IO[str], level: LogLevel = LogLevel.info) -> ILogObserver
 
 
 def _text_line(event: LogEvent) -> str:
-    fields = {k: escape(v) if isinstance(v, str) else v for k, v in _fields(event).items()}
+    fields = {
+        k: escape(v) if isinstance(v, str) else v for k, v in _fields(event, frozenset()).items()
+    }
     level = event.get("log_level")
     text = escape(_render(event, fields))
     head = "{} [{}#{}] ".format(

@@ -10,8 +10,9 @@ leaves printable text alone.
 from __future__ import annotations
 
 import unicodedata
+from urllib.parse import urlsplit
 
-__all__ = ["escape"]
+__all__ = ["escape", "loggable_url"]
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # Controls (C0, DEL, C1 incl. NEL), format characters (bidi embeddings,
@@ -46,3 +47,15 @@ def escape(text: str | bytes) -> str:
     return "".join(
         _escape_char(c) if unicodedata.category(c) in _ESCAPED_CATEGORIES else c for c in text
     )
+
+
+def loggable_url(url: bytes | str) -> str:
+    """``scheme://host:port/path`` of ``url``: no query (it may carry a token), no
+    user information, no fragment -- what a log line may show of a peer's URL."""
+    text = url.decode("ascii", "replace") if isinstance(url, bytes) else url
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "(an invalid URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from prometheus_client import CollectorRegistry
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
@@ -53,6 +54,7 @@ from ilphttp.shared import SharedListener
 __all__ = [
     "SHARED_LISTEN",
     "HandlerContext",
+    "HandlerError",
     "HandlerFactory",
     "NodeService",
     "load_handler_factory",
@@ -61,6 +63,10 @@ __all__ = [
 ]
 
 _log = Logger()
+
+
+class HandlerError(OptionError):
+    """The ``--handler`` factory gave something that is not a data handler."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,9 @@ class NodeService(MultiService):
         self.reactor: Any = None
         self.handler_factory: HandlerFactory | None = None
         self.listeners: Mapping[str, Sequence[IStreamServerEndpoint]] | None = None
+        #: the metrics registry every plugin records into and ``/metrics`` serves;
+        #: a reload gives it to the plugins it builds, so their series continue
+        self.registry: CollectorRegistry | None = None
         #: account -> the switch every listener of the account answers through
         self.doors: dict[str, DoorSwitch] = {}
         self.reloading = False
@@ -162,14 +171,14 @@ class NodeService(MultiService):
     def attach_handler(self, spec: AccountSpec, plugin: PluginHttp, config: NodeConfig) -> None:
         """Register the handler factory's handler for ``spec``'s account on ``plugin``.
 
-        :raises OptionError: when the factory returns something not callable.
+        :raises HandlerError: when the factory returns something not callable.
         """
         assert self.handler_factory is not None
         handler = self.handler_factory(
             HandlerContext(spec.name, spec.relation, plugin, self.plugins, config)
         )
         if not callable(handler):
-            raise OptionError(
+            raise HandlerError(
                 f"the handler factory returned {type(handler).__name__}, not a callable"
                 f" data handler (account {spec.name})"
             )
@@ -307,7 +316,7 @@ def make_node(
         handler_factory,
         listeners,
     )
-    registry = node_metrics.node_registry()
+    registry = service.registry = node_metrics.node_registry()
     for spec in config.accounts:
         endpoints = None if listeners is None else listeners.get(spec.name)
         plugin = PluginHttp(

@@ -17,20 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from twisted.application import strports
-from twisted.web.server import Site
+from twisted.internet.endpoints import serverFromString
 
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor
 from ilphttp.link_ops import LinkOps, SharedDoorOps, count_connections
 from ilphttp.metrics import metrics_root
+from ilphttp.server import IlpSite
 from ilphttp.shared import SharedListener
 
 if TYPE_CHECKING:
     from ilphttp.node import NodeService
     from ilphttp.nodeconfig import NodeConfig
 
-__all__ = ["SERVICE_NAME", "instrument", "metrics_listener", "node_registry"]
+__all__ = ["SERVICE_NAME", "check_metrics", "instrument", "metrics_listener", "node_registry"]
 #: the name of the ``/metrics`` listener's service (and of its start-up errors)
 SERVICE_NAME = "metrics"
 
@@ -40,10 +41,23 @@ def node_registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
+def check_metrics(description: str) -> str:
+    """``description`` when it parses as a server endpoint (nothing is opened).
+
+    :raises OptionError: ``metrics '...' is invalid: <why>``.
+    """
+    try:
+        serverFromString(None, description)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OptionError(f"metrics {description!r} is invalid: {exc}") from None
+    return description
+
+
 def metrics_listener(description: str, registry: CollectorRegistry, reactor: Any = None) -> Any:
     """A service serving ``registry`` at ``/metrics`` on the endpoint ``description``;
-    a listen failure raises from ``startService``."""
-    site = Site(metrics_root(registry))
+    a listen failure raises from ``startService``.  A scrape writes no access-log
+    line (as the ILP listeners: :class:`~ilphttp.server.IlpSite`)."""
+    site = IlpSite(metrics_root(registry))
     site.noisy = False
     try:
         service = strports.service(description, site, reactor=reactor)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
@@ -42,10 +42,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ilphttp import validate
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
-from ilphttp.nodeconfig import NodeConfig, load_file, parse_node
+from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, parse_node
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener
@@ -140,17 +141,51 @@ def _take_over(old: PluginHttp, new: PluginHttp, endpoint: _HandedOver) -> None:
 
 
 @dataclass(frozen=True)
+class OperationFlags:
+    """``--metrics``, ``--log-format`` and ``--log-level``: given, they win over the
+    node's ``metrics``, ``logFormat`` and ``logLevel``, at start and at each reload
+    (the one place for that rule).  None: the node's own value."""
+
+    metrics: str | None = None
+    log_format: str | None = None
+    log_level: str | None = None
+
+    def apply(self, node: NodeConfig) -> NodeConfig:
+        """``node`` with the given flags in place of its values.
+
+        :raises OptionError: a flag that is not one of its choices, or empty.
+        """
+        for flag, value, choices in (
+            ("log-format", self.log_format, LOG_FORMATS),
+            ("log-level", self.log_level, LOG_LEVELS),
+        ):
+            if value is not None and value not in choices:
+                raise OptionError(f"--{flag} must be one of {', '.join(choices)}")
+        if self.metrics is not None:
+            validate.string("--metrics", self.metrics)
+        return replace(
+            node,
+            metrics=self.metrics or node.metrics,
+            log_format=self.log_format or node.log_format,
+            log_level=self.log_level or node.log_level,
+        )
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     """A node's config file and how it is read: the same at start and at each reload.
 
     :ivar path: the file (JSON, or TOML for ``*.toml``).
     :ivar environ: where ``staticTokenEnv``/``jwtSecretEnv`` are looked up.
     :ivar listen_flags: node-level listeners from the command line (``--listen``).
+    :ivar operation_flags: ``--metrics``, ``--log-format``, ``--log-level``, applied
+        over the file each time it is read.
     """
 
     path: str
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     listen_flags: tuple[str, ...] = ()
+    operation_flags: OperationFlags = OperationFlags()
 
     def read(self) -> NodeConfig:
         """The file parsed now (:func:`ilphttp.nodeconfig.parse_node`).
@@ -159,7 +194,7 @@ class ConfigFile:
         """
         data = load_file(self.path)
         try:
-            return parse_node(
+            node = parse_node(
                 data,
                 os.path.dirname(os.path.abspath(self.path)),
                 self.environ,
@@ -167,6 +202,7 @@ class ConfigFile:
             )
         except OptionError as exc:
             raise OptionError(f"{self.path}: {exc}") from None
+        return self.operation_flags.apply(node)
 
 
 @dataclass(frozen=True)
@@ -237,8 +273,16 @@ def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummar
         if name in changes.changed and name not in changes.moved and own_listener(spec):
             endpoint = handed[name] = _HandedOver()
         try:
-            plugin = PluginHttp(options=spec.options, reactor=service.reactor, endpoint=endpoint)
+            # The node's registry: the account's series go on (a new one would
+            # record where nothing is served).
+            plugin = PluginHttp(
+                options=spec.options,
+                reactor=service.reactor,
+                endpoint=endpoint,
+                registry=service.registry,
+            )
             plugin.setName(name)
+            plugin.ops.metrics  # noqa: B018 -- an added account's series at zero from the start
             if spec.options.incoming is not None and name not in handed:
                 switches[name] = switch_listeners(plugin)
             if service.router is None:

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ilphttp.logtext import loggable_url
 from ilphttp.rfc35 import REQUEST_ID, ReplyLeg, attempt_timeout, reply_leg, retry_delay
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class ReplyDeliverer:
             _log.debug(
                 "reply attempt {n} to {url} failed: {f}",
                 n=job.attempts,
-                url=job.url.decode("ascii"),
+                url=loggable_url(job.url),
                 f=failure.value.__class__.__name__,
             )
             return None
@@ -141,7 +142,7 @@ class ReplyDeliverer:
 
     def _end(self, job: _Job, outcome: ReplyLeg, status: int | None) -> None:
         self.active -= 1
-        url = job.url.decode("ascii")
+        url = loggable_url(job.url)
         if outcome is ReplyLeg.RETRY:
             _log.info(
                 "account {account}: gave up delivering a reply to {url} after {n} attempt(s)"

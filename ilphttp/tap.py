@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -34,10 +33,11 @@ from twisted.python import usage
 from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
 from ilphttp.errors import ConfigError, OptionError
-from ilphttp.node import NodeService, load_handler_factory, make_node
+from ilphttp.node import HandlerError, NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
-from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, AccountSpec, NodeConfig
-from ilphttp.reload import ConfigFile, ReloadOnHangup
+from ilphttp.node_metrics import check_metrics
+from ilphttp.nodeconfig import AccountSpec, NodeConfig
+from ilphttp.reload import ConfigFile, OperationFlags, ReloadOnHangup
 from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
@@ -210,23 +210,18 @@ class Options(usage.Options):
         self["node"] = node
 
     def _operations(self, node: NodeConfig) -> NodeConfig:
-        """``node`` with --metrics, --log-format and --log-level applied (flags win)."""
-        for flag, choices in (("log-format", LOG_FORMATS), ("log-level", LOG_LEVELS)):
-            if self[flag] is not None and self[flag] not in choices:
-                raise OptionError(f"--{flag} must be one of {', '.join(choices)}")
-        metrics = self["metrics"]
-        if metrics is not None:
-            validate.string("--metrics", metrics)
-        node = replace(
-            node,
-            metrics=metrics or node.metrics,
-            log_format=self["log-format"] or node.log_format,
-            log_level=self["log-level"] or node.log_level,
-        )
+        """``node`` with --metrics, --log-format and --log-level applied (flags win;
+        the same rule as each reload's, :class:`~ilphttp.reload.OperationFlags`)."""
+        node = self._operation_flags().apply(node)
+        if node.metrics is not None:
+            check_metrics(node.metrics)  # a bad endpoint is a usage error, not a start-up one
         twistd = getattr(self, "parent", None)
         check_twistd_options(twistd, node.log_format)
         self["twistd"] = None if twistd is None else dict(twistd)
         return node
+
+    def _operation_flags(self) -> OperationFlags:
+        return OperationFlags(self["metrics"], self["log-format"], self["log-level"])
 
     def _workers(self, node: NodeConfig) -> int:
         from ilphttp.workers import listeners_of, parse_workers, refuse_async_senders
@@ -250,7 +245,9 @@ class Options(usage.Options):
                     " put it in the file's account options"
                 )
         # With --config, --listen/--port are the node's shared listeners.
-        self["config_file"] = ConfigFile(path, self.environ, tuple(self["listen"]))
+        self["config_file"] = ConfigFile(
+            path, self.environ, tuple(self["listen"]), self._operation_flags()
+        )
         return self["config_file"].read()  # the same reading as each reload's
 
     # -- one link from the flags -----------------------------------------------------
@@ -350,12 +347,16 @@ def make_service(
 ) -> NodeService:
     """The node for parsed :class:`Options` (see :func:`ilphttp.node.make_node`).
 
-    A handler factory that returns no handler stops twistd with one line.
+    A handler factory that returns no handler, or another option make_node
+    refuses, stops twistd with one line (naming ``--handler`` only when it is
+    the handler's fault).
     """
     try:
         service = make_node(options["node"], options.get("handler_factory"), reactor, listeners)
-    except OptionError as exc:
+    except HandlerError as exc:
         raise SystemExit(f"ilphttp: --handler {options.get('handler')}: {exc}") from None
+    except OptionError as exc:
+        raise SystemExit(f"ilphttp: {exc}") from None
     service.config_file = options.get("config_file")
     return service
 

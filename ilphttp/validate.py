@@ -82,12 +82,23 @@ def milliseconds(where: str, value: Any) -> float:
 
 
 def http_url(where: str, value: Any) -> str:
-    """An absolute ``http://`` or ``https://`` URL."""
+    """An absolute ``http://`` or ``https://`` ASCII URL without user information.
+
+    :raises OptionError: naming ``where``; a URL with ``user:password@`` is
+        refused without echoing it (credentials go in ``staticToken`` or
+        ``jwtSecret``, which the logs redact).
+    """
     url = string(where, value)
+    if not url.isascii():  # it is sent as ASCII; an IRI must be percent-encoded
+        raise OptionError(f"{where} must be ASCII (percent-encode other characters)")
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
-        raise OptionError(f"{where} is not a valid URL ({exc}): {url!r}") from None
+        raise OptionError(f"{where} is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise OptionError(
+            f"{where}: credentials in the URL are not supported; use staticToken/jwtSecret"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
     return url

@@ -66,6 +66,13 @@ class ParseTests(SynchronousTestCase):
         )
         self.assertEqual((options["name"], options["timeout"]), ("alice", 2.5))
 
+    def test_data_that_is_not_utf8_is_sent_as_given(self) -> None:
+        """argv bytes that are not UTF-8 reach Python as surrogates (PEP 383)."""
+        argv = ["ping", "-u", "http://127.0.0.1:1/", "-d", "test.bob", "-a", "1"]
+        env = {"ILPHTTP_OUTGOING_TOKEN": TOKEN}
+        options = parse([*argv, "--data", os.fsdecode(b"\xffa\xc3")], env)
+        self.assertEqual(options["data"], b"\xffa\xc3")
+
     def test_jwt_secret(self) -> None:
         options = parse(
             ["ping", "--url", "http://127.0.0.1:1/"], {"ILPHTTP_OUTGOING_JWT_SECRET": "s" * 32}
@@ -153,6 +160,14 @@ class ParseTests(SynchronousTestCase):
         first, second = parse(argv, env), parse(argv, env)
         self.assertEqual(first["condition"], condition_from_fulfillment(first["fulfillment"]))
         self.assertNotEqual(first["condition"], second["condition"])
+
+    def test_url_with_credentials(self) -> None:
+        out = io.StringIO()
+        argv = ["ping", "--url", "http://u:hunter2pass@127.0.0.1:1/"]
+        status = self.successResultOf(run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN}))
+        self.assertEqual(status, EXIT_USAGE)
+        self.assertIn("--url: credentials in the URL are not supported", out.getvalue())
+        self.assertNotIn("hunter2pass", out.getvalue())
 
     def test_bad_url(self) -> None:
         """A bad --url is a usage error like the others: the flag's name, then the hint."""
@@ -405,6 +420,12 @@ class PingTests(TestCase):
         self.assertIn(b"address:      test.hub.bob", out)
         argv = ["-m", "ilphttp", "ping", "--url", self.url, "-d", "test.hub.x", "-a", "1"]
         out, err, code = yield getProcessOutputAndValue(sys.executable, argv, env=env, path=ROOT)
+        self.assertEqual(code, EXIT_FAILED, err)
+        self.assertIn(b"Reject F99", out)
+        self.assertNotIn(b"Traceback", err)
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, [*argv, "--data", b"\xff"], env=env, path=ROOT
+        )
         self.assertEqual(code, EXIT_FAILED, err)
         self.assertIn(b"Reject F99", out)
         self.assertNotIn(b"Traceback", err)

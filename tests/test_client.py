@@ -11,7 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import _newclient
@@ -673,6 +673,21 @@ class FakeAgentTests(SynchronousTestCase):
         self.assertEqual([e["url"] for e in lines], ["http://peer.invalid/"] * 2)
         self.assertEqual([e["more"] for e in lines], ["", " (1 more since the last line)"])
         self.assertTrue(all(e["code"] == "T01" for e in lines))
+
+    def test_the_log_shows_no_query_or_user_information(self) -> None:
+        logs = LogCapture(self)
+        client = self.client()
+        url = b"http://user:pw@peer.invalid:8080/ilp?token=querysecret123#frag"
+        d = client.send(url, *self._made()).addCallback(self.wire_form)
+        self.agent.pending[-1].errback(Failure(net_error.ConnectionRefusedError()))
+        expect_reject(self, self.successResultOf(d), ErrorCode.T01_PEER_UNREACHABLE)
+        [line] = [e for e in logs.at_least(LogLevel.info) if "url" in e]
+        self.assertEqual(line["url"], "http://peer.invalid:8080/ilp")
+        self.assertNotIn("querysecret123", formatEvent(line))
+
+    def _made(self) -> tuple[bytes, Any, str]:
+        made = make_prepare(self.clock.seconds())
+        return made.packet, made.prepare, "test.me"
 
     def test_transport_failures(self) -> None:
         client = self.client()

@@ -316,6 +316,52 @@ class InvalidOptionTests(SynchronousTestCase):
         self.assertIsInstance(exc, ValueError)
         return exc
 
+    def test_credentials_in_a_url_are_refused_without_echoing_them(self) -> None:
+        """outgoing.url, a multi account's child URL template and the callback URL:
+        one clear error naming the option; the password and query are not repeated."""
+        creds = "http://user:hunter2pass@127.0.0.1:9/?token=querysecret123"
+        cases: list[tuple[Any, str]] = [
+            (lambda: js({"outgoing": {"url": creds, "staticToken": "t"}}), "outgoing.url"),
+            (
+                lambda: js(
+                    {
+                        "multi": True,
+                        "outgoing": {"url": "http://u:hunter2pass@%.example/", "staticToken": "t"},
+                    }
+                ),
+                "outgoing.url",
+            ),
+            (
+                lambda: js(
+                    {
+                        "outgoing": {
+                            "url": URL,
+                            "staticToken": "t",
+                            "mode": "async",
+                            "callbackUrl": "https://me:hunter2pass@me.example/cb",
+                        }
+                    }
+                ),
+                "outgoing.callbackUrl",
+            ),
+            (
+                lambda: js({"incoming": {"staticToken": "t", "callbackUrls": [creds]}}),
+                "incoming.callbackUrls",
+            ),
+        ]
+        for build, name in cases:
+            exc = self.assert_refused(
+                build, name, "credentials in the URL are not supported; use staticToken/jwtSecret"
+            )
+            self.assertNotIn("hunter2pass", str(exc))
+            self.assertNotIn("querysecret123", str(exc))
+        # a non-ASCII URL would fail at each send: refused at start
+        self.assert_refused(
+            lambda: js({"outgoing": {"url": "http://h\u00e9.example/", "staticToken": "t"}}),
+            "outgoing.url",
+            "must be ASCII",
+        )
+
     def test_python_invalid_values(self) -> None:
         cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
             ({"port": "8000", "static_token": "t"}, {}, "incoming.port"),
@@ -935,7 +981,7 @@ class AsyncOptionTests(SynchronousTestCase):
             (
                 None,
                 {**out, "mode": "async", "callback_url": "https://u:p@me.example/"},
-                "outgoing.callback_url must not contain user information",
+                "outgoing.callback_url: credentials in the URL are not supported",
             ),
             (
                 None,

@@ -9,6 +9,7 @@ from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from twisted.web.resource import Resource
@@ -21,6 +22,7 @@ from ilphttp.http1_client import Http1Client
 from ilphttp.packet import ErrorCode, Reject, deserialize
 from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
 from tests.support.certs import CertificateAuthority
+from tests.support.fakes import LogCapture
 from tests.support.http1 import FakeEndpoints, chunked, response
 from tests.support.packets import make_prepare
 from tests.support.reactor import global_reactor, within
@@ -340,6 +342,30 @@ class OutgoingRejectTests(SynchronousTestCase):
         packet = deserialize(self.successResultOf(d).data)
         assert isinstance(packet, Reject)
         return packet
+
+    def test_a_url_it_cannot_use_is_t00_without_a_traceback(self) -> None:
+        """User information, an unparsable URL, a host the endpoint refuses: one
+        T00 each, the URL's secrets in no reject and no error logged."""
+        logs = LogCapture(self)
+        for url in (
+            b"http://user:hunter2pass@127.0.0.1:1/?token=querysecret123",
+            b"http://[::1/?token=querysecret123",
+        ):
+            made = make_prepare(self.clock.seconds())
+            d = self.client.send(url, made.packet, made.prepare, "g.us")
+            reject = self.reject(d)
+            self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
+            self.assertTrue(reject.message.startswith("account bob: peer's URL: "), reject.message)
+        made = make_prepare(self.clock.seconds())
+        d = self.client.send(URL, made.packet, made.prepare, "g.us")
+        self.endpoints.attempts[-1].fail(ValueError("invalid hostname: user:hunter2pass@x"))
+        reject = self.reject(d)
+        self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
+        self.assertEqual(logs.errors(), [])
+        said = " ".join(formatEvent(e) for e in logs.events)
+        for secret in ("hunter2pass", "querysecret123"):
+            self.assertNotIn(secret, said)
+            self.assertNotIn(secret, reject.message)
 
     def test_fulfill_and_the_headers_sent(self) -> None:
         d, made = self.send()

@@ -192,3 +192,85 @@ class TextTests(SynchronousTestCase):
     def test_redact_text(self) -> None:
         self.assertEqual(redact_text("a.b.c"), "a.b.c")  # an address is not a JWT
         self.assertEqual(redact_text(f"x {A_JWT} y"), f"x {REDACTED} y")
+
+
+def _logger_name(node: Any) -> str:
+    import ast
+
+    if isinstance(node, ast.Name):
+        return str(node.id)
+    return str(node.attr) if isinstance(node, ast.Attribute) else ""
+
+
+def _log_calls() -> list[tuple[str, str, list[str]]]:
+    """(module, format string, keyword names) of each ``<logger>.<level>("...", k=...)``
+    call in ilphttp whose format is a literal (implicit concatenation included)."""
+    import ast
+    import pathlib
+
+    import ilphttp
+
+    levels = {"debug", "info", "warn", "error", "critical", "failure"}
+    found = []
+    for path in sorted(pathlib.Path(ilphttp.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in levels
+                and _logger_name(node.func.value).endswith("log")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                continue
+            keywords = [k.arg for k in node.keywords if k.arg is not None]
+            found.append((path.name, node.args[0].value, keywords))
+    return found
+
+
+class EveryLogCallTests(SynchronousTestCase):
+    """Each log line ilphttp writes renders under --log-format json and text with the
+    fields its call gives, whatever their names ({message}, {why}, ...)."""
+
+    def test_every_format_string_renders(self) -> None:
+        calls = _log_calls()
+        formats = {fmt for _, fmt, _ in calls}
+        self.assertGreater(len(formats), 50)
+        # the ones that were garbled: a sanity check that the scan finds them
+        self.assertIn("{url}: {code} {message}{more}", formats)
+        self.assertTrue(any("{why}" in fmt for fmt in formats), formats)
+        for module, fmt, keywords in calls:
+            fields = {name: 7 if f"{{{name}:" in fmt else f"v-{name}" for name in keywords}
+            event = {
+                "log_format": fmt,
+                "log_level": LogLevel.info,
+                "log_namespace": "ilphttp.x",
+                "log_time": WHEN,
+                **fields,
+            }
+            for name, observer in FORMATS.items():
+                out = io.StringIO()
+                observer(out, LogLevel.debug)(event)
+                line = out.getvalue()
+                self.assertNotIn("Unable to format event", line, f"{module}: {fmt!r} ({name})")
+                for key, value in fields.items():
+                    if f"{{{key}}}" in fmt and not any(
+                        s in key for s in ("token", "secret", "jwt", "password")
+                    ):
+                        self.assertIn(str(value), line, f"{module}: {fmt!r} ({name})")
+
+    def test_the_client_line_keeps_its_message(self) -> None:
+        [line] = _json_lines(
+            lambda log: log.info(
+                "{url}: {code} {message}{more}",
+                url="http://127.0.0.1:1/",
+                code="T01",
+                message="peer unreachable",
+                more="",
+            )
+        )
+        self.assertEqual(line["event"], "http://127.0.0.1:1/: T01 peer unreachable")
+        out = io.StringIO()
+        _logger(text_observer(out, LogLevel.debug)).warn("gave up: {why}", why="no answer")
+        self.assertIn("gave up: no answer", out.getvalue())

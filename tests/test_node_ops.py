@@ -548,3 +548,98 @@ class FlagTests(SynchronousTestCase):
         self.assertIsNotNone(application.getComponent(ILogObserver, None))
         plain = makeService(self.options(parent={"logfile": "-"}))
         self.assertNotIsInstance(plain, type(makeService(options)))
+
+    def test_flags_stay_in_force_at_each_reload(self) -> None:
+        """--metrics/--log-format/--log-level are applied to each reading of the file,
+        so a reload that changes a token is not refused for "metrics"."""
+        from ilphttp.nodediff import diff_nodes
+
+        options = self.options(
+            "--metrics",
+            "tcp:9464:interface=127.0.0.1",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        )
+        path = options["config"]
+        with open(path, "w") as f:
+            data = {**node_data("tcp:1:interface=127.0.0.1"), "logLevel": "warn"}
+            data["accounts"]["bob"]["options"]["incoming"]["staticToken"] = TOKEN + "-rotated"
+            json.dump(data, f)
+        again = options["config_file"].read()
+        self.assertEqual(
+            (again.metrics, again.log_format, again.log_level),
+            ("tcp:9464:interface=127.0.0.1", "json", "debug"),
+        )
+        changes = diff_nodes(options["node"], again)
+        self.assertEqual(changes.changed, ("bob",))
+        # --workers reloads read the same ConfigFile (ilphttp.worker_reload)
+        from ilphttp.tap import makeService
+
+        top: Any = makeService(self.options("--workers", "2", "--metrics", "tcp:0"))
+        from ilphttp.workers import WorkersService
+
+        def walk(service: Any) -> Any:
+            yield service
+            for child in getattr(service, "services", ()):
+                yield from walk(child)
+
+        supervisor = next(s for s in walk(top) if isinstance(s, WorkersService))
+        self.assertEqual(supervisor.config_file.operation_flags.metrics, "tcp:0")
+
+    def test_a_bad_metrics_endpoint_is_a_usage_error(self) -> None:
+        from twisted.python.usage import UsageError
+
+        with self.assertRaises(UsageError) as raised:
+            self.options("--metrics", "tcp:notaport")
+        self.assertIn("metrics 'tcp:notaport' is invalid", str(raised.exception))
+        self.assertNotIn("--handler", str(raised.exception))
+        # under twistd: one line and exit status 2
+        with self.assertRaises(SystemExit) as exited:
+            self.options("--metrics", "tcp:notaport", parent={})
+        self.assertEqual(exited.exception.code, 2)
+
+    def test_make_service_names_the_handler_only_for_its_faults(self) -> None:
+        from dataclasses import replace
+
+        from ilphttp.tap import make_service
+
+        options = dict(self.options())
+        options["node"] = replace(options["node"], metrics="tcp:notaport")
+        with self.assertRaises(SystemExit) as exited:
+            make_service(options)
+        self.assertEqual(
+            str(exited.exception.code),
+            "ilphttp: metrics 'tcp:notaport' is invalid: "
+            "invalid literal for int() with base 10: 'notaport'",
+        )
+
+
+class MetricsListenerTests(TestCase):
+    def test_a_scrape_writes_no_access_log_line(self) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from ilphttp.node_metrics import metrics_listener
+
+        logs = LogCapture(self)
+        port = free_port()
+        service = metrics_listener(f"tcp:{port}:interface=127.0.0.1", CollectorRegistry())
+        service.startService()
+        self.addCleanup(service.stopService)
+        agent = http_agent(self)
+
+        @defer.inlineCallbacks
+        def scrape() -> Any:
+            url = f"http://127.0.0.1:{port}/metrics"
+            result = yield within(request(agent, url, method=b"GET"), 10)
+            self.assertEqual(result.code, 200)
+            return None
+
+        d = scrape()
+
+        def no_access_log(_: object) -> None:
+            said = [formatEvent(e) for e in logs.events]
+            self.assertFalse([line for line in said if "/metrics" in line], said)
+
+        return d.addCallback(no_access_log)

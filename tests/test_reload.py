@@ -263,6 +263,41 @@ class ReloadTests(TestCase):
         self.assertFalse(any(t in _text(e) for e in self.logs.events for t in TOKENS.values()))
 
     @defer.inlineCallbacks
+    def test_metrics_go_on_after_a_reload(self) -> Any:
+        """A changed account's new plugin records into the node's registry: its
+        series continue (not reset, not lost in a registry nobody serves)."""
+        service = self.start(self.accounts())
+        registry = service.registry
+        assert registry is not None
+        series = {"account": "alice", "direction": "incoming", "result": "reject", "code": "F02"}
+
+        def count() -> float | None:
+            return registry.get_sample_value("ilp_packets_total", series)
+
+        alice = self.url(service, "alice")
+        for expected in (1.0, 2.0):
+            answer = yield self.send(alice, TOKENS["a1"], prepare("test.nowhere.x"))
+            self.assertEqual(deserialize(answer.body).code, "F02")
+            self.assertEqual(count(), expected)
+        self.write(self.accounts(a="a2"))
+        summary = yield service.reload()
+        self.assertEqual(summary.changes.changed, ("alice",))
+        self.assertIs(service.plugins["alice"].registry, registry)
+        answer = yield self.send(alice, TOKENS["a2"], prepare("test.nowhere.y"))
+        self.assertEqual(deserialize(answer.body).code, "F02")
+        self.assertEqual(count(), 3.0)
+        # an added account's series are there from the start, in the same registry
+        self.write(self.accounts(a="a2", carol=account(token=TOKENS["c1"])))
+        yield service.reload()
+        self.assertEqual(
+            registry.get_sample_value(
+                "ilp_packets_total",
+                {"account": "carol", "direction": "incoming", "result": "fulfill", "code": ""},
+            ),
+            0.0,
+        )
+
+    @defer.inlineCallbacks
     def test_removed_account_drains(self) -> Any:
         service = self.start(self.accounts())
         alice, bob = self.url(service, "alice"), self.url(service, "bob")

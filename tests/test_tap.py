@@ -277,6 +277,11 @@ class SingleLinkOptionsTests(OptionsCase):
                 {},
                 "--outgoing-url must be an http:// or https:// URL",
             ),
+            (
+                [*without("--outgoing-url"), "--outgoing-url", "http://u:p@127.0.0.1:1/"],
+                {},
+                "--outgoing-url: credentials in the URL are not supported",
+            ),
             ([*hub, "--handler", "nocolon"], {}, "--handler must be pkg.module:callable"),
             (
                 [*hub, "--handler", "no_such_module_xyz:f"],
@@ -517,7 +522,11 @@ class MakeServiceTests(OptionsCase):
         options = self.node_options(HUB_CONFIG, "tests.test_tap:not_a_factory_result")
         with self.assertRaises(SystemExit) as caught:
             make_service(options, reactor=MemoryReactorClock())
-        self.assertIn("returned int, not a callable data handler", str(caught.exception))
+        self.assertIn(
+            "ilphttp: --handler tests.test_tap:not_a_factory_result: the handler factory"
+            " returned int, not a callable data handler",
+            str(caught.exception),
+        )
 
 
 class ExampleHandlerTests(OptionsCase):
