@@ -128,6 +128,15 @@ class PingOptions(usage.Options):
         print(f"ilphttp {__version__}")
         sys.exit(0)
 
+    def opt_token(self, value: str) -> None:
+        """Not an option: secrets are read from a file (--token-file) or the environment."""
+        # Without it getopt would take --token as an abbreviation of --token-file
+        # and read the token itself as a file name.
+        raise usage.UsageError(
+            "--token is not an option: give the token in a file (--token-file FILE)"
+            f" or in {ENV_TOKEN}"
+        )
+
     def postOptions(self) -> None:
         if self["url"] is None:
             raise usage.UsageError("--url is required")

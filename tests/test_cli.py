@@ -138,6 +138,8 @@ class ParseTests(SynchronousTestCase):
                 env,
                 "--condition must be 32 bytes as 64 hex digits",
             ),
+            # not read as an abbreviation of --token-file (the token as a file name)
+            (["ping", *url, "--token", TOKEN], {}, "--token is not an option"),
         ]
         for argv, environ, words in cases:
             with self.assertRaises(usage.UsageError, msg=repr(argv)) as caught:
