@@ -330,20 +330,9 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         """
         inc = self.options.incoming
         grace = inc.server_limits.grace_period if inc is not None else 0.0
-        if hold is None:
-            hold = self.replies_awaited
-        port = self.port
-        start = self._drain.start(port, self._tracker, grace, hold, self._reactor)
-        if not self._drain.holding:
-            self.port = None
-        else:
-            start.addBoth(self._port_closed, port)
-        return start
-
-    def _port_closed(self, result: Any, port: Any) -> Any:
-        if self.port is port:
-            self.port = None
-        return result
+        port, self.port = self.port, None  # the drain's now, listening or not
+        hold = hold or self.replies_awaited
+        return self._drain.start(port, self._tracker, grace, hold, self._reactor)
 
     def replies_awaited(self) -> Deferred[None]:
         """Fire once none of the Prepares we sent asynchronously (RFC 35) awaits its reply,
