@@ -26,9 +26,9 @@ its Prepare settles (the client's own expiry timer gives the R00).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -54,6 +54,7 @@ from ilphttp.rfc35 import (
     callback_policy,
     classify_prepare,
     new_request_id,
+    parse_request_id,
 )
 
 if TYPE_CHECKING:
@@ -147,6 +148,10 @@ class AsyncLink:
         self._sweep: IDelayedCall | None = None
         self._last_warning = float("-inf")
         self._not_warned = 0
+        #: fired once none of our Prepares awaits a reply (:meth:`idle`)
+        self._idle: list[Deferred[None]] = []
+        #: the links this one replaced (a reload), while their Prepares await replies
+        self._predecessors: list[AsyncLink] = []
 
     @property
     def sends_async(self) -> bool:
@@ -190,6 +195,40 @@ class AsyncLink:
         """Drop a settled Prepare's pending entry (a later reply is "unknown": 400)."""
         self.pending.cancel(request_id)
         self._legs.pop(request_id, None)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._legs and self._idle:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    def take_over_from(self, predecessor: AsyncLink) -> None:
+        """Take the replies to ``predecessor``'s Prepares from now on (a reload replaced it).
+
+        A reply POST whose ``Request-Id`` is pending there, not here, is
+        decided there: its sender gets it (docs/reload.rst, packets in flight
+        finish with the settings they started with).  Predecessors are
+        forgotten once none of their Prepares awaits a reply.
+        """
+        chain = [*predecessor._predecessors, predecessor]
+        self._predecessors.extend(link for link in chain if link is not self and len(link))
+
+    def idle(self) -> Deferred[None]:
+        """Fire once none of our Prepares (nor a predecessor's) awaits a reply.
+
+        A new Deferred at each call; it never fails.  What a drain waits for
+        before it closes the listener the replies come to.
+        """
+        waiting: list[Deferred[Any]] = []
+        for link in (self, *self._predecessors):
+            if len(link):
+                d: Deferred[None] = Deferred()
+                link._idle.append(d)
+                waiting.append(d)
+        if not waiting:
+            return succeed(None)
+        return DeferredList(waiting).addCallback(lambda _: None)
 
     def __len__(self) -> int:
         """How many of our Prepares await a reply."""
@@ -210,6 +249,7 @@ class AsyncLink:
             # The client's expiry timer gives the R00 (it fires at the expiry,
             # this sweep at or after it); only the bookkeeping goes here.
             self._legs.pop(request_id, None)
+        self._check_idle()
         self._schedule_sweep()
 
     def stop(self) -> Deferred[None]:
@@ -276,7 +316,26 @@ class AsyncLink:
             return None
         return peer_name.decode("latin-1")
 
+    def _owner(self, request_id: bytes) -> AsyncLink:
+        """This link, or the predecessor whose Prepare ``request_id`` is (a reload)."""
+        if not self._predecessors:
+            return self
+        self._predecessors = [link for link in self._predecessors if len(link)]
+        try:
+            key = parse_request_id(request_id)
+        except ValueError:
+            return self  # refused here, as it would be anywhere
+        if key in self.pending:
+            return self
+        for link in self._predecessors:
+            if key in link.pending:
+                return link
+        return self
+
     def _reply(self, request_id: bytes, body: bytes, peer_name: bytes | None) -> Answer:
+        owner = self._owner(request_id)
+        if owner is not self:
+            return owner._reply(request_id, body, peer_name)
         decision = self.pending.reply(
             [request_id], self._child(peer_name), body, self._reactor.seconds()
         )
@@ -326,13 +385,15 @@ def async_link(
     options: PluginOptions,
     reactor: IReactorTime,
     post: Post,
+    account: Callable[[], str | None] | None = None,
 ) -> AsyncLink:
     """The :class:`AsyncLink` of a plugin with these options.
 
     :param post: its outgoing client's :meth:`~ilphttp.client.OutgoingClient.post`
         (looked up at each reply: the client exists only while connected).
+    :param account: the account's name now, for the reply leg's log lines.
     """
     out = options.outgoing
     callback_url = out.callback_url if out is not None and out.mode == "async" else None
-    deliverer = None if out is None else ReplyDeliverer(reactor, post)
+    deliverer = None if out is None else ReplyDeliverer(reactor, post, account)
     return AsyncLink(reactor, callback_policy(options), callback_url, deliverer, options.multi)

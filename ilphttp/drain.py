@@ -8,21 +8,50 @@ when ready, else the reason the health check's ``503`` gives (``starting``,
 ``starting: our address is not known yet (IL-DCP)``).  :meth:`Drain.start`
 stops the listening port at once and drains the listener's connections
 (:func:`ilphttp.listener.drain_listener`), once.
+
+RFC 35 asynchronous mode: the replies to the Prepares *we* sent come as new
+requests to our own listener.  A drain given a ``hold`` (what fires once none
+of our Prepares awaits a reply) therefore keeps the port listening first --
+:attr:`Drain.holding`: reply POSTs are taken, new Prepares refused (``503``),
+the health check says ``draining`` -- until ``hold`` fires or the grace
+period ends, and only then stops the port and drains as above.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from ilphttp.handlers import settled
 from ilphttp.listener import drain_listener
 
-__all__ = ["Drain", "ReadyCheck"]
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["Drain", "Hold", "ReadyCheck", "held"]
 
 #: ``check() -> None`` when ready, else why not
 ReadyCheck = Callable[[], "str | None"]
+#: ``hold() -> Deferred`` firing once no reply to our asynchronous Prepares is awaited
+Hold = Callable[[], "Deferred[None]"]
+
+
+def held(waiting: Deferred[None], clock: IReactorTime, timeout: float) -> Deferred[None]:
+    """A Deferred that fires (with None) when ``waiting`` fires, or after ``timeout`` seconds."""
+    if waiting.called:
+        return succeed(None)
+    done: Deferred[None] = Deferred()
+
+    def fire(_: object = None) -> None:
+        if timer.active():
+            timer.cancel()
+        if not done.called:
+            done.callback(None)
+
+    timer = clock.callLater(timeout, fire)
+    waiting.addBoth(fire)
+    return done
 
 
 class Drain:
@@ -32,6 +61,9 @@ class Drain:
         #: more reasons not to be ready, asked in order
         self.checks: list[ReadyCheck] = []
         self._draining: Deferred[None] | None = None
+        #: True while the drain waits for replies to our asynchronous Prepares
+        #: (the port still listens; new Prepares are refused)
+        self.holding = False
 
     @property
     def draining(self) -> bool:
@@ -49,13 +81,36 @@ class Drain:
                 return reason
         return None
 
-    def start(self, port: Any, factory: Any, grace: float) -> Deferred[None]:
+    def start(
+        self,
+        port: Any,
+        factory: Any,
+        grace: float,
+        hold: Hold | None = None,
+        clock: IReactorTime | None = None,
+    ) -> Deferred[None]:
         """Stop ``port`` listening and drain ``factory`` within ``grace`` seconds (once);
-        fires when every connection is closed."""
+        fires when every connection is closed.
+
+        With ``hold`` (and ``clock``): first keep listening, :attr:`holding`,
+        until ``hold()`` fires or ``grace`` seconds pass (module docstring).
+        """
         if self._draining is None:
-            self._draining = drain_listener(port, factory, grace)
+            waiting = None if hold is None or clock is None else hold()
+            if waiting is None or waiting.called:
+                self._draining = drain_listener(port, factory, grace)
+            else:
+                self.holding = True
+
+                def close(_: object) -> Deferred[None]:
+                    self.holding = False
+                    return drain_listener(port, factory, grace)
+
+                assert clock is not None
+                self._draining = held(waiting, clock, grace).addCallback(close)
         return settled(self._draining)
 
     def reset(self) -> None:
         """Stopped: ready to start again (a plugin may connect again)."""
         self._draining = None
+        self.holding = False

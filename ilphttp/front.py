@@ -43,7 +43,7 @@ header object so that each door keeps its own representation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, NamedTuple, Protocol, Union
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -63,6 +63,7 @@ from ilphttp.packet import (
 from ilphttp.rfc35 import request_body_limit
 
 __all__ = [
+    "FRAMING_FIELDS",
     "OCTET_STREAM",
     "TEXT_PLAIN",
     "AccountDoor",
@@ -80,6 +81,7 @@ __all__ = [
     "account_in_path",
     "answer_now",
     "body_limit",
+    "combined_fields",
     "health",
     "not_ready",
     "too_large",
@@ -96,6 +98,29 @@ HeaderLookup = Callable[[bytes], Union[bytes, None]]
 #: ``identity()``: the verified TLS client's ``PeerIdentity``, or None (asked
 #: only when the account has a ``clientIdentity``).
 IdentityLookup = Callable[[], Any]
+
+#: framing fields: a repeat is the HTTP parser's to refuse, never combined
+FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
+
+
+def combined_fields(fields: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Lower-case name -> value, a repeated field's values joined with ``", "``.
+
+    RFC 9110 section 5.3: a field that occurs more than once is one
+    comma-separated list -- so a repeated ``Request-Id`` or ``Callback-Url``
+    is no valid value (``400``) instead of the last one winning.  Framing
+    fields (:data:`FRAMING_FIELDS`) keep the last value: their repeats are
+    the parser's to refuse.
+    """
+    combined: dict[bytes, bytes] = {}
+    for name, value in fields:
+        name = name.lower()
+        previous = combined.get(name)
+        if previous is None or name in FRAMING_FIELDS:
+            combined[name] = value
+        else:
+            combined[name] = previous + b", " + value
+    return combined
 
 
 class NotReady(Exception):

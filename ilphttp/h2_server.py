@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now
+from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now, combined_fields
 from ilphttp.h2_guard import GuardLimits
 from ilphttp.h2_server_core import (
     Calmed,
@@ -159,7 +159,7 @@ class H2ServerProtocol(Protocol):
                 )
 
     def _request(self, request: RequestReceived) -> None:
-        fields = dict(request.headers)  # a repeated field: the last one, as twisted.web
+        fields = combined_fields(request.headers)  # RFC 9110 section 5.3
         try:
             result = self.door.answer(
                 request.method,

@@ -52,7 +52,7 @@ from twisted.python.failure import Failure
 
 from ilphttp._compat import write_now
 from ilphttp._http1_wire import encode_answer
-from ilphttp.front import Answer, Door, body_limit, too_large
+from ilphttp.front import FRAMING_FIELDS, Answer, Door, body_limit, too_large
 from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, HeadTooLarge, new_parser
 from ilphttp.packet import MAX_PREPARE_LENGTH
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
@@ -372,7 +372,15 @@ class Http1ServerProtocol(Protocol):
         self._head_size += len(name) + len(value) + 2
         if self._header_count > self._max_headers or self._head_size > self._max_head:
             self._refuse(_HEAD_TOO_LARGE)
-        self._headers[name.lower()] = value
+        name = name.lower()
+        previous = self._headers.get(name)
+        if previous is None or name in FRAMING_FIELDS:
+            self._headers[name] = value
+        else:
+            # RFC 9110 section 5.3: a repeated field is one comma-separated
+            # list (a repeated Request-Id or Callback-Url is then invalid:
+            # 400).  The parser refuses repeated framing fields itself.
+            self._headers[name] = previous + b", " + value
 
     def _refuse(self, answer: Answer | None = None) -> None:
         if answer is None:

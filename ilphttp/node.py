@@ -36,8 +36,9 @@ from twisted.logger import Logger
 
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
+from ilphttp.drain import held
 from ilphttp.errors import OptionError
-from ilphttp.listener import drain_listener
+from ilphttp.listener import default_reactor, drain_listener
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
 from ilphttp.reload import (
@@ -228,15 +229,26 @@ class NodeService(MultiService):
     def stopService(self) -> Deferred[None]:
         """Drain, then stop: every listener first stops accepting and answers what it
         read (while every account can still send, so that packets read are
-        forwarded), then the plugins stop (theirs in flight end) and the router."""
+        forwarded), then the plugins stop (theirs in flight end) and the router.
+
+        While an account's asynchronous Prepares (RFC 35) await their replies,
+        every listener keeps taking reply POSTs first, for at most its grace
+        period (they may come to any of them: a shared listener, an account's
+        port); new Prepares get ``503`` meanwhile."""
+        plugins = list(self.plugins.values())
+
+        def hold() -> Deferred[None]:
+            awaited = DeferredList([plugin.replies_awaited() for plugin in plugins])
+            return awaited.addCallback(lambda _: None)
+
         draining = []
         for service in self:
             if isinstance(service, PluginHttp):
-                draining.append(service.drain_incoming())
+                draining.append(service.drain_incoming(hold))
             elif isinstance(service, SharedListener):
-                draining.append(service.drain())
+                draining.append(service.drain(hold))
             elif isinstance(service, StreamServerEndpointService):
-                draining.append(_drain_extra(service))
+                draining.append(_drain_extra(service, hold(), self.reactor or default_reactor()))
         drained = DeferredList(draining, consumeErrors=True)
         return drained.addCallback(lambda _: MultiService.stopService(self))
 
@@ -254,11 +266,16 @@ class NodeService(MultiService):
             raise SystemExit(f"ilphttp: {message}") from None
 
 
-def _drain_extra(service: StreamServerEndpointService) -> Deferred[None]:
-    """An account's extra listener: stop listening, drain its connections."""
-    stopped = maybeDeferred(service.stopService)
+def _drain_extra(
+    service: StreamServerEndpointService, awaited: Deferred[None], clock: Any
+) -> Deferred[None]:
+    """An account's extra listener: once ``awaited`` fires (the replies to our
+    asynchronous Prepares, which may come here) or the grace period passed,
+    stop listening, drain its connections."""
     factory = service.factory
     grace = getattr(getattr(factory, "limits", None), "grace_period", 0.0)
+    waited = held(awaited, clock, grace)
+    stopped = waited.addCallback(lambda _: maybeDeferred(service.stopService))
     return stopped.addBoth(lambda _: drain_listener(None, factory, grace))
 
 

@@ -26,7 +26,7 @@ from ilphttp.async_link import async_link
 from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient, make_agent, reply_of
 from ilphttp.config import PluginOptions, options_from_js, options_from_python
-from ilphttp.drain import Drain
+from ilphttp.drain import Drain, Hold
 from ilphttp.errors import NotConnectedError, OptionError
 from ilphttp.handlers import (
     DataHandler,
@@ -168,7 +168,7 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
             self.site = make_site(self.resource)
             for secret in (inc.jwt_secret, *inc.jwt_secrets):
                 warn_short_secret("incoming", secret)
-        self._async = async_link(options, self._reactor, self._post)
+        self._async = async_link(options, self._reactor, self._post, lambda: self.name)
         if self.resource is not None:
             self.resource.door.rfc35 = self._async
         #: where a multi account's children are reached
@@ -311,7 +311,7 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
             return "starting: IL-DCP not known yet"
         return self._drain.readiness(self._connected)
 
-    def drain_incoming(self) -> Deferred[None]:
+    def drain_incoming(self, hold: Hold | None = None) -> Deferred[None]:
         """Stop taking new requests; fire once every incoming connection is closed.
 
         The port stops listening, the health check answers ``503``, idle
@@ -319,11 +319,30 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         on each connection with ``Connection: close``, HTTP/2 GOAWAY), and
         after ``grace_period`` seconds the rest is closed.  Sending stays
         possible until :meth:`disconnect` (a node drains every listener first).
+
+        While Prepares we sent asynchronously (RFC 35) await their replies,
+        which come to our listener, the port first keeps listening for them,
+        for at most ``grace_period`` seconds; new Prepares get ``503`` then
+        (:class:`~ilphttp.drain.Drain`).
+
+        :param hold: what to wait for instead (``hold() -> Deferred``; a node
+            passes one for all its accounts); default :meth:`replies_awaited`.
         """
         inc = self.options.incoming
         grace = inc.server_limits.grace_period if inc is not None else 0.0
-        port, self.port = self.port, None
-        return self._drain.start(port, self._tracker, grace)
+        port, self.port = self.port, None  # the drain's now, listening or not
+        hold = hold or self.replies_awaited
+        return self._drain.start(port, self._tracker, grace, hold, self._reactor)
+
+    def replies_awaited(self) -> Deferred[None]:
+        """Fire once none of the Prepares we sent asynchronously (RFC 35) awaits its reply,
+        nor one of the plugin this one replaced (:meth:`take_over_replies`)."""
+        return self._async.idle()
+
+    def take_over_replies(self, old: PluginHttp) -> None:
+        """Take the replies to ``old``'s asynchronous Prepares still pending (a reload
+        gives the account a new plugin, which takes its listener)."""
+        self._async.take_over_from(old._async)
 
     def disconnect(self) -> Deferred[None]:
         """Drain (:meth:`drain_incoming`), refuse new sends, let ours in flight end
@@ -485,6 +504,10 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
     def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
         if not self._connected and not self._drain.draining:
             raise NotReady("server is closed")
+        if self._drain.holding:
+            # Draining: the listener stays open only for the replies to our
+            # asynchronous Prepares.
+            raise OverCapacity("draining")
         serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
         if not serve_ildcp and not self._handler.registered:
             raise NotReady("no handler registered.")

@@ -341,6 +341,10 @@ def _switch(
     leaving = [service.plugins[name] for name in (*changes.removed, *changes.changed)]
     for name, endpoint in handed.items():
         _take_over(service.plugins[name], fresh[name], endpoint)
+    for name in changes.changed:
+        # The peer's replies to the old plugin's asynchronous Prepares come to
+        # the account's listener, which answers through the new plugin now.
+        fresh[name].take_over_replies(service.plugins[name])
     draining: list[Deferred[Any]] = []
     for name, plugin in zip((*changes.removed, *changes.changed), leaving):
         draining.append(_drained(plugin, plugin.disownServiceParent()))

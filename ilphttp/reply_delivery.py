@@ -73,17 +73,28 @@ class ReplyDeliverer:
     :param reactor: the clock (``seconds``, ``callLater``).
     :param post: how to POST (:data:`Post`): the account's outgoing client;
         may raise or fail when there is none (counted as a failed attempt).
-    :param account: the account's name, for the log.
+    :param account: the account's name, for the log: a string, or a callable
+        giving it at each line (a plugin is named after it is made).
     """
 
-    def __init__(self, reactor: IReactorTime, post: Post, account: str | None = None) -> None:
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        post: Post,
+        account: str | Callable[[], str | None] | None = None,
+    ) -> None:
         self._reactor = reactor
         self._post = post
-        self._account = account or "-"
+        self._name = account
         self._last_log = float("-inf")
         self._not_logged = 0
         #: deliveries under way
         self.active = 0
+
+    @property
+    def _account(self) -> str:
+        name = self._name() if callable(self._name) else self._name
+        return name or "-"
 
     def deliver(
         self, url: str, request_id: str, reply: bytes, expires_at: float

@@ -23,10 +23,12 @@ from ilphttp._compat import request_disconnected
 from ilphttp.auth import SHORT_SECRET, ChildrenAuth, IncomingAuth
 from ilphttp.config import IncomingOptions
 from ilphttp.front import (
+    FRAMING_FIELDS,
     TEXT_PLAIN,
     AccountDoor,
     Answer,
     Door,
+    HeaderLookup,
     NotReady,
     OverCapacity,
     PacketReceiver,
@@ -65,6 +67,22 @@ def error_body(request: Request, code: int, message: str) -> bytes:
     return message.encode("utf-8")
 
 
+def header_lookup(request: Request) -> HeaderLookup:
+    """``request``'s header lookup for a door: a repeated field's values joined
+    with ``", "`` (RFC 9110 section 5.3; ``getHeader`` gives the last one), so
+    a repeated ``Request-Id`` or ``Callback-Url`` is invalid (``400``).
+    Framing fields keep ``getHeader``'s value (twisted.web framed the body)."""
+    headers = request.requestHeaders
+
+    def header(name: bytes) -> bytes | None:
+        if name.lower() in FRAMING_FIELDS:
+            return request.getHeader(name)
+        values = headers.getRawHeaders(name)
+        return None if not values else b", ".join(values)
+
+    return header
+
+
 class DoorResource(Resource):
     """A twisted.web resource that answers every request as ``door`` decides.
 
@@ -85,9 +103,13 @@ class DoorResource(Resource):
             assert request.content is not None
             # One byte over the limit is enough to refuse (only reached when
             # mounted in a Site without IlpRequest).
-            body = request.content.read(body_limit(request.getHeader) + 1)
+            body = request.content.read(body_limit(header_lookup(request)) + 1)
         result = self.door.answer(
-            request.method, request.path, request.getHeader, body, lambda: peer_identity(request)
+            request.method,
+            request.path,
+            header_lookup(request),
+            body,
+            lambda: peer_identity(request),
         )
         answer = answer_now(result)
         if answer is not None:
@@ -173,7 +195,7 @@ class IlpRequest(Request):
     def gotLength(self, length: int | None) -> None:
         # The headers are in by now (twisted.web calls this from allHeadersReceived).
         if self.max_body == MAX_PREPARE_LENGTH:
-            self.max_body = body_limit(self.getHeader)
+            self.max_body = body_limit(header_lookup(self))
         if length is not None and length > self.max_body:
             self._too_large = True
             transport = getattr(self.channel, "transport", None)

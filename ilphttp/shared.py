@@ -24,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from ilphttp.drain import Drain
+from ilphttp.drain import Drain, Hold
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor, account_in_path
 from ilphttp.listener import ListenerMaker, default_reactor, make_listener, set_limits
@@ -95,11 +95,18 @@ class SharedListener(Service):
         """None when ready, else why not (the health check's ``503`` body)."""
         return self._drain.readiness(bool(self.running))
 
-    def drain(self) -> Deferred[None]:
+    def drain(self, hold: Hold | None = None) -> Deferred[None]:
         """Stop accepting at once, answer what was read, close within the grace period
-        (:meth:`ilphttp.listener.IlpListener.drain`); fire when every connection is closed."""
+        (:meth:`ilphttp.listener.IlpListener.drain`); fire when every connection is closed.
+
+        :param hold: ``hold() -> Deferred`` firing once none of the node's
+            asynchronous Prepares awaits its reply (RFC 35: replies come here):
+            until then, for at most the grace period, it keeps listening first
+            (:class:`~ilphttp.drain.Drain`).
+        """
         port, self.port = self.port, None
-        return self._drain.start(port, self.tracker, self.limits.grace_period)
+        grace = self.limits.grace_period
+        return self._drain.start(port, self.tracker, grace, hold, self._reactor)
 
     def startService(self) -> None:
         Service.startService(self)

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ilphttp.front import Answer
 from ilphttp.packet import ErrorCode, Fulfill, serialize
 from ilphttp.plugin import PluginHttp
+from ilphttp.reply_delivery import LOG_INTERVAL
 from ilphttp.rfc35 import REPLY_GRACE, parse_request_id
 from tests.support.fakes import FakeAgent, FakeResponse, LogCapture
 from tests.support.packets import (
@@ -390,6 +391,28 @@ class ReceivingTests(_Case):
             e for e in self.logs.at_least(LogLevel.info) if "refused a reply" in e["log_format"]
         ]
         self.assertEqual(line["status"], 400)
+
+    def test_the_reply_leg_log_lines_name_the_account(self) -> None:
+        self.bob.setName("bob")  # as a node names its plugins, after making them
+        self.prepare()
+        self.agent.pending[0].callback(FakeResponse(400, b"unknown"))
+        self.clock.advance(LOG_INTERVAL)
+        self.prepare()
+        self.agent.pending[1].errback(Failure(net_error.ConnectionRefusedError()))
+        while self.clock.getDelayedCalls():
+            self.clock.advance(
+                min(c.getTime() for c in self.clock.getDelayedCalls()) - self.clock.seconds()
+            )
+            for d in self.agent.pending[2:]:
+                if not d.called:
+                    d.errback(Failure(net_error.ConnectionRefusedError()))
+        lines = [
+            e
+            for e in self.logs.at_least(LogLevel.info)
+            if "refused a reply" in e["log_format"] or "gave up delivering" in e["log_format"]
+        ]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual({e["account"] for e in lines}, {"bob"})
 
     def test_a_callback_that_never_answers_stops_after_expiry_and_grace(self) -> None:
         self.prepare()

@@ -80,12 +80,13 @@ class FramingTests(_Case):
         self.assertFalse(transport.disconnecting)
         self.assertNotIn(b"Connection: close", transport.value())
 
-    def test_headers_lower_case_last_wins(self) -> None:
+    def test_headers_lower_case_repeats_combined(self) -> None:
         protocol, _ = self.connect()
         protocol.dataReceived(
             post(b"", [(b"X-A", b"1"), (b"x-a", b"2"), (b"Content-Length", b"0")])
         )
-        self.assertEqual(self.door.headers[0](b"x-a"), b"2")
+        # RFC 9110 section 5.3: one comma-separated list
+        self.assertEqual(self.door.headers[0](b"x-a"), b"1, 2")
         self.assertIsNone(self.door.headers[0](b"X-A"))
 
     def test_connection_close_and_http10(self) -> None:
