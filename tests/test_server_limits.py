@@ -138,12 +138,17 @@ class SlowClientTests(TestCase):
         yield sender.connect()
         self.addCleanup(sender.disconnect)
 
+        def start_head(client: RawClient) -> RawClient:
+            # At once on each connection: the head's deadline runs from the
+            # accept, and a connection that sent nothing is closed silently
+            # (opening hundreds of sockets can take longer than the deadline).
+            client.transport.write(b"POST / HTTP/1.1\r\nHost: x\r\n")  # type: ignore[union-attr]
+            return client
+
         opened = time.monotonic()
         slow: list[RawClient] = yield gatherResults(
-            [raw_connect(self, port) for _ in range(self.SLOW)]
+            [raw_connect(self, port).addCallback(start_head) for _ in range(self.SLOW)]
         )
-        for client in slow:
-            client.transport.write(b"POST / HTTP/1.1\r\nHost: x\r\n")  # type: ignore[union-attr]
         calls: list[Any] = []
 
         def trickle() -> None:
