@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError, ProcessExitedAlready
+from twisted.internet.error import CannotListenError, ProcessExitedAlready, ReactorNotRunning
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
@@ -470,8 +470,16 @@ class WorkersService(Service):
         slot.restart = self._reactor.callLater(delay, self._spawn, slot)
 
     def _stop_reactor(self) -> None:
-        if self._reactor.running:
-            self._reactor.stop()
+        # After the reactor's turn: a SIGTERM to the whole process group may
+        # have queued twistd's own stop already (workers that were still
+        # starting end at the same time), and a second stop() would raise.
+        def stop() -> None:
+            try:
+                self._reactor.stop()
+            except ReactorNotRunning:
+                pass
+
+        self._reactor.callLater(0, stop)
 
     # -- stop --
 

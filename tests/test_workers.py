@@ -765,6 +765,8 @@ class SupervisorStartTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service._close)
         fake.spawned[0][0].processEnded(Failure(ProcessTerminated(exitCode=1)))
+        self.assertEqual(fake.stopped, 0, "after the reactor's turn")
+        fake.advance(0)
         self.assertEqual(fake.stopped, 1)
         fake.running = False
         service.stopService()
