@@ -58,6 +58,22 @@ class _Load:
     def start(self) -> None:
         self.loops = [self._loop() for _ in range(SENDERS)]
 
+    def add_sender(self) -> None:
+        """One more sender, on a new connection (the workers share one socket,
+        so which worker accepts a connection is up to the kernel)."""
+        self.loops.append(self._loop())
+
+    @defer.inlineCallbacks
+    def until_every_worker_answered(self, pids: list[int]) -> Any:
+        """Wait until each worker in ``pids`` has fulfilled a Prepare; add a sender
+        every 0.5 s until then (one worker may accept every first connection)."""
+        for step in range(400):
+            if set(self.fulfilled()) >= set(pids):
+                return
+            if step % 10 == 9 and len(self.loops) < 8 * SENDERS:
+                self.add_sender()
+            yield _sleep(0.05)
+
     @defer.inlineCallbacks
     def _loop(self) -> Any:
         sender = PluginHttp(outgoing={"url": self.url, "static_token": TOKEN})
@@ -122,11 +138,8 @@ class WorkerFaultTests(TestCase):
         node, port, pids = yield self.start()
         load = _Load(port)
         load.start()
-        # Until both workers have answered (each sender's connection lands on one).
-        for _ in range(200):
-            if len(set(load.fulfilled())) == 2:
-                break
-            yield _sleep(0.05)
+        self.addCleanup(load.stop)  # a failed assertion leaves no sender running
+        yield load.until_every_worker_answered(pids)
         self.assertEqual(set(load.fulfilled()), set(pids))
         victim = pids[0]
         in_flight = load.in_flight  # on both workers: at least those on the victim
@@ -156,10 +169,8 @@ class WorkerFaultTests(TestCase):
         node, port, pids = yield self.start()
         load = _Load(port)
         load.start()
-        for _ in range(200):
-            if len(set(load.fulfilled())) == 2:
-                break
-            yield _sleep(0.05)
+        self.addCleanup(load.stop)  # a failed assertion leaves no sender running
+        yield load.until_every_worker_answered(pids)
         self.assertGreater(load.in_flight, 0)
         stopping = node.stop()  # SIGTERM to the supervisor, forwarded to each worker
         yield within(node.wait_for(r"stopping 2 workers"), 10)
