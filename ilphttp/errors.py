@@ -6,7 +6,7 @@ peer failures are never exceptions but ILP Rejects (``docs/errors.rst``).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "NotConnectedError", "OptionError", "RoutingError"]
+__all__ = ["ConfigError", "NotConnectedError", "OptionError", "RoutingError", "StartupError"]
 
 
 class OptionError(ValueError):
@@ -27,3 +27,23 @@ RoutingError = OptionError
 
 class NotConnectedError(Exception):
     """``send_data()`` was called while the plugin is not connected."""
+
+
+class StartupError(SystemExit):
+    """A service of the node cannot start (a port in use, an unreadable TLS file).
+
+    It stops twistd with exit status 1 (:attr:`code` is 1) and without a
+    second line: the reason was logged already, once, at ``critical``.
+    ``str(exc)`` is that reason, ``"ilphttp: cannot start account 'a': ..."``,
+    for an application that starts the node itself.  (A ``SystemExit``
+    carrying a message would have Python print it to stderr again, which
+    twistd logs as a second line.)
+    """
+
+    def __init__(self, message: str) -> None:
+        SystemExit.__init__(self, 1)
+        #: the reason, one line
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.drain import held
-from ilphttp.errors import OptionError
+from ilphttp.errors import OptionError, StartupError
 from ilphttp.listener import default_reactor, drain_listener
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
@@ -126,8 +126,10 @@ def load_handler_factory(spec: str) -> HandlerFactory:
 class NodeService(MultiService):
     """The node: one PluginHttp per account (named after it), and the router or your handlers.
 
-    A listening failure (port in use, bad endpoint) stops startup with one line
-    naming the account (``SystemExit``), not a traceback.
+    A listening failure (port in use, bad endpoint) stops startup with one
+    critical log line naming the account, not a traceback, and
+    :class:`~ilphttp.errors.StartupError` (a ``SystemExit`` of status 1 whose
+    text is that line).
 
     :ivar plugins: account name -> its plugin.
     :ivar router: the router, or None when a handler factory answers packets.
@@ -263,7 +265,7 @@ class NodeService(MultiService):
                 what = f"listener {name!r}" if name else "a listener"
             message = startup_error(what, exc)
             _log.critical("{reason}", reason=message)
-            raise SystemExit(f"ilphttp: {message}") from None
+            raise StartupError(f"ilphttp: {message}") from None
 
 
 def _drain_extra(

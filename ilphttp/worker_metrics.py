@@ -21,7 +21,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from ilphttp.errors import OptionError
+from ilphttp.errors import OptionError, StartupError
 from ilphttp.node import startup_error
 from ilphttp.node_metrics import SERVICE_NAME, metrics_listener
 
@@ -43,7 +43,7 @@ class WorkerMetrics(MultiService):
 
     :param description: the metrics endpoint.
     :param workers: the supervisor; its workers get :data:`MULTIPROC_ENV`.
-    :raises SystemExit: from ``startService``, one line, when the listener
+    :raises StartupError: from ``startService``, logged in one line, when the listener
         cannot listen (as for any other listener of a node).
     """
 
@@ -80,7 +80,7 @@ class WorkerMetrics(MultiService):
             message = startup_error(f"listener {SERVICE_NAME!r}", exc)
             _log.critical("{reason}", reason=message)
             self._remove()
-            raise SystemExit(f"ilphttp: {message}") from None
+            raise StartupError(f"ilphttp: {message}") from None
 
     def stopService(self) -> Deferred[None]:
         d: Deferred[None] = MultiService.stopService(self)

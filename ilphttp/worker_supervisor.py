@@ -27,6 +27,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
+from ilphttp.errors import StartupError
 from ilphttp.node import startup_error
 from ilphttp.nodeconfig import SHARED_LISTEN, NodeConfig
 from ilphttp.worker_setup import (
@@ -369,7 +370,7 @@ class WorkersService(Service):
                 )
                 message = startup_error(what, exc)
                 _log.critical("{reason}", reason=message)
-                raise SystemExit(f"ilphttp: {message}") from None
+                raise StartupError(f"ilphttp: {message}") from None
 
     def startService(self) -> None:
         self._open()

@@ -601,9 +601,9 @@ class StartupFailureTests(TestCase):
         service = make_service(options)
         with self.assertRaises(SystemExit) as caught:
             service.startService()
-        message = str(caught.exception.code)
+        self.assertEqual(caught.exception.code, 1, "twistd exits 1 without printing it again")
         self.assertEqual(
-            message,
+            str(caught.exception),
             f"ilphttp: cannot start account 'link': cannot listen on 127.0.0.1:{port}"
             " (address in use)",
         )
@@ -632,11 +632,54 @@ class StartupFailureTests(TestCase):
         with self.assertRaises(SystemExit) as caught:
             service.startService()
         self.assertEqual(
-            caught.exception.code,
+            str(caught.exception),
             f"ilphttp: cannot start listener 'link-listen-1': cannot listen on 127.0.0.1:{port}"
             " (address in use)",
         )
         self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_twistd_says_it_once(self) -> Any:
+        """Under the real twistd, a port in use (an account's, then ``/metrics``)
+        is one critical line: no ``stderr`` echo of it, no traceback, exit status 1."""
+        busy = global_reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        where = os.path.abspath(self.mktemp())
+        os.makedirs(where)
+        config = os.path.join(where, "node.json")
+
+        def write(account_port: int) -> None:
+            account = {"incoming": {"port": account_port, "staticToken": IN_TOKEN}}
+            node = {"ilpAddress": "test.hub", "assetCode": "XRP", "assetScale": 9}
+            node["accounts"] = {"a": {"relation": "child", "options": account}}
+            with open(config, "w", encoding="utf-8") as f:
+                json.dump(node, f)
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        program = "from twisted.scripts.twistd import run; run()"
+        for extra, what in (
+            ((), f"cannot start account 'a': cannot listen on port {port} (address in use)"),
+            (
+                ("--metrics", f"tcp:{port}:interface=127.0.0.1"),
+                f"cannot start listener 'metrics': cannot listen on 127.0.0.1:{port}",
+            ),
+        ):
+            write(0 if extra else port)  # the account on a free port beside --metrics
+            argv = ["-c", program, "-n", "--pidfile=", "ilphttp", "--config", config, *extra]
+            out, err, code = yield getProcessOutputAndValue(
+                sys.executable, argv, env=env, path=where
+            )
+            text = (out + err).decode("utf-8", "replace")
+            self.assertEqual(code, 1, text)
+            lines = [line for line in text.splitlines() if "cannot start" in line]
+            self.assertEqual(len(lines), 1, text)
+            self.assertIn(what, lines[0])
+            self.assertIn("#critical]", lines[0])
+            self.assertNotIn("stderr#", text)
+            self.assertNotIn("Traceback", text)
 
     def test_real_stop(self) -> Deferred[None]:
         """A node on a real loopback port starts, answers, and stops."""

@@ -1074,12 +1074,13 @@ class TwistdWorkersTests(TestCase):
         log = process.text()
         self.assertEqual(getattr(reason.value, "exitCode", None), 1, log)
         self.assertIn(
-            f"ilphttp: cannot start account 'a': cannot listen on 127.0.0.1:{port}"
+            f"#critical] cannot start account 'a': cannot listen on 127.0.0.1:{port}"
             " (address in use)",
             log,
         )
         self.assertNotIn("worker 1 started", log)
         self.assertNotIn("Traceback", log)
+        self.assertEqual(log.count("cannot start account 'a'"), 1, "said once, not echoed")
 
 
 class _RefusingReactor(MemoryReactorClock):
