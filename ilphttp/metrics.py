@@ -24,6 +24,7 @@ passed in by the caller (``reactor.seconds()``), so tests need no clock.
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,37 @@ class IlpMetrics:
             registry=r,
         )
 
+    def forget_account(self, account: str) -> bool:
+        """Remove every series labelled ``account`` (a removed account, drained).
+
+        Another account's series stay.  A plugin still recording for ``account``
+        would record where nothing is served: call it once nothing does.
+
+        :returns: False, and nothing removed, in prometheus-client's
+            multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a worker of
+            ``--workers N``): a live process's files cannot drop one label set.
+        """
+        if multiprocess_mode():
+            return False
+        for family, names in (
+            (self.packets, ("account", "direction", "result", "code")),
+            (self.duration, ("account", "direction")),
+            (self.amount, ("account", "direction", "result")),
+            (self.http, ("account", "status")),
+            (self.in_flight, ("account", "direction")),
+            (self.auth_failures, ("account",)),
+        ):
+            _remove_where(family, names, account)
+        return True
+
+    def forget_listener(self, listener: str) -> bool:
+        """Remove ``ilp_connections{listener}`` (a listener closed for good);
+        False, and nothing removed, in multiprocess mode (see :meth:`forget_account`)."""
+        if multiprocess_mode():
+            return False
+        _remove_where(self.connections, ("listener",), listener)
+        return True
+
     def link(self, account: str) -> LinkMetrics:
         """The recorder for one account's link."""
         return LinkMetrics(self, account)
@@ -141,6 +173,26 @@ class IlpMetrics:
     def root(self) -> IResource:
         """A root resource with the exposition at ``/metrics`` (see :func:`metrics_root`)."""
         return metrics_root(self.registry)
+
+
+def multiprocess_mode() -> bool:
+    """True when prometheus-client records into a multiprocess directory (its
+    own test: either spelling of the environment variable)."""
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+
+
+def _remove_where(family: Any, names: tuple[str, ...], value: str) -> None:
+    """Remove ``family``'s children whose first label (``names[0]``, of ``names``,
+    the family's label names in order) is ``value``, found through its public
+    ``collect()`` (a histogram's samples add ``le``, which is not a child's)."""
+    doomed = {
+        tuple(sample.labels[n] for n in names)
+        for metric in family.collect()
+        for sample in metric.samples
+        if sample.labels.get(names[0]) == value
+    }
+    for labels in doomed:
+        family.remove(*labels)
 
 
 def metrics_resource(registry: CollectorRegistry) -> IResource:

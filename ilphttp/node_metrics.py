@@ -23,15 +23,22 @@ from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor
 from ilphttp.link_ops import LinkOps, SharedDoorOps, count_connections
-from ilphttp.metrics import metrics_root
+from ilphttp.metrics import metrics_for, metrics_root
 from ilphttp.server import IlpSite
 from ilphttp.shared import SharedListener
 
 if TYPE_CHECKING:
     from ilphttp.node import NodeService
-    from ilphttp.nodeconfig import NodeConfig
+    from ilphttp.nodeconfig import AccountSpec, NodeConfig
 
-__all__ = ["SERVICE_NAME", "check_metrics", "instrument", "metrics_listener", "node_registry"]
+__all__ = [
+    "SERVICE_NAME",
+    "check_metrics",
+    "forget_account",
+    "instrument",
+    "metrics_listener",
+    "node_registry",
+]
 #: the name of the ``/metrics`` listener's service (and of its start-up errors)
 SERVICE_NAME = "metrics"
 
@@ -88,3 +95,31 @@ def instrument(
         door.observer = SharedDoorOps(registry).answered
     if config.metrics is not None:
         metrics_listener(config.metrics, registry, reactor).setServiceParent(service)
+
+
+def forget_account(service: NodeService, spec: AccountSpec) -> None:
+    """``spec``'s account was removed by a reload and has drained: its series
+    (every family labelled ``account``) leave ``/metrics``, and so do
+    ``ilp_connections`` of its own and extra listeners when no listener of the
+    running node has the same description.
+
+    Nothing is removed when the account was added again meanwhile (its series
+    are live again), nor in a worker of ``--workers N`` (prometheus-client's
+    multiprocess files cannot drop one label set; the parent hides them
+    instead, :mod:`ilphttp.worker_metrics`).
+    """
+    if service.registry is None or spec.name in service.plugins:
+        return
+    metrics = metrics_for(service.registry)
+    if not metrics.forget_account(spec.name):
+        return
+    node = service.node
+    in_use = set(node.listen)
+    for other in node.accounts:
+        in_use.update(other.extra_listen)
+        if other.options.incoming is not None:
+            in_use.add(other.options.incoming.listen_description or "")
+    own = spec.options.incoming.listen_description if spec.options.incoming is not None else None
+    for description in (own, *spec.extra_listen):
+        if description and description not in in_use:
+            metrics.forget_listener(description)

@@ -46,6 +46,7 @@ from ilphttp import validate
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
+from ilphttp.node_metrics import forget_account
 from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, parse_node
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from ilphttp.front import Door
     from ilphttp.listener import ListenerFactory
     from ilphttp.node import NodeService
+    from ilphttp.nodeconfig import AccountSpec
     from ilphttp.routing import RoutingTable
 
 __all__ = [
@@ -345,9 +347,13 @@ def _switch(
         # The peer's replies to the old plugin's asynchronous Prepares come to
         # the account's listener, which answers through the new plugin now.
         fresh[name].take_over_replies(service.plugins[name])
+    removed = {spec.name: spec for spec in service.node.accounts if spec.name in changes.removed}
     draining: list[Deferred[Any]] = []
     for name, plugin in zip((*changes.removed, *changes.changed), leaving):
-        draining.append(_drained(plugin, plugin.disownServiceParent()))
+        drained_one = _drained(plugin, plugin.disownServiceParent())
+        if name in removed:  # its series leave /metrics once nothing records them
+            drained_one.addCallback(_forget, service, removed[name])
+        draining.append(drained_one)
         del service.plugins[name]
     for extra in [s for s in service if _extra_listener_of(s, changes.removed)]:
         draining.append(succeed(extra.disownServiceParent()))
@@ -379,6 +385,10 @@ def _switch(
     _log.info("reloaded: {summary}", summary=changes.summary())
     drained = DeferredList(draining, consumeErrors=True).addCallback(lambda _: None)
     return ReloadSummary(changes, drained)
+
+
+def _forget(ignored: None, service: NodeService, spec: AccountSpec) -> None:
+    forget_account(service, spec)
 
 
 def _extra_listener_of(service: Any, removed: tuple[str, ...]) -> bool:

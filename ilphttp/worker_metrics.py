@@ -8,12 +8,22 @@ serves the sum at ``/metrics``, forgets the live gauges of a worker that
 ended (``mark_process_dead``), and removes the directory when it stops.
 Counters and histograms keep what ended workers counted; the gauges
 (``livesum``) count live workers only.
+
+A reload that removes an account cannot take its series out of the files:
+prometheus-client cannot drop one label set from a live process's files,
+and a worker's files outlive it.  The parent hides them instead
+(:class:`HidingCollector`): once every running worker applied the reload,
+``/metrics`` no longer shows a sample labelled with a removed account, and
+shows it again if the account comes back (its counters go on from the
+files).  The parent cannot tell when the workers' old links have drained, so
+what the removed account still had in flight is not shown.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -26,11 +36,13 @@ from ilphttp.node import startup_error
 from ilphttp.node_metrics import SERVICE_NAME, metrics_listener
 
 if TYPE_CHECKING:
+    from prometheus_client import Metric
     from twisted.internet.defer import Deferred
 
+    from ilphttp.nodediff import NodeChanges
     from ilphttp.worker_supervisor import WorkersService
 
-__all__ = ["MULTIPROC_ENV", "WorkerMetrics", "supervise"]
+__all__ = ["MULTIPROC_ENV", "HidingCollector", "WorkerMetrics", "supervise"]
 
 _log = Logger(namespace="ilphttp.workers")
 
@@ -54,12 +66,21 @@ class WorkerMetrics(MultiService):
         #: where the workers write their values (mode 0700, made empty)
         self.directory = tempfile.mkdtemp(prefix="ilphttp-metrics-")
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=self.directory)
+        #: the workers' sum, without the accounts a reload removed
+        self.collector = HidingCollector(MultiProcessCollector(None, path=self.directory))
+        self.registry.register(self.collector)
         workers.extra_env[MULTIPROC_ENV] = self.directory
         workers.on_worker_ended = self._worker_ended
+        workers.on_reloaded = self._reloaded
         self._listener = metrics_listener(description, self.registry, reactor)
         self._listener.setServiceParent(self)
         workers.setServiceParent(self)
+
+    def _reloaded(self, changes: NodeChanges, everywhere: bool) -> None:
+        hidden = self.collector.hidden
+        hidden.difference_update(changes.added)
+        if everywhere:  # else a worker that kept the old configuration still serves them
+            hidden.update(changes.removed)
 
     def _worker_ended(self, pid: int) -> None:
         from prometheus_client.multiprocess import mark_process_dead
@@ -88,6 +109,24 @@ class WorkerMetrics(MultiService):
 
     def _remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class HidingCollector:
+    """``collector``'s families without the samples labelled ``account`` in :attr:`hidden`."""
+
+    def __init__(self, collector: Any) -> None:
+        self._collector = collector
+        #: the accounts whose samples are left out
+        self.hidden: set[str] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        hidden = self.hidden
+        for metric in self._collector.collect():
+            if hidden:
+                metric.samples = [
+                    s for s in metric.samples if s.labels.get("account") not in hidden
+                ]
+            yield metric
 
 
 def supervise(workers: WorkersService, description: str | None, reactor: Any = None) -> IService:

@@ -102,6 +102,7 @@ def reload_workers(service: WorkersService) -> defer.Deferred[WorkersReloaded]:
     asked = service.processes()
     if not asked:  # all of them are between two restarts: they start with it
         _adopt(service, new, generation, frame, asked)
+        _reloaded(service, changes, everywhere=True)
         _log.info("reloaded: {summary}", summary=changes.summary())
         return defer.succeed(WorkersReloaded(changes))
     service.reloading = True
@@ -117,6 +118,7 @@ def reload_workers(service: WorkersService) -> defer.Deferred[WorkersReloaded]:
                 " their log lines say why)"
             )
         _adopt(service, new, generation, frame, asked)
+        _reloaded(service, changes, everywhere=not kept)
         _log.info(
             "reloaded: {summary}; applied by workers {applied}",
             summary=changes.summary(),
@@ -174,6 +176,11 @@ def _adopt(
     for process in service.processes():
         if process not in asked and process.generation < generation:
             _late(process, generation, frame)
+
+
+def _reloaded(service: WorkersService, changes: NodeChanges, everywhere: bool) -> None:
+    if service.on_reloaded is not None:
+        service.on_reloaded(changes, everywhere)
 
 
 def _late(process: _WorkerProcess, generation: int, frame: bytes) -> None:

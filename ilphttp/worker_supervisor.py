@@ -43,6 +43,7 @@ from ilphttp.worker_sockets import listeners_of, open_sockets, reuse_port_availa
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 
+    from ilphttp.nodediff import NodeChanges
     from ilphttp.reload import ConfigFile
     from ilphttp.worker_reload import WorkersReloaded
 
@@ -304,6 +305,9 @@ class WorkersService(Service):
         self.extra_env: dict[str, str] = {}
         #: called with a worker's pid once it has ended (metrics: ``mark_process_dead``)
         self.on_worker_ended: Callable[[int], object] | None = None
+        #: called after a reload the workers took, with its changes and whether every
+        #: worker runs it now (metrics: a removed account's series are hidden)
+        self.on_reloaded: Callable[[NodeChanges, bool], object] | None = None
         #: where :meth:`reload` reads the configuration again (``--config``), or None
         self.config_file: ConfigFile | None = None
         #: the reload the workers started from now on get (0: none yet)

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-import time
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -17,48 +16,24 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.server import NOT_DONE_YET
 
 from ilphttp.errors import OptionError
-from ilphttp.node import NodeService, make_node
 from ilphttp.nodeconfig import parse_node
 from ilphttp.nodediff import diff_nodes
-from ilphttp.packet import Fulfill, Reject, deserialize, deserialize_prepare
-from ilphttp.reload import ConfigFile, DoorSwitch, ReloadOnHangup
+from ilphttp.packet import Fulfill, Reject, deserialize
+from ilphttp.reload import DoorSwitch, ReloadOnHangup
 from tests.support.clients import http_agent, request
-from tests.support.fakes import Captured, CaptureServer, LogCapture
-from tests.support.packets import Made, make_prepare
+from tests.support.fakes import CaptureServer
+from tests.support.reload import (
+    TOKENS,
+    Holding,
+    ReloadCase,
+    account,
+    node_data,
+    prepare,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOOPBACK = "tcp:0:interface=127.0.0.1"
-TOKENS = {name: f"reload-test-{name}-token-0123456789" for name in ("a1", "a2", "b1", "b2", "c1")}
-
-
-def account(
-    relation: str = "child",
-    endpoint: str | None = LOOPBACK,
-    token: str | None = None,
-    url: str | None = None,
-    out_token: str | None = None,
-) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if token is not None:
-        options["incoming"] = {"staticToken": token}
-        if endpoint is not None:
-            options["incoming"]["endpoint"] = endpoint
-    if url is not None:
-        options["outgoing"] = {"url": url, "staticToken": out_token or "x" * 32}
-    return {"relation": relation, "options": options}
-
-
-def node_data(accounts: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {
-        "ilpAddress": "test.hub",
-        "assetCode": "XRP",
-        "assetScale": 9,
-        **top,
-        "accounts": accounts,
-    }
 
 
 # -- the pure diff --------------------------------------------------------------------------
@@ -147,79 +122,8 @@ class DoorSwitchTests(SynchronousTestCase):
 # -- a running node on loopback ----------------------------------------------------------------
 
 
-class Holding:
-    """A CaptureServer's responder that holds requests until told to answer them."""
-
-    def __init__(self) -> None:
-        self.held: list[tuple[Any, bytes]] = []
-        self.hold = True
-
-    def __call__(self, http_request: Any, captured: Captured) -> Any:
-        made = FULFILMENTS.get(deserialize_prepare(captured.body).execution_condition)
-        body = made.fulfill() if made is not None else b""
-        if self.hold:
-            self.held.append((http_request, body))
-            return NOT_DONE_YET
-        return body
-
-    def release(self) -> None:
-        held, self.held = self.held, []
-        for http_request, body in held:
-            http_request.write(body)
-            http_request.finish()
-
-
-#: each Prepare's condition -> how it is fulfilled (the remote peers answer from it)
-FULFILMENTS: dict[bytes, Made] = {}
-
-
-def prepare(destination: str) -> Made:
-    made = make_prepare(time.time(), destination=destination)
-    FULFILMENTS[made.prepare.execution_condition] = made
-    return made
-
-
-class ReloadTests(TestCase):
+class ReloadTests(ReloadCase):
     """A node from a file on 127.0.0.1, its file rewritten, ``NodeService.reload()``."""
-
-    @defer.inlineCallbacks
-    def setUp(self) -> Any:
-        self.path = os.path.abspath(self.mktemp()) + ".json"
-        self.bob = yield CaptureServer(self).start()
-        self.bob_peer = Holding()
-        self.bob.resource.responder = self.bob_peer
-        self.agent = http_agent(self)
-        self.logs = LogCapture(self)
-
-    def accounts(self, a: str = "a1", b: str = "b1", **more: Any) -> dict[str, Any]:
-        return {
-            "alice": account("peer", token=TOKENS[a]),
-            "bob": account(token=TOKENS["b1"], url=self.bob.url(), out_token=TOKENS[b]),
-            **more,
-        }
-
-    def write(self, accounts: dict[str, Any], **top: Any) -> None:
-        with open(self.path, "w", encoding="utf-8") as f:
-            json.dump(node_data(accounts, **top), f)
-
-    def start(self, accounts: dict[str, Any]) -> NodeService:
-        self.write(accounts)
-        config_file = ConfigFile(self.path, {})
-        service = make_node(config_file.read())
-        service.config_file = config_file
-        service.startService()
-        self.addCleanup(service.stopService)
-        return service
-
-    def url(self, service: NodeService, name: str) -> str:
-        port = service.plugins[name].port
-        assert port is not None
-        return f"http://127.0.0.1:{port.getHost().port}/"
-
-    def send(self, url: str, token: str, made: Made) -> defer.Deferred[Any]:
-        return request(
-            self.agent, url, made.packet, {b"authorization": b"Bearer " + token.encode()}
-        )
 
     @defer.inlineCallbacks
     def test_token_rotation_with_a_packet_in_flight(self) -> Any:

@@ -203,6 +203,8 @@ class ParentReloadTests(SynchronousTestCase):
 
     def test_every_worker_gets_the_file_and_answers(self) -> None:
         write(self.path, node_data(NEW, metrics="tcp:0:interface=127.0.0.1"))
+        told: list[tuple[Any, bool]] = []
+        self.service.on_reloaded = lambda changes, everywhere: told.append((changes, everywhere))
         d = self.service.reload()
         self.assertTrue(self.service.reloading)
         for n in (0, 1):
@@ -216,6 +218,7 @@ class ParentReloadTests(SynchronousTestCase):
         self.proto(1).childDataReceived(CONTROL_FD, b"sed 1\n")
         result = self.outcome(d)
         self.assertEqual((result.applied, result.refused, str(result)), ((1,), (2,), "changed a"))
+        self.assertEqual(told, [(result.changes, False)], "worker 2 runs the old one")
         self.assertEqual(self.service.node, self.config.read())
         self.assertEqual(self.service.generation, 1)
         self.assertFalse(self.service.reloading)
