@@ -50,7 +50,15 @@ from zope.interface import provider
 
 from ilphttp.logtext import escape
 
-__all__ = ["FORMATS", "REDACTED", "json_observer", "redact_text", "text_observer", "to_json_dict"]
+__all__ = [
+    "FORMATS",
+    "REDACTED",
+    "LevelFilter",
+    "json_observer",
+    "redact_text",
+    "text_observer",
+    "to_json_dict",
+]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"token|secret|authori[sz]ation|jwt|password|passphrase", re.IGNORECASE)
@@ -131,9 +139,21 @@ def to_json_dict(event: LogEvent) -> dict[str, Any]:
     return out
 
 
-def _filtered(observer: ILogObserver, level: LogLevel) -> ILogObserver:
-    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    return FilteringLogObserver(observer, [predicate])
+class LevelFilter(FilteringLogObserver):
+    """Passes the events at ``level`` or above to ``observer``; a reload of the
+    node's ``logLevel`` changes the level (:meth:`set_level`)."""
+
+    def __init__(self, observer: ILogObserver, level: LogLevel) -> None:
+        self._predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+        FilteringLogObserver.__init__(self, observer, [self._predicate])
+
+    def set_level(self, level: LogLevel) -> None:
+        """From now on, events at ``level`` or above pass (every namespace)."""
+        self._predicate.setLogLevelForNamespace("", level)
+
+
+def _filtered(observer: ILogObserver, level: LogLevel) -> LevelFilter:
+    return LevelFilter(observer, level)
 
 
 def json_observer(out: IO[str], level: LogLevel = LogLevel.info) -> ILogObserver:

@@ -12,24 +12,39 @@ everything else twistd does is unchanged.  twistd's ``--logger`` and
 refuses them together with ``--log-format``.
 
 Events below the node's ``logLevel`` are dropped; packet events are at
-``debug``.
+``debug``.  A reload changes the level (:func:`apply_log_level`); the format
+stays until a restart (:func:`keep_log_format`): twistd chose the observer
+when it started logging.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
-from twisted.logger import ILogObserver, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
 from ilphttp.errors import OptionError
-from ilphttp.logformat import FORMATS
+from ilphttp.link_ops import LinkOps
+from ilphttp.logformat import FORMATS, LevelFilter
+from ilphttp.nodeconfig import NodeConfig
 
-__all__ = ["LogFormatService", "check_twistd_options", "log_target", "with_log_format"]
+__all__ = [
+    "LogFormatService",
+    "apply_log_level",
+    "check_twistd_options",
+    "keep_log_format",
+    "log_target",
+    "with_log_format",
+]
+
+# The reload's namespace: these lines belong with its own (docs/reload.rst).
+_log = Logger(namespace="ilphttp.reload")
 
 #: twistd's options that choose the log observer too
 _TWISTD_OBSERVERS = ("logger", "syslog")
@@ -85,3 +100,35 @@ def with_log_format(
         return service
     observer = FORMATS[log_format](log_target(twistd), LogLevel.levelWithName(level))
     return LogFormatService(service, observer)
+
+
+def apply_log_level(service: IService, level: str) -> None:
+    """Make ``level`` (``logLevel``, one of ``LOG_LEVELS``) the running one, as a
+    reload does: packet events are emitted only at ``debug``, and the observer of
+    ``--log-format`` (a :class:`LogFormatService` above ``service``) passes the
+    events at ``level`` or above from now on."""
+    LinkOps.log_packets = level == "debug"
+    parent: Any = service
+    while parent is not None:
+        if isinstance(parent, LogFormatService) and isinstance(parent.observer, LevelFilter):
+            parent.observer.set_level(LogLevel.levelWithName(level))
+        parent = getattr(parent, "parent", None)
+
+
+def keep_log_format(running: NodeConfig, new: NodeConfig) -> NodeConfig:
+    """``new`` with the ``logFormat`` that runs, logging one warning when they differ.
+
+    The format cannot change at run time: twistd chose the log observer
+    (ilphttp's, or its own without ``logFormat``) when it started logging, and
+    only a restart chooses again.  Refusing the whole reload for it would hold
+    back the rest of the file, so the rest applies and this line says what did not.
+    """
+    if new.log_format == running.log_format:
+        return new
+    _log.warn(
+        "logFormat stays {running} until a restart (the file asks for {wanted}): the log"
+        " observer is chosen when the node starts",
+        running=running.log_format or "twistd's own",
+        wanted=new.log_format or "twistd's own",
+    )
+    return replace(new, log_format=running.log_format)

@@ -14,6 +14,10 @@ node cannot take without a restart:
 - with ``--workers N``, any account's own listener (the parent opened the
   sockets once and the workers adopted them).
 
+``logLevel`` changes at run time; ``logFormat`` does not, but it is not
+refused either: :func:`ilphttp.node_logs.keep_log_format` keeps the running
+one and says so.
+
 An account is *changed* when anything in its plugin options differs (URL,
 tokens, secrets, TLS files, limits...): the node replaces its plugin.  A
 change of relation or ``ilpAddressSegment`` alone is a routing change.
@@ -47,11 +51,18 @@ class NodeChanges:
     moved: tuple[str, ...] = ()
     #: routes, relations, segments, defaultRoute, minMessageWindow or maxHoldTime differ
     routing: bool = False
+    #: the new ``logLevel``, when it differs
+    log_level: str | None = None
+
+    @property
+    def links(self) -> bool:
+        """True when accounts or routing change (plugins or the router's table)."""
+        return bool(self.added or self.removed or self.changed or self.routing)
 
     @property
     def empty(self) -> bool:
         """True when the new configuration is the old one."""
-        return not (self.added or self.removed or self.changed or self.routing)
+        return not (self.links or self.log_level)
 
     def summary(self) -> str:
         """One line for the log, e.g. ``"added bob; removed carol; changed alice"``."""
@@ -69,6 +80,8 @@ class NodeChanges:
             parts.append(f"new listener for {', '.join(self.moved)}")
         if self.routing:
             parts.append("routing changed")
+        if self.log_level:
+            parts.append(f"logLevel {self.log_level}")
         return "; ".join(parts)
 
 
@@ -134,4 +147,5 @@ def diff_nodes(old: NodeConfig, new: NodeConfig, *, listeners_fixed: bool = Fals
         or was.min_message_window != now.min_message_window
         or was.max_hold_time != now.max_hold_time
     )
-    return NodeChanges(added, removed, tuple(changed), tuple(moved), routing)
+    log_level = new.log_level if new.log_level != old.log_level else None
+    return NodeChanges(added, removed, tuple(changed), tuple(moved), routing, log_level)

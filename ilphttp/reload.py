@@ -46,6 +46,7 @@ from ilphttp import validate
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
+from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
 from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, parse_node
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
@@ -261,8 +262,11 @@ def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummar
         changes = diff_nodes(old, new, listeners_fixed=service.listeners is not None)
     except OptionError as exc:
         return _refused(str(exc))
-    if changes.empty:
+    new = keep_log_format(old, new)
+    if not changes.links:
         service.node = new
+        if changes.log_level:
+            apply_log_level(service, changes.log_level)
         _log.info("reloaded: {summary}", summary=changes.summary())
         return succeed(ReloadSummary(changes, succeed(None)))
     specs = {spec.name: spec for spec in new.accounts}
@@ -382,6 +386,8 @@ def _switch(
     if service.router is not None:
         service.router.reconfigure(new.routing, service.plugins, table)
     service.node = new
+    if changes.log_level:
+        apply_log_level(service, changes.log_level)
     _log.info("reloaded: {summary}", summary=changes.summary())
     drained = DeferredList(draining, consumeErrors=True).addCallback(lambda _: None)
     return ReloadSummary(changes, drained)

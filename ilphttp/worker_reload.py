@@ -33,6 +33,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ilphttp.errors import ConfigError, OptionError
+from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.nodediff import NodeChanges, diff_nodes
 from ilphttp.worker_setup import Reload, frame_reload, refuse_async_senders
 
@@ -93,6 +94,7 @@ def reload_workers(service: WorkersService) -> defer.Deferred[WorkersReloaded]:
         refuse_async_senders(new, service.count)  # as at start: replies must find their worker
     except OptionError as exc:
         return _refused(str(exc))
+    new = keep_log_format(service.node, new)  # the workers' events go through our observer
     if changes.empty:
         service.node = new
         _log.info("reloaded: {summary}", summary=changes.summary())
@@ -179,6 +181,8 @@ def _adopt(
 
 
 def _reloaded(service: WorkersService, changes: NodeChanges, everywhere: bool) -> None:
+    if changes.log_level:  # the parent's observer filters the workers' events
+        apply_log_level(service, changes.log_level)
     if service.on_reloaded is not None:
         service.on_reloaded(changes, everywhere)
 

@@ -4,15 +4,20 @@ ilphttp.node_logs) on real loopback sockets."""
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from ilphttp.link_ops import LinkOps
+from ilphttp.logformat import text_observer
 from ilphttp.metrics import IlpMetrics
+from ilphttp.node_logs import LogFormatService
 from ilphttp.packet import Fulfill, deserialize
 from tests.support.reload import TOKENS, ReloadCase, account, node_data, prepare
 
@@ -198,3 +203,55 @@ class WorkersHideTests(SynchronousTestCase):
         self.assertEqual(shown(), ["alice"])
         workers.on_reloaded(NodeChanges(added=("bob",)), False)
         self.assertEqual(shown(), ["alice", "bob"], "bob is back: his counters go on")
+
+
+class LogSettingsTests(ReloadCase):
+    """``logLevel`` takes effect on reload; ``logFormat`` stays, and says so."""
+
+    def lines(self, words: str) -> list[str]:
+        return [text for e in self.logs.events if words in (text := formatEvent(e))]
+
+    @defer.inlineCallbacks
+    def test_log_level_and_format(self) -> Any:
+        self.addCleanup(setattr, LinkOps, "log_packets", LinkOps.log_packets)
+        service = self.start(self.accounts())
+        self.assertFalse(LinkOps.log_packets)
+        out = io.StringIO()
+        LogFormatService(service, text_observer(out, LogLevel.info))  # as --log-format text does
+
+        def debug_line(text: str) -> None:
+            observer = service.parent.observer  # type: ignore[union-attr]
+            observer({"log_level": LogLevel.debug, "log_namespace": "t", "log_format": text})
+
+        debug_line("before the reload")
+        self.write(self.accounts(), logLevel="debug")
+        summary = yield service.reload()
+        self.assertEqual(str(summary), "logLevel debug")
+        self.assertEqual(service.node.log_level, "debug")
+        self.assertTrue(LinkOps.log_packets)
+        debug_line("after the reload")
+        self.assertNotIn("before the reload", out.getvalue())
+        self.assertIn("after the reload", out.getvalue())
+        # packets are logged now
+        alice = self.url(service, "alice")
+        yield self.send(alice, TOKENS["a1"], prepare("test.nowhere.x"))
+        self.assertTrue(any(e.get("event") == "packet" for e in self.logs.events))
+
+        # logFormat cannot change: one warning per reload, the rest applies
+        self.write(self.accounts(a="a2"), logLevel="debug", logFormat="json")
+        summary = yield service.reload()
+        self.assertEqual(str(summary), "changed alice")
+        self.assertIsNone(service.node.log_format)
+        [line] = self.lines("logFormat stays")
+        self.assertEqual(
+            line,
+            "logFormat stays twistd's own until a restart (the file asks for json): the log"
+            " observer is chosen when the node starts",
+        )
+        self.write(self.accounts(a="a2"), logFormat="json")
+        summary = yield service.reload()
+        self.assertEqual(str(summary), "logLevel info")
+        self.assertEqual(len(self.lines("logFormat stays")), 2)
+        self.assertFalse(LinkOps.log_packets)
+        debug_line("back at info")
+        self.assertNotIn("back at info", out.getvalue())
