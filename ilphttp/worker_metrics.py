@@ -60,16 +60,15 @@ class WorkerMetrics(MultiService):
     """
 
     def __init__(self, description: str, workers: WorkersService, reactor: Any = None) -> None:
-        from prometheus_client.multiprocess import MultiProcessCollector
-
         MultiService.__init__(self)
-        #: where the workers write their values (mode 0700, made empty)
-        self.directory = tempfile.mkdtemp(prefix="ilphttp-metrics-")
+        #: where the workers write their values (mode 0700, made empty when the
+        #: service starts, so that a service built and never started leaves nothing)
+        self.directory: str | None = None
         self.registry = CollectorRegistry()
         #: the workers' sum, without the accounts a reload removed
-        self.collector = HidingCollector(MultiProcessCollector(None, path=self.directory))
+        self.collector = HidingCollector(None)
         self.registry.register(self.collector)
-        workers.extra_env[MULTIPROC_ENV] = self.directory
+        self._workers = workers
         workers.on_worker_ended = self._worker_ended
         workers.on_reloaded = self._reloaded
         self._listener = metrics_listener(description, self.registry, reactor)
@@ -85,12 +84,24 @@ class WorkerMetrics(MultiService):
     def _worker_ended(self, pid: int) -> None:
         from prometheus_client.multiprocess import mark_process_dead
 
-        mark_process_dead(pid, self.directory)
+        if self.directory is not None:
+            mark_process_dead(pid, self.directory)
+
+    def _make_directory(self) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        if self.directory is not None:
+            return
+        self.directory = tempfile.mkdtemp(prefix="ilphttp-metrics-")
+        self.collector.collector = MultiProcessCollector(None, path=self.directory)
+        self._workers.extra_env[MULTIPROC_ENV] = self.directory
 
     def privilegedStartService(self) -> None:
+        self._make_directory()
         self._guard(MultiService.privilegedStartService)
 
     def startService(self) -> None:
+        self._make_directory()
         _log.info("workers' metrics in {directory}", directory=self.directory)
         self._guard(MultiService.startService)
 
@@ -108,20 +119,25 @@ class WorkerMetrics(MultiService):
         return d.addBoth(lambda result: self._remove())
 
     def _remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
 
 class HidingCollector:
     """``collector``'s families without the samples labelled ``account`` in :attr:`hidden`."""
 
     def __init__(self, collector: Any) -> None:
-        self._collector = collector
+        #: what is summed and filtered; None (nothing to show) until the service starts
+        self.collector = collector
         #: the accounts whose samples are left out
         self.hidden: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
+        if self.collector is None:
+            return
         hidden = self.hidden
-        for metric in self._collector.collect():
+        for metric in self.collector.collect():
             if hidden:
                 metric.samples = [
                     s for s in metric.samples if s.labels.get("account") not in hidden
