@@ -4,6 +4,7 @@ content types, handler failures, expiry and IL-DCP serving in multi mode."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -221,6 +222,34 @@ class BodyTests(_Base):
         data = yield within(client.closed, 5)
         self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:100])
         self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_upgrade_is_ignored(self) -> Any:
+        """Upgrade: h2c (curl --http2 on http://) or websocket is served as plain
+        HTTP/1.1: body read, answered, the connection still usable; never 101."""
+        yield self.start()
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        upgrades = [
+            [(b"Connection", b"Upgrade, HTTP2-Settings"), (b"Upgrade", b"h2c")],
+            [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")],
+            [(b"Connection", b"close")],
+        ]
+        made = []
+        for headers in upgrades:
+            one = self.handler.make(self.now())
+            made.append(one)
+            auth = (b"Authorization", b"Bearer " + TOKEN.encode())
+            length = (b"Content-Length", b"%d" % len(one.packet))
+            request = raw_request(headers=[auth, length, *headers], body=one.packet)
+            client.transport.write(request)
+            if headers == upgrades[0]:
+                yield within(client.wait_for(b"\r\n\r\n"), 5)  # one alone, then pipelined
+        data = yield within(client.closed, 5)
+        self.assertEqual(re.findall(rb"HTTP/1\.1 \d+", data), [b"HTTP/1.1 200"] * 3, data[:300])
+        for one in made:
+            self.assertIn(one.fulfillment, data)
+        self.assertEqual(self.handler.calls, [one.packet for one in made])
 
     @inlineCallbacks
     def test_a_reply_post_may_be_larger_than_a_prepare(self) -> Any:
