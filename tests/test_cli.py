@@ -99,6 +99,11 @@ class ParseTests(SynchronousTestCase):
                 "not both",
             ),
             (["ping", *url, "--token-file", "/nonexistent"], env, "--token-file: cannot read"),
+            (
+                ["ping", *url],
+                {"ILPHTTP_OUTGOING_TOKEN": " \t "},
+                "environment variable ILPHTTP_OUTGOING_TOKEN is blank",
+            ),
             (["ping", *url, "-a", "1"], env, "--amount needs --destination"),
             (["ping", *url, "--data", "x"], env, "--data needs --destination"),
             (["ping", *url, "-d", "test.bob"], env, "--destination needs --amount"),

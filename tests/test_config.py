@@ -677,6 +677,42 @@ class AuthOptionTests(SynchronousTestCase):
         for incoming, name in cases:
             self.assert_refused(partial(py, incoming=incoming), name)
 
+    def test_blank_secrets_and_padded_tokens_refused(self) -> None:
+        """A secret of whitespace only authenticates ``Bearer    ``; a static
+        token with surrounding whitespace could never match a header value."""
+        cases: list[tuple[Any, str]] = [
+            (
+                partial(py, incoming={"static_token": "   "}),
+                "incoming.static_token must not be blank",
+            ),
+            (partial(py, incoming={"jwt_secret": "\t "}), "incoming.jwt_secret must not be blank"),
+            (partial(py, incoming={"static_tokens": ["t", " "]}), "incoming.static_tokens[1]"),
+            (partial(py, incoming={"jwt_secrets": ["  "], "static_token": "t"}), "jwt_secrets[0]"),
+            (
+                partial(py, incoming={"static_token": " tok"}),
+                "must not begin or end with whitespace",
+            ),
+            (partial(py, incoming={"static_tokens": ["tok "]}), "incoming.static_tokens[0]"),
+            (partial(py, outgoing={"url": URL, "static_token": "tok\t"}), "outgoing.static_token"),
+            (partial(py, outgoing={"url": URL, "jwt_secret": "  "}), "outgoing.jwt_secret"),
+            (partial(js, {"incoming": {"staticToken": "  "}}), "incoming.staticToken"),
+            (partial(js, {"incoming": {"secretToken": "  "}}), "incoming.secretToken"),
+            (partial(js, {"incoming": {"secret": " "}}), "incoming.secret must not be blank"),
+            (
+                partial(
+                    py,
+                    incoming={"static_token": "t", "children": {"c": {"static_tokens": [" x "]}}},
+                ),
+                "incoming.children.c.static_tokens[0]",
+            ),
+        ]
+        for build, words in cases:
+            exc = self.assert_refused(build, words)
+            self.assertIsInstance(exc, ValueError)
+        # inner spaces, and a JWT secret's own surrounding spaces, are the secret's
+        self.assertEqual(py(incoming={"static_token": "a b"}).incoming.static_token, "a b")
+        self.assertEqual(py(incoming={"jwt_secret": " s "}).incoming.jwt_secret, " s ")
+
     def test_duplicate_token_is_not_echoed(self) -> None:
         exc = self.assert_refused(
             lambda: py(incoming={"static_tokens": ["hunter2", "hunter2"]}), "given twice"

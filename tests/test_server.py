@@ -103,13 +103,22 @@ class HealthAndAuthTests(_Base):
     @inlineCallbacks
     def test_bearer_and_raw_tokens_accepted_on_any_path(self) -> Any:
         yield self.start()
-        for auth, path in ((b"Bearer " + TOKEN.encode(), "/"), (TOKEN.encode(), "/any/path")):
+        token = TOKEN.encode()
+        cases = [
+            (b"Bearer " + token, "/"),
+            (token, "/any/path"),
+            # RFC 9110 section 5.5: surrounding whitespace is not the field value's
+            (b"Bearer " + token + b" \t ", "/"),
+            (b"  BEARER  " + token, "/"),
+            (token + b"  ", "/"),
+        ]
+        for auth, path in cases:
             made = self.handler.make(self.now())
             result = yield self.post(made.packet, {**ILP_TYPE, b"authorization": auth}, path)
-            self.assertEqual(result.code, 200)
+            self.assertEqual(result.code, 200, auth)
             self.assertEqual(result.header(b"content-type"), b"application/octet-stream")
             expect_fulfill(self, result.body, made.fulfillment)
-        self.assertEqual(len(self.handler.calls), 2)
+        self.assertEqual(len(self.handler.calls), len(cases))
 
     @inlineCallbacks
     def test_jwt_incoming(self) -> Any:
