@@ -15,7 +15,8 @@ a fraction of the cost per request:
   request went out fails that request (T01), and the next one opens a new
   connection;
 * cancelling a request's Deferred (the Prepare's expiry) aborts its
-  connection, which cannot be reused in the middle of a response;
+  connection, which cannot be reused in the middle of a response, or the
+  connect in progress; it fails with ``CancelledError`` at any stage;
 * ``https`` URLs connect through Twisted's endpoints with the plugin's TLS
   policy, as the Agent did; so do host names (``HostnameEndpoint``).
 
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -67,13 +68,14 @@ class _Target(NamedTuple):
 class _Request:
     """One POST: its bytes, its Deferred, and where it is."""
 
-    __slots__ = ("connecting", "connection", "data", "deferred", "peer")
+    __slots__ = ("cancelled", "connecting", "connection", "data", "deferred", "peer")
 
     def __init__(self, data: bytes, peer: _Peer) -> None:
         self.data = data
         self.peer = peer
         self.connection: _Connection | None = None
         self.connecting: Deferred[Any] | None = None
+        self.cancelled = False
         self.deferred: Deferred[tuple[int, bytes]] = Deferred(self._cancel)
 
     def _cancel(self, _: object) -> None:
@@ -81,7 +83,11 @@ class _Request:
         if connection is not None:
             connection.abandon(self)
         elif self.connecting is not None:
-            self.connecting.cancel()  # fires our Deferred with ConnectingCancelledError
+            # Its failure is not the request's: before the host name (even an
+            # IP literal) is resolved, HostnameEndpoint fails the cancelled
+            # connect with DNSLookupError.  Ours is CancelledError.
+            self.cancelled = True
+            self.connecting.cancel()
         else:
             try:
                 self.peer.waiting.remove(self)
@@ -347,7 +353,9 @@ class Http1Client:
             request.connecting = None
             peer.count -= 1
             self._next(peer)
-            if failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
+            if request.cancelled:
+                failure = Failure(CancelledError())
+            elif failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
                 failure = Failure(UnusableUrl("the URL's host cannot be connected to"))
             if not request.deferred.called:
                 request.deferred.errback(failure)
