@@ -18,7 +18,9 @@ a fraction of the cost per request:
   connection, which cannot be reused in the middle of a response, or the
   connect in progress; it fails with ``CancelledError`` at any stage;
 * ``https`` URLs connect through Twisted's endpoints with the plugin's TLS
-  policy, as the Agent did; so do host names (``HostnameEndpoint``).
+  policy, as the Agent did; so do host names (``HostnameEndpoint``); IP
+  literals connect directly (:mod:`ilphttp.peer_endpoints`), so that a
+  refused connection fails at once;
 
 Failures are Twisted's: connect errors as the endpoint gives them; a
 connection lost before the response, ``ResponseNeverReceived``; lost in its
@@ -39,8 +41,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import URI, ResponseFailed, ResponseNeverReceived
 
-from ilphttp._compat import standard_endpoint_factory, write_now
+from ilphttp._compat import write_now
 from ilphttp._http1_response import BadResponse, ReplyTooLarge, ResponseReader, reader_class
+from ilphttp.peer_endpoints import PeerEndpoints
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
@@ -240,7 +243,7 @@ class Http1Client:
                 from twisted.web.client import BrowserLikePolicyForHTTPS
 
                 tls_policy = BrowserLikePolicyForHTTPS()
-            endpoints = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
+            endpoints = PeerEndpoints(reactor, tls_policy, connect_timeout)
         self._reactor = reactor
         self._endpoints = endpoints
         self._reader = reader_class(parser)
