@@ -108,6 +108,11 @@ def milliseconds(where: str, value: Any) -> float:
 def http_url(where: str, value: Any) -> str:
     """An absolute ``http://`` or ``https://`` ASCII URL without user information.
 
+    A port, when given in digits, is a TCP port from 1 to 65535 (RFC 9110
+    section 4.2.1; 0 cannot be connected to).  A port that is not digits is
+    left to the caller: a multi account's URL template may hold its delimiter
+    there (``http://127.0.0.1:%/``).
+
     :raises OptionError: naming ``where``; a URL with ``user:password@`` is
         refused without echoing it (credentials go in ``staticToken`` or
         ``jwtSecret``, which the logs redact).
@@ -125,7 +130,18 @@ def http_url(where: str, value: Any) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
+    port = _port_text(parts.netloc)
+    digits = port.lstrip("0")
+    if port.isdigit() and not (len(digits) <= 5 and 1 <= int(digits or "0") <= 65535):
+        raise OptionError(f"{where}: port {port} is out of range (1 to 65535), got {url!r}")
     return url
+
+
+def _port_text(netloc: str) -> str:
+    """What follows the host's ``:`` in ``netloc`` (no user information), or ``""``."""
+    host_end = netloc.find("]") + 1 if netloc.startswith("[") else 0
+    colon = netloc.find(":", host_end)
+    return "" if colon < 0 else netloc[colon + 1 :]
 
 
 def address(where: str, value: Any) -> str:

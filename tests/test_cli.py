@@ -120,6 +120,11 @@ class ParseTests(SynchronousTestCase):
             (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
             (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
             (["ping", "--url", "ftp://127.0.0.1/"], env, "--url must be an http:// or https://"),
+            (
+                ["ping", "--url", "http://127.0.0.1:99999/"],
+                env,
+                "--url: port 99999 is out of range",
+            ),
             (["ping", "--url", "127.0.0.1:8000"], env, "--url must be an http:// or https://"),
             (["ping", *url, "--fulfillment", "00" * 32], env, "--fulfillment needs --destination"),
             (["ping", *url, "--condition", "00" * 32], env, "--condition needs --destination"),

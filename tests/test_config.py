@@ -377,6 +377,11 @@ class InvalidOptionTests(SynchronousTestCase):
             ({}, {"url": "ftp://h/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "not a url", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "http://[::1/", "static_token": "t"}, "outgoing.url"),
+            # ports outside 1-65535, refused when configured rather than at the first send
+            ({}, {"url": "http://127.0.0.1:99999/", "static_token": "t"}, "outgoing.url: port"),
+            ({}, {"url": "http://127.0.0.1:0/", "static_token": "t"}, "outgoing.url: port 0 is"),
+            ({}, {"url": "https://[::1]:65536/x", "static_token": "t"}, "out of range (1 to"),
+            ({}, {"url": "http://h:" + "9" * 5000 + "/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": URL, "static_token": 1}, "outgoing.static_token"),
             ({}, {"url": URL, "jwt_secret": ""}, "outgoing.jwt_secret"),
             ({}, {"url": URL, "jwt_secret": "s", "jwt_expiry": 0}, "outgoing.jwt_expiry"),
@@ -712,6 +717,13 @@ class AuthOptionTests(SynchronousTestCase):
         # inner spaces, and a JWT secret's own surrounding spaces, are the secret's
         self.assertEqual(py(incoming={"static_token": "a b"}).incoming.static_token, "a b")
         self.assertEqual(py(incoming={"jwt_secret": " s "}).incoming.jwt_secret, " s ")
+
+    def test_url_ports_in_range_accepted(self) -> None:
+        for url in ("http://127.0.0.1:1/", "https://[::1]:65535/x", "http://h:/", "http://h/"):
+            self.assertEqual(py(outgoing={"url": url, "static_token": "t"}).outgoing.url, url)
+        # a multi account's template may hold its delimiter where the port goes
+        template = py(outgoing={"url": "http://127.0.0.1:%/", "static_token": "t"}, multi=True)
+        self.assertEqual(template.outgoing.url, "http://127.0.0.1:%/")
 
     def test_duplicate_token_is_not_echoed(self) -> None:
         exc = self.assert_refused(
