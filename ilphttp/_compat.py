@@ -12,22 +12,15 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.web import _newclient
-from twisted.web.client import _StandardEndpointFactory
 
 __all__ = [
     "h2_stream_connection",
     "raise_listen_errors_synchronously",
     "request_disconnected",
     "ssl_context_factory",
-    "standard_endpoint_factory",
     "wrapped_reasons",
     "write_now",
 ]
-
-
-def standard_endpoint_factory(reactor: Any, tls_policy: Any, connect_timeout: float | None) -> Any:
-    """twisted.web's own URI -> endpoint factory (``_StandardEndpointFactory``)."""
-    return _StandardEndpointFactory(reactor, tls_policy, connect_timeout, None)
 
 
 def wrapped_reasons(exc: BaseException | None) -> list[Any] | None:

@@ -73,9 +73,9 @@ JS = Spelling(camel=True, expiry_unit=0.001)
 def auth(sp: Spelling, where: str, d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(static token, JWT secret); the legacy names win, as in the JS plugin."""
     token_name, token = pick(d, sp("static_token"), sp("secret_token"))
-    static_token = validate.optional_string(f"{where}.{token_name}", token)
+    static_token = None if token is None else validate.token(f"{where}.{token_name}", token)
     secret_name, secret = pick(d, sp("jwt_secret"), sp("secret"))
-    jwt_secret = validate.optional_string(f"{where}.{secret_name}", secret)
+    jwt_secret = None if secret is None else validate.secret(f"{where}.{secret_name}", secret)
     return static_token, jwt_secret
 
 

@@ -26,11 +26,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory
 from zope.interface import implementer
 
-from ilphttp._compat import standard_endpoint_factory
 from ilphttp._http1_response import ReplyTooLarge
 
 # One body producer for both agents: HTTP2Agent takes its bytes without copying.
 from ilphttp.http2 import BytesProducer
+from ilphttp.peer_endpoints import PeerEndpoints
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IStreamClientEndpoint
@@ -96,14 +96,14 @@ class _BodyCollector(_BodyReader):
 
 @implementer(IAgentEndpointFactory)
 class _CachedEndpoints:
-    """Twisted's standard endpoint factory, remembered per scheme, host and port.
+    """:class:`~ilphttp.peer_endpoints.PeerEndpoints`, remembered per scheme, host and port.
 
     Agent asks for an endpoint on every request, even when a pooled
     connection will serve it; building one costs an IDNA encoding of the host.
     """
 
     def __init__(self, reactor: Any, tls_policy: Any, connect_timeout: float | None) -> None:
-        self._factory = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
+        self._factory = PeerEndpoints(reactor, tls_policy, connect_timeout)
         self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:

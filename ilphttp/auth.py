@@ -44,11 +44,17 @@ SHORT_SECRET = 32
 def token_from_header(value: bytes) -> bytes:
     """The token in an Authorization header value, ``Bearer`` prefix or not.
 
-    The scheme is matched case-insensitively (RFC 9110), so ``bearer x`` works
-    too; the JS plugin only knows the exact ``"Bearer "``.
+    A field value excludes leading and trailing whitespace (SP, HTAB: RFC 9110
+    section 5.5), whichever parser kept it; the scheme is matched
+    case-insensitively and may be followed by several spaces (RFC 9110 section
+    11.1, RFC 6750 section 2.1), so ``bearer  x`` works too; the JS plugin only
+    knows the exact ``"Bearer "``.
     """
+    value = value.strip(b" \t")
     if value[:7].lower() == b"bearer ":
-        return value[7:]
+        return value[7:].lstrip(b" ")
+    if len(value) == 6 and value.lower() == b"bearer":
+        return b""  # the scheme without a credential (what "Bearer    " trims to)
     return value
 
 

@@ -255,7 +255,7 @@ def _children(
         at = f"{where}.{name}"
         validate.check_keys(at, entry, sp.names(_CHILD))
         tokens = validate.string_list(
-            f"{at}.{sp('static_tokens')}", entry.get(sp("static_tokens")), None
+            f"{at}.{sp('static_tokens')}", entry.get(sp("static_tokens")), None, validate.token
         )
         subject = validate.optional_string(f"{at}.subject", entry.get("subject"))
         if not tokens and subject is None:
@@ -289,8 +289,12 @@ def _incoming(sp: Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = auth(sp, "incoming", inc)
-    static_tokens = validate.string_list(where("static_tokens"), opt("static_tokens"), static_token)
-    jwt_secrets = validate.string_list(where("jwt_secrets"), opt("jwt_secrets"), jwt_secret)
+    static_tokens = validate.string_list(
+        where("static_tokens"), opt("static_tokens"), static_token, validate.token
+    )
+    jwt_secrets = validate.string_list(
+        where("jwt_secrets"), opt("jwt_secrets"), jwt_secret, validate.secret
+    )
     key_file, public_key = read_public_key(where("jwt_public_key_file"), opt("jwt_public_key_file"))
     verifies_jwt = jwt_secret is not None or bool(jwt_secrets) or public_key is not None
     children = None

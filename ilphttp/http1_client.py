@@ -15,9 +15,12 @@ a fraction of the cost per request:
   request went out fails that request (T01), and the next one opens a new
   connection;
 * cancelling a request's Deferred (the Prepare's expiry) aborts its
-  connection, which cannot be reused in the middle of a response;
+  connection, which cannot be reused in the middle of a response, or the
+  connect in progress; it fails with ``CancelledError`` at any stage;
 * ``https`` URLs connect through Twisted's endpoints with the plugin's TLS
-  policy, as the Agent did; so do host names (``HostnameEndpoint``).
+  policy, as the Agent did; so do host names (``HostnameEndpoint``); IP
+  literals connect directly (:mod:`ilphttp.peer_endpoints`), so that a
+  refused connection fails at once;
 
 Failures are Twisted's: connect errors as the endpoint gives them; a
 connection lost before the response, ``ResponseNeverReceived``; lost in its
@@ -32,14 +35,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.internet.abstract import isIPv6Address
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import URI, ResponseFailed, ResponseNeverReceived
 
-from ilphttp._compat import standard_endpoint_factory, write_now
+from ilphttp._compat import write_now
 from ilphttp._http1_response import BadResponse, ReplyTooLarge, ResponseReader, reader_class
+from ilphttp.peer_endpoints import PeerEndpoints
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
@@ -67,13 +71,14 @@ class _Target(NamedTuple):
 class _Request:
     """One POST: its bytes, its Deferred, and where it is."""
 
-    __slots__ = ("connecting", "connection", "data", "deferred", "peer")
+    __slots__ = ("cancelled", "connecting", "connection", "data", "deferred", "peer")
 
     def __init__(self, data: bytes, peer: _Peer) -> None:
         self.data = data
         self.peer = peer
         self.connection: _Connection | None = None
         self.connecting: Deferred[Any] | None = None
+        self.cancelled = False
         self.deferred: Deferred[tuple[int, bytes]] = Deferred(self._cancel)
 
     def _cancel(self, _: object) -> None:
@@ -81,7 +86,11 @@ class _Request:
         if connection is not None:
             connection.abandon(self)
         elif self.connecting is not None:
-            self.connecting.cancel()  # fires our Deferred with ConnectingCancelledError
+            # Its failure is not the request's: before the host name (even an
+            # IP literal) is resolved, HostnameEndpoint fails the cancelled
+            # connect with DNSLookupError.  Ours is CancelledError.
+            self.cancelled = True
+            self.connecting.cancel()
         else:
             try:
                 self.peer.waiting.remove(self)
@@ -234,7 +243,7 @@ class Http1Client:
                 from twisted.web.client import BrowserLikePolicyForHTTPS
 
                 tls_policy = BrowserLikePolicyForHTTPS()
-            endpoints = standard_endpoint_factory(reactor, tls_policy, connect_timeout)
+            endpoints = PeerEndpoints(reactor, tls_policy, connect_timeout)
         self._reactor = reactor
         self._endpoints = endpoints
         self._reader = reader_class(parser)
@@ -347,7 +356,9 @@ class Http1Client:
             request.connecting = None
             peer.count -= 1
             self._next(peer)
-            if failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
+            if request.cancelled:
+                failure = Failure(CancelledError())
+            elif failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
                 failure = Failure(UnusableUrl("the URL's host cannot be connected to"))
             if not request.deferred.called:
                 request.deferred.errback(failure)

@@ -10,8 +10,18 @@ The callbacks object has httptools' methods: ``on_message_begin()``,
 ``on_url(piece)`` (may come in pieces), ``on_header(name, value)``,
 ``on_headers_complete()``, ``on_body(piece)``, ``on_message_complete()``.
 ``feed_data`` raises one of :data:`PARSE_ERRORS` for malformed input and
-:data:`UPGRADE` after a request asking to switch protocols (``Upgrade``,
-``CONNECT``), whose callbacks have all been called.
+:data:`UPGRADE` after a request asking to switch protocols, whose callbacks
+have all been called (httptools' gives, as its first argument, the offset
+in the bytes fed of what follows the request).
+
+Protocol switches (RFC 9110 section 7.8) are never offered by the server, so
+a request with ``Upgrade`` is an ordinary request, body included.  llhttp
+does not know that: for ``Connection: upgrade`` with ``Upgrade`` it completes
+the message after its head (``should_upgrade()`` true), without the body, and
+stops.  The server then feeds a fresh parser :func:`plain_head` (the same
+head without ``Upgrade``) and the bytes that followed it.  The h11 adapter
+reads such a request's body itself (``should_upgrade()`` is false).  Both
+treat ``CONNECT`` as a switch: no body, :data:`UPGRADE` after it.
 """
 
 from __future__ import annotations
@@ -19,7 +29,15 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-__all__ = ["PARSER", "PARSE_ERRORS", "UPGRADE", "HeadTooLarge", "RequestParser", "new_parser"]
+__all__ = [
+    "PARSER",
+    "PARSE_ERRORS",
+    "UPGRADE",
+    "HeadTooLarge",
+    "RequestParser",
+    "new_parser",
+    "plain_head",
+]
 
 
 class RequestParser(Protocol):
@@ -30,6 +48,8 @@ class RequestParser(Protocol):
     def get_method(self) -> bytes: ...
 
     def get_http_version(self) -> str: ...
+
+    def should_upgrade(self) -> bool: ...
 
 
 class ParseError(Exception):
@@ -76,6 +96,10 @@ class H11Parser:
 
     def get_http_version(self) -> str:
         return self._version
+
+    def should_upgrade(self) -> bool:
+        """False: a request with ``Upgrade`` is read whole (only ``CONNECT`` switches, after it)."""
+        return False
 
     def feed_data(self, data: bytes) -> None:
         if self._failed:
@@ -132,9 +156,11 @@ class H11Parser:
                 elif isinstance(event, h11.EndOfMessage):
                     callbacks.on_message_complete()
                     rest, _ = conn.trailing_data
-                    switching = conn.their_state is h11.MIGHT_SWITCH_PROTOCOL
                     self._conn = None
-                    if switching:
+                    # h11 awaits our accepting the switch an Upgrade asks
+                    # for; we never do, so what follows is the next request.
+                    # CONNECT's switch stops parsing, as in llhttp.
+                    if self._method == b"CONNECT":
                         self._failed = True
                         raise UpgradeRequested()
                     return bytes(rest)
@@ -178,6 +204,17 @@ else:  # pragma: no cover - PyPy
     PARSER = "h11"
     PARSE_ERRORS = (ParseError,)
     UPGRADE = (UpgradeRequested,)
+
+
+def plain_head(method: bytes, url: bytes, version: str, headers: dict[bytes, bytes]) -> bytes:
+    """A request head for ``method url HTTP/version`` with ``headers``, without ``Upgrade``.
+
+    ``headers``: lower-case names to values, as the server collected them.
+    What httptools parses in place of a head whose ``Upgrade`` it acted on.
+    """
+    lines = [b"%s %s HTTP/%s" % (method, url, version.encode("ascii"))]
+    lines.extend(name + b": " + value for name, value in headers.items() if name != b"upgrade")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def new_parser(callbacks: Any, parser: str = PARSER, max_head: int = 32768) -> RequestParser:

@@ -17,6 +17,9 @@ is answered is the door's decision; this module only does HTTP/1.1 framing
 - HTTP/1.1 keeps the connection open unless ``Connection: close``; HTTP/1.0
   closes unless ``Connection: keep-alive``; a closing answer says
   ``Connection: close``;
+- no protocol switch is offered: ``Upgrade`` (``h2c``, ``websocket``) is
+  ignored and the request served as any other, body included (RFC 9110
+  section 7.8); ``CONNECT`` is answered with ``Connection: close``;
 - pipelined requests are all handed to the door as they arrive, and answered
   strictly in order; past :data:`MAX_PIPELINED` unanswered requests the
   connection stops reading until answers go out;
@@ -53,7 +56,14 @@ from twisted.python.failure import Failure
 from ilphttp._compat import write_now
 from ilphttp._http1_wire import encode_answer
 from ilphttp.front import FRAMING_FIELDS, Answer, Door, body_limit, too_large
-from ilphttp.http1_parse import PARSE_ERRORS, PARSER, UPGRADE, HeadTooLarge, new_parser
+from ilphttp.http1_parse import (
+    PARSE_ERRORS,
+    PARSER,
+    UPGRADE,
+    HeadTooLarge,
+    new_parser,
+    plain_head,
+)
 from ilphttp.packet import MAX_PREPARE_LENGTH
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls import peer_identity
@@ -139,6 +149,8 @@ class Http1ServerProtocol(Protocol):
         self._max_head = limits.max_header_bytes
         self._max_headers = limits.max_headers
         self._parser = new_parser(self, parser, 2 * limits.max_header_bytes)
+        #: the head to parse again without its Upgrade (llhttp stopped after it)
+        self._plain_head: bytes | None = None
         self._queue: deque[_Slot] = deque()
         self._reading = True  # False once a closing request or a bad one was seen
         self._paused = False
@@ -304,12 +316,17 @@ class Http1ServerProtocol(Protocol):
             self._parser.feed_data(data)
         except _Stop:
             return
-        except UPGRADE:
-            # The request was complete and is answered; no protocol switch is
-            # offered, so nothing else can follow on this connection.
+        except UPGRADE as exc:
+            head = self._plain_head
+            if head is not None:
+                # llhttp acted on an Upgrade we ignore: the same request again
+                # without it, to a new parser, with the bytes that followed its head.
+                self._plain_head = None
+                self._parser = new_parser(self, "httptools")  # only llhttp stops there
+                self.dataReceived(head + data[exc.args[0] :])
+                return
+            # CONNECT, answered with Connection: close (on_message_complete).
             self._stop_reading()
-            if self._queue:
-                self._queue[-1].close = True
             return
         except HeadTooLarge:
             if self._reading:
@@ -404,6 +421,14 @@ class Http1ServerProtocol(Protocol):
             self._stop_reading()
             self._enqueue(Answer(413, message), _VERSIONS[version], True, b"POST")
             raise _Stop()
+        if b"upgrade" in headers and self._parser.should_upgrade():
+            method = self._parser.get_method()
+            if method != b"CONNECT":
+                # No protocol switch is offered (RFC 9110 section 7.8: the
+                # server may ignore Upgrade): the request is read again
+                # without it; llhttp completes it now, bodiless, unanswered.
+                self._plain_head = plain_head(method, self._url, version, headers)
+                return
         expect = headers.get(b"expect")
         if expect is not None and version == "1.1" and expect.lower() == b"100-continue":
             slot = _Slot(False)
@@ -423,6 +448,8 @@ class Http1ServerProtocol(Protocol):
         self._body.append(piece)
 
     def on_message_complete(self) -> None:
+        if self._plain_head is not None:
+            return  # read again without its Upgrade (dataReceived)
         parser = self._parser
         version_name = parser.get_http_version()
         version = _VERSIONS[version_name]
@@ -433,6 +460,8 @@ class Http1ServerProtocol(Protocol):
             close = b"close" in tokens
         else:
             close = b"keep-alive" not in tokens
+        # CONNECT is not served as a tunnel, and what follows it is not HTTP.
+        close = close or method == b"CONNECT"
         if self._too_large:
             self._enqueue(too_large(self._limit), version, True, method)
         else:

@@ -77,7 +77,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IConsumer, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import URI, Agent, HTTPConnectionPool, RequestGenerationFailed
@@ -103,6 +103,7 @@ from ilphttp.http2_events import (
     H2StreamReset,
 )
 from ilphttp.http2_session import ClientSession
+from ilphttp.peer_endpoints import tcp_endpoint
 
 __all__ = [
     "BytesProducer",
@@ -222,7 +223,9 @@ class HTTP2Agent:
         (``SETTINGS_INITIAL_WINDOW_SIZE``).
     :param connection_window: our connection-level receive window.
     :param tcp_endpoint_factory: ``f(host, port) -> IStreamClientEndpoint``
-        used to make TCP connections (default: ``HostnameEndpoint``); TLS is
+        used to make TCP connections (default:
+        :func:`ilphttp.peer_endpoints.tcp_endpoint`: an IP literal directly, a
+        name through ``HostnameEndpoint``); TLS is
         layered on top by the agent. Useful to pin names to addresses.
     :param http1_pool: the ``HTTPConnectionPool`` for HTTP/1.1 fallback (a
         persistent one is made if not given; ``close`` closes it either way).
@@ -396,7 +399,7 @@ class HTTP2Agent:
         if self._tcp_endpoint_factory is not None:
             endpoint = self._tcp_endpoint_factory(host_str, port)
         else:
-            endpoint = HostnameEndpoint(self.reactor, host_str, port, timeout=self.connect_timeout)
+            endpoint = tcp_endpoint(self.reactor, host_str, port, self.connect_timeout)
         if scheme == b"https":
             policy = self._h2_tls_policy if for_h2 else self.tls_policy
             creator = policy.creatorForNetloc(host, port)

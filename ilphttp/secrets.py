@@ -15,7 +15,13 @@ from ilphttp.auth import PublicKey, load_public_key
 from ilphttp.errors import OptionError
 from ilphttp.validate import optional_string
 
-__all__ = ["read_public_key", "read_secret_file", "resolve_secret", "token_or_jwt_secret"]
+__all__ = [
+    "env_secret",
+    "read_public_key",
+    "read_secret_file",
+    "resolve_secret",
+    "token_or_jwt_secret",
+]
 
 
 def read_secret_file(path: str, what: str) -> str:
@@ -68,11 +74,30 @@ def resolve_secret(
     if variable is not None:
         if not isinstance(variable, str) or not variable:
             raise OptionError(f"{where}.{key} must name an environment variable")
-        secret = (os.environ if environ is None else environ).get(variable)
-        if not secret:
-            raise OptionError(f"{where}.{key}: environment variable {variable} is not set")
-        return secret
+        return env_secret(
+            os.environ if environ is None else environ, variable, f"{where}.{key}", required=True
+        )
     return None
+
+
+def env_secret(
+    environ: Mapping[str, str], variable: str, what: str, *, required: bool
+) -> str | None:
+    """The secret in the environment variable ``variable``, surrounding whitespace
+    removed (as from a file); None when it is unset or empty and not ``required``.
+
+    :raises OptionError: naming ``what`` and ``variable`` when it is blank
+        (whitespace only: refused like a blank file), or unset or empty and ``required``.
+    """
+    value = environ.get(variable)
+    if not value:
+        if required:
+            raise OptionError(f"{what}: environment variable {variable} is not set")
+        return None
+    secret = value.strip()
+    if not secret:
+        raise OptionError(f"{what}: environment variable {variable} is blank (whitespace only)")
+    return secret
 
 
 def token_or_jwt_secret(
@@ -102,7 +127,8 @@ def token_or_jwt_secret(
         token = None if token_path is None else read_secret_file(token_path, token_flag)
         jwt = None if jwt_path is None else read_secret_file(jwt_path, jwt_flag)
     else:
-        token, jwt = environ.get(token_env) or None, environ.get(jwt_env) or None
+        token = env_secret(environ, token_env, label, required=False)
+        jwt = env_secret(environ, jwt_env, label, required=False)
     if token is None and jwt is None:
         raise OptionError(
             f"{label} is missing: give {token_flag} or {jwt_flag}, or set {token_env} or {jwt_env}"

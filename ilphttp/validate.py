@@ -8,7 +8,7 @@ and the value, and returns the value (converted where said) or raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,9 +26,11 @@ __all__ = [
     "optional_string",
     "port_range",
     "positive_number",
+    "secret",
     "segment",
     "string",
     "string_list",
+    "token",
 ]
 
 
@@ -39,6 +41,28 @@ def string(where: str, value: Any, *, empty_ok: bool = False) -> str:
     if not value and not empty_ok:
         raise OptionError(f"{where} must not be empty")
     return value
+
+
+def secret(where: str, value: Any) -> str:
+    """A secret (JWT secret, token): a string that is not blank (whitespace only)."""
+    text = string(where, value)
+    if not text.strip():
+        raise OptionError(f"{where} must not be blank")
+    return text
+
+
+def token(where: str, value: Any) -> str:
+    """A static token: a :func:`secret` without surrounding whitespace.
+
+    It travels in an Authorization header, whose value cannot begin or end
+    with whitespace (RFC 9110 section 5.5): such a token could never match.
+    """
+    text = secret(where, value)
+    if text != text.strip():
+        raise OptionError(
+            f"{where} must not begin or end with whitespace (a header value cannot carry it)"
+        )
+    return text
 
 
 def optional_string(where: str, value: Any) -> str | None:
@@ -84,6 +108,11 @@ def milliseconds(where: str, value: Any) -> float:
 def http_url(where: str, value: Any) -> str:
     """An absolute ``http://`` or ``https://`` ASCII URL without user information.
 
+    A port, when given in digits, is a TCP port from 1 to 65535 (RFC 9110
+    section 4.2.1; 0 cannot be connected to).  A port that is not digits is
+    left to the caller: a multi account's URL template may hold its delimiter
+    there (``http://127.0.0.1:%/``).
+
     :raises OptionError: naming ``where``; a URL with ``user:password@`` is
         refused without echoing it (credentials go in ``staticToken`` or
         ``jwtSecret``, which the logs redact).
@@ -101,7 +130,18 @@ def http_url(where: str, value: Any) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
+    port = _port_text(parts.netloc)
+    digits = port.lstrip("0")
+    if port.isdigit() and not (len(digits) <= 5 and 1 <= int(digits or "0") <= 65535):
+        raise OptionError(f"{where}: port {port} is out of range (1 to 65535), got {url!r}")
     return url
+
+
+def _port_text(netloc: str) -> str:
+    """What follows the host's ``:`` in ``netloc`` (no user information), or ``""``."""
+    host_end = netloc.find("]") + 1 if netloc.startswith("[") else 0
+    colon = netloc.find(":", host_end)
+    return "" if colon < 0 else netloc[colon + 1 :]
 
 
 def address(where: str, value: Any) -> str:
@@ -157,19 +197,24 @@ def check_keys(
     return given
 
 
-def string_list(where: str, value: Any, first: str | None) -> tuple[str, ...]:
-    """A list of non-empty strings, none repeated (nor equal to ``first``)."""
+def string_list(
+    where: str, value: Any, first: str | None, item: Callable[[str, Any], str] = string
+) -> tuple[str, ...]:
+    """A list of non-empty strings, none repeated (nor equal to ``first``).
+
+    ``item`` checks each (:func:`string`, or :func:`secret`, :func:`token`).
+    """
     if value is None:
         return ()
     if not isinstance(value, (list, tuple)):
         raise OptionError(f"{where} must be a list of strings, got {type(value).__name__}")
-    items = tuple(string(f"{where}[{i}]", item) for i, item in enumerate(value))
+    items = tuple(item(f"{where}[{i}]", entry) for i, entry in enumerate(value))
     seen = set() if first is None else {first}
-    for i, item in enumerate(items):
-        if item in seen:
+    for i, text in enumerate(items):
+        if text in seen:
             # The value itself stays out of the message: it is a secret.
             raise OptionError(f"{where}[{i}] is given twice")
-        seen.add(item)
+        seen.add(text)
     return items
 
 

@@ -70,6 +70,7 @@ LINK = {
     "ilphttp._http1_wire",
     "ilphttp.drain",
     "ilphttp.metrics",
+    "ilphttp.peer_endpoints",
     "ilphttp.plugin",
     "ilphttp.plugin_events",
     "ilphttp.plugin_ildcp",

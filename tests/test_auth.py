@@ -57,6 +57,15 @@ class TokenFromHeaderTests(SynchronousTestCase):
         # Only the one prefix is removed: a token may itself start with "Bearer ".
         self.assertEqual(token_from_header(b"Bearer Bearer x"), b"Bearer x")
 
+    def test_surrounding_whitespace_is_not_the_value(self) -> None:
+        """RFC 9110 section 5.5: a field value excludes leading and trailing
+        OWS, whichever parser left it; the scheme may be followed by more spaces."""
+        for header in (b"Bearer abc  ", b"  Bearer abc", b"\tBearer abc\t", b"Bearer   abc"):
+            self.assertEqual(token_from_header(header), b"abc", header)
+        self.assertEqual(token_from_header(b" abc \t"), b"abc")
+        for blank in (b"Bearer    ", b"Bearer \t ", b"   "):
+            self.assertEqual(token_from_header(blank), b"", blank)
+
 
 class StaticTokenTests(SynchronousTestCase):
     def setUp(self) -> None:
@@ -69,10 +78,16 @@ class StaticTokenTests(SynchronousTestCase):
         self.assertTrue(self.auth.verify(b"bearer s3cret-token"))
         self.assertTrue(self.auth.verify(b"BEARER s3cret-token"))
 
+    def test_surrounding_whitespace_accepted(self) -> None:
+        # RFC 9110 section 5.5: not part of the field value
+        for header in (b"Bearer s3cret-token  ", b"  Bearer s3cret-token", b"s3cret-token "):
+            self.assertTrue(self.auth.verify(header), header)
+
     def test_wrong_tokens_refused(self) -> None:
         for header in (
             b"Bearer s3cret-tokeN",
-            b"s3cret-token ",
+            b"Bearer s3cret token",
+            b"Bearer     ",
             b"s3cret-toke",
             b"s3cret-token-and-more",
             b"Basic s3cret-token",

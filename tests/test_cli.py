@@ -99,6 +99,11 @@ class ParseTests(SynchronousTestCase):
                 "not both",
             ),
             (["ping", *url, "--token-file", "/nonexistent"], env, "--token-file: cannot read"),
+            (
+                ["ping", *url],
+                {"ILPHTTP_OUTGOING_TOKEN": " \t "},
+                "environment variable ILPHTTP_OUTGOING_TOKEN is blank",
+            ),
             (["ping", *url, "-a", "1"], env, "--amount needs --destination"),
             (["ping", *url, "--data", "x"], env, "--data needs --destination"),
             (["ping", *url, "-d", "test.bob"], env, "--destination needs --amount"),
@@ -115,6 +120,11 @@ class ParseTests(SynchronousTestCase):
             (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
             (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
             (["ping", "--url", "ftp://127.0.0.1/"], env, "--url must be an http:// or https://"),
+            (
+                ["ping", "--url", "http://127.0.0.1:99999/"],
+                env,
+                "--url: port 99999 is out of range",
+            ),
             (["ping", "--url", "127.0.0.1:8000"], env, "--url must be an http:// or https://"),
             (["ping", *url, "--fulfillment", "00" * 32], env, "--fulfillment needs --destination"),
             (["ping", *url, "--condition", "00" * 32], env, "--condition needs --destination"),

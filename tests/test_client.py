@@ -411,6 +411,22 @@ class ExpiryTests(_LoopbackBase):
         yield within(plugin.disconnect(), 5)
 
     @inlineCallbacks
+    def test_caller_cancelling_at_once(self) -> Any:
+        """Cancelled before the connection (even the IP literal's resolution) is
+        made: CancelledError too, never T01 DNSLookupError; no request sent."""
+        for url in (
+            self.capture.url("/ilp"),
+            self.capture.url("/ilp").replace("127.0.0.1", "localhost"),
+        ):
+            for http2 in (False, True):
+                plugin = yield self.sender({"url": url, "http2": http2})
+                d = plugin.send_data(make_prepare(self.now(), expires_in=30).packet)
+                d.cancel()
+                yield self.assertFailure(d, CancelledError)
+                yield within(plugin.disconnect(), 5)
+        self.assertEqual(self.capture.requests, [])
+
+    @inlineCallbacks
     def test_expired_before_sending_is_r00_without_a_request(self) -> Any:
         plugin = yield self.sender()
         reply = yield plugin.send_data(make_prepare(self.now(), expires_in=-0.5).packet)

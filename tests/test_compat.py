@@ -18,7 +18,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import client as web_client
 from twisted.web.http import HTTPChannel, Request
-from twisted.web.iweb import IAgentEndpointFactory
 
 from ilphttp import _compat
 
@@ -29,14 +28,6 @@ class _FailingEndpoint:
 
 
 class CompatTests(SynchronousTestCase):
-    def test_standard_endpoint_factory(self) -> None:
-        endpoints = _compat.standard_endpoint_factory(
-            MemoryReactorClock(), web_client.BrowserLikePolicyForHTTPS(), None
-        )
-        self.assertTrue(IAgentEndpointFactory.providedBy(endpoints))
-        uri = web_client.URI.fromBytes(b"http://127.0.0.1:8000/")
-        self.assertIsNotNone(endpoints.endpointForURI(uri))
-
     def test_wrapped_reasons(self) -> None:
         inner = Failure(CancelledError())
         for cls in (

@@ -377,6 +377,11 @@ class InvalidOptionTests(SynchronousTestCase):
             ({}, {"url": "ftp://h/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "not a url", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": "http://[::1/", "static_token": "t"}, "outgoing.url"),
+            # ports outside 1-65535, refused when configured rather than at the first send
+            ({}, {"url": "http://127.0.0.1:99999/", "static_token": "t"}, "outgoing.url: port"),
+            ({}, {"url": "http://127.0.0.1:0/", "static_token": "t"}, "outgoing.url: port 0 is"),
+            ({}, {"url": "https://[::1]:65536/x", "static_token": "t"}, "out of range (1 to"),
+            ({}, {"url": "http://h:" + "9" * 5000 + "/", "static_token": "t"}, "outgoing.url"),
             ({}, {"url": URL, "static_token": 1}, "outgoing.static_token"),
             ({}, {"url": URL, "jwt_secret": ""}, "outgoing.jwt_secret"),
             ({}, {"url": URL, "jwt_secret": "s", "jwt_expiry": 0}, "outgoing.jwt_expiry"),
@@ -676,6 +681,49 @@ class AuthOptionTests(SynchronousTestCase):
         ]
         for incoming, name in cases:
             self.assert_refused(partial(py, incoming=incoming), name)
+
+    def test_blank_secrets_and_padded_tokens_refused(self) -> None:
+        """A secret of whitespace only authenticates ``Bearer    ``; a static
+        token with surrounding whitespace could never match a header value."""
+        cases: list[tuple[Any, str]] = [
+            (
+                partial(py, incoming={"static_token": "   "}),
+                "incoming.static_token must not be blank",
+            ),
+            (partial(py, incoming={"jwt_secret": "\t "}), "incoming.jwt_secret must not be blank"),
+            (partial(py, incoming={"static_tokens": ["t", " "]}), "incoming.static_tokens[1]"),
+            (partial(py, incoming={"jwt_secrets": ["  "], "static_token": "t"}), "jwt_secrets[0]"),
+            (
+                partial(py, incoming={"static_token": " tok"}),
+                "must not begin or end with whitespace",
+            ),
+            (partial(py, incoming={"static_tokens": ["tok "]}), "incoming.static_tokens[0]"),
+            (partial(py, outgoing={"url": URL, "static_token": "tok\t"}), "outgoing.static_token"),
+            (partial(py, outgoing={"url": URL, "jwt_secret": "  "}), "outgoing.jwt_secret"),
+            (partial(js, {"incoming": {"staticToken": "  "}}), "incoming.staticToken"),
+            (partial(js, {"incoming": {"secretToken": "  "}}), "incoming.secretToken"),
+            (partial(js, {"incoming": {"secret": " "}}), "incoming.secret must not be blank"),
+            (
+                partial(
+                    py,
+                    incoming={"static_token": "t", "children": {"c": {"static_tokens": [" x "]}}},
+                ),
+                "incoming.children.c.static_tokens[0]",
+            ),
+        ]
+        for build, words in cases:
+            exc = self.assert_refused(build, words)
+            self.assertIsInstance(exc, ValueError)
+        # inner spaces, and a JWT secret's own surrounding spaces, are the secret's
+        self.assertEqual(py(incoming={"static_token": "a b"}).incoming.static_token, "a b")
+        self.assertEqual(py(incoming={"jwt_secret": " s "}).incoming.jwt_secret, " s ")
+
+    def test_url_ports_in_range_accepted(self) -> None:
+        for url in ("http://127.0.0.1:1/", "https://[::1]:65535/x", "http://h:/", "http://h/"):
+            self.assertEqual(py(outgoing={"url": url, "static_token": "t"}).outgoing.url, url)
+        # a multi account's template may hold its delimiter where the port goes
+        template = py(outgoing={"url": "http://127.0.0.1:%/", "static_token": "t"}, multi=True)
+        self.assertEqual(template.outgoing.url, "http://127.0.0.1:%/")
 
     def test_duplicate_token_is_not_echoed(self) -> None:
         exc = self.assert_refused(

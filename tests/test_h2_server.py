@@ -194,6 +194,17 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(line["log_level"], LogLevel.info)
         self.assertEqual(line["code"], Codes.PROTOCOL_ERROR)
 
+    def test_upgrade_field_is_malformed(self) -> None:
+        """HTTP/2 has no Upgrade: a request with it is malformed (RFC 9113 section
+        8.2.2), refused as a protocol error; no door call, no traceback."""
+        self.client.config.validate_outbound_headers = False
+        self.client.config.normalize_outbound_headers = False  # it would drop the field
+        self.client.send_headers(1, request(b"POST", b"/", (b"upgrade", b"h2c")), end_stream=True)
+        self.send()
+        self.assertEqual(self.door.calls, [])
+        self.assertEqual(goaways(self.reply())[0].error_code, Codes.PROTOCOL_ERROR)
+        self.assertTrue(self.transport.disconnecting)
+
     def test_rapid_reset(self) -> None:
         c = self.client
         self.send()

@@ -7,7 +7,12 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionDone,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -254,6 +259,20 @@ class ClientTests:
         self.assertTrue(self.endpoints.attempts[0].cancelled)
         self.failureResultOf(connecting, CancelledError)  # type: ignore[attr-defined]
         self.assertEqual(len(self.endpoints.attempts), 1)
+
+    def test_cancel_while_resolving_is_cancelled_error(self) -> None:
+        """HostnameEndpoint fails a connect cancelled before its name (even an IP
+        literal) is resolved with DNSLookupError: the request's failure stays
+        CancelledError, and the connection slot is freed."""
+        self.endpoints.cancel_error = DNSLookupError("Couldn't find the hostname '127.0.0.1'")
+        client = self.make(pool_size=1)
+        d = self.post(client=client)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)  # type: ignore[attr-defined]
+        again = self.post(client=client)
+        self.assertEqual(len(self.endpoints.attempts), 2)
+        self.endpoints.attempts[1].fail(DNSLookupError("no such host"))
+        self.failureResultOf(again, DNSLookupError)  # type: ignore[attr-defined]
 
     def test_pool_limit_queues_first_come_first_served(self) -> None:
         client = self.make(pool_size=2)

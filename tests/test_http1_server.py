@@ -119,6 +119,77 @@ class FramingTests(_Case):
         self.assertTrue(data.endswith(b"Retry-After: 1\r\n\r\n"), data)  # HEAD: no body
 
 
+class UpgradeTests(_Case):
+    """No protocol switch is offered: Upgrade is ignored (RFC 9110 section 7.8)."""
+
+    UPGRADES = (
+        [
+            (b"Connection", b"Upgrade, HTTP2-Settings"),
+            (b"Upgrade", b"h2c"),
+            (b"HTTP2-Settings", b"AAMAAABkAAQCAAAAAAIAAAAA"),
+        ],
+        [
+            (b"Connection", b"keep-alive, Upgrade"),
+            (b"Upgrade", b"websocket"),
+            (b"Sec-WebSocket-Version", b"13"),
+        ],
+        [(b"Connection", b"upgrade"), (b"Upgrade", b"foo/1"), (b"Expect", b"100-continue")],
+    )
+
+    def test_served_as_plain_http11_with_its_body(self) -> None:
+        for upgrade in self.UPGRADES:
+            for framing, body in (
+                ([(b"Content-Length", b"5")], b"hello"),
+                ([(b"Transfer-Encoding", b"chunked")], chunked(b"hello", 2)),
+            ):
+                protocol, transport = self.connect()
+                self.door.requests.clear()
+                request = post(body, [*upgrade, *framing])
+                # whole, pipelined with a plain request, or a byte at a time
+                data = request + post(b"next") + request
+                protocol.dataReceived(data[:7])
+                protocol.dataReceived(data[7:30])
+                for i in range(30, len(data)):
+                    protocol.dataReceived(data[i : i + 1])
+                protocol.dataReceived(request + post(b"last"))
+                self.assertEqual(
+                    [body for _, _, body in self.door.requests],
+                    [b"hello", b"next", b"hello", b"hello", b"last"],
+                    upgrade,
+                )
+                out = transport.value()
+                final = [line for line in statuses(out) if b" 100 " not in line]
+                self.assertEqual(final, [b"HTTP/1.1 200 OK"] * 5, upgrade)
+                self.assertNotIn(b"101", out)
+                self.assertEqual(
+                    out.count(b"100 Continue"), 3 if upgrade[-1][0] == b"Expect" else 0
+                )
+                self.assertFalse(transport.disconnecting)
+                # what the door sees: the request's own headers
+                self.assertEqual(self.door.headers[0](b"content-type"), None)
+                self.assertIn(b"upgrade", self.door.headers[0](b"connection").lower())
+
+    def test_closing_upgrade_request(self) -> None:
+        protocol, transport = self.connect()
+        headers = [
+            (b"Connection", b"Upgrade, close"),
+            (b"Upgrade", b"h2c"),
+            (b"Content-Length", b"2"),
+        ]
+        protocol.dataReceived(post(b"ab", headers) + post(b"dropped"))
+        self.assertEqual(self.door.requests, [(b"POST", b"/", b"ab")])
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+    def test_connect_is_answered_then_closed(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(raw_request(b"example:443", method=b"CONNECT") + post(b"not HTTP"))
+        self.assertEqual(self.door.requests, [(b"CONNECT", b"example:443", b"")])
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 200 OK"])
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+
 class PipeliningTests(_Case):
     def test_answered_in_order(self) -> None:
         protocol, transport = self.connect()
@@ -455,6 +526,10 @@ class H11DrainTests(DrainTests):
 
 
 class H11FramingTests(FramingTests):
+    parser = "h11"
+
+
+class H11UpgradeTests(UpgradeTests):
     parser = "h11"
 
 

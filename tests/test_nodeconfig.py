@@ -52,6 +52,9 @@ class ConfigFileTests(OptionsCase):
         self.assertEqual(up.options.address, "test.hub")
         self.assertTrue(kids.multi)
         self.assertEqual(kids.options.outgoing.static_token, "kids-out")  # from the env
+        # surrounding whitespace removed, as from a file (a trailing newline)
+        padded = self.parse_config(HUB_CONFIG, {"KIDS_OUT": " kids-out\n"})["node"]
+        self.assertEqual(padded.accounts[1].options.outgoing.static_token, "kids-out")
         # the multi account answers its children's IL-DCP itself, under its address
         self.assertEqual(kids.options.ildcp, ildcp.IldcpResponse("test.hub.kids", 9, "XRP"))
         self.assertEqual(kids.options.address, "test.hub")
@@ -199,6 +202,10 @@ staticToken = "o"
                 lambda c: c[accounts]["kids"]["options"]["outgoing"].update(staticTokenEnv="NOPE"),
                 "staticTokenEnv: environment variable NOPE is not set",
             ),
+            (
+                lambda c: c[accounts]["kids"]["options"]["outgoing"].update(staticTokenEnv="BLANK"),
+                "staticTokenEnv: environment variable BLANK is blank (whitespace only)",
+            ),
             (lambda c: c.update(accounts={}), "accounts must be an object with at least one"),
             (lambda c: c.update(ilpAddress="hub"), "ilpAddress 'hub' is not a valid ILP address"),
             (lambda c: c.update(assetScale=300), "assetScale must be an integer from 0 to 255"),
@@ -259,7 +266,7 @@ staticToken = "o"
             ),
         ]
         for edit, words in cases:
-            message = self.config_error(change(edit))
+            message = self.config_error(change(edit), {"KIDS_OUT": "kids-out", "BLANK": " \t "})
             self.assertTrue(message.startswith(": "), message)
             self.assertIn(words, message)
 

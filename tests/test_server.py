@@ -4,6 +4,7 @@ content types, handler failures, expiry and IL-DCP serving in multi mode."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -102,13 +103,22 @@ class HealthAndAuthTests(_Base):
     @inlineCallbacks
     def test_bearer_and_raw_tokens_accepted_on_any_path(self) -> Any:
         yield self.start()
-        for auth, path in ((b"Bearer " + TOKEN.encode(), "/"), (TOKEN.encode(), "/any/path")):
+        token = TOKEN.encode()
+        cases = [
+            (b"Bearer " + token, "/"),
+            (token, "/any/path"),
+            # RFC 9110 section 5.5: surrounding whitespace is not the field value's
+            (b"Bearer " + token + b" \t ", "/"),
+            (b"  BEARER  " + token, "/"),
+            (token + b"  ", "/"),
+        ]
+        for auth, path in cases:
             made = self.handler.make(self.now())
             result = yield self.post(made.packet, {**ILP_TYPE, b"authorization": auth}, path)
-            self.assertEqual(result.code, 200)
+            self.assertEqual(result.code, 200, auth)
             self.assertEqual(result.header(b"content-type"), b"application/octet-stream")
             expect_fulfill(self, result.body, made.fulfillment)
-        self.assertEqual(len(self.handler.calls), 2)
+        self.assertEqual(len(self.handler.calls), len(cases))
 
     @inlineCallbacks
     def test_jwt_incoming(self) -> Any:
@@ -221,6 +231,34 @@ class BodyTests(_Base):
         data = yield within(client.closed, 5)
         self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:100])
         self.assertEqual(self.handler.calls, [])
+
+    @inlineCallbacks
+    def test_upgrade_is_ignored(self) -> Any:
+        """Upgrade: h2c (curl --http2 on http://) or websocket is served as plain
+        HTTP/1.1: body read, answered, the connection still usable; never 101."""
+        yield self.start()
+        client = yield raw_connect(self, listen_port(self.plugin))
+        assert client.transport is not None
+        upgrades = [
+            [(b"Connection", b"Upgrade, HTTP2-Settings"), (b"Upgrade", b"h2c")],
+            [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")],
+            [(b"Connection", b"close")],
+        ]
+        made = []
+        for headers in upgrades:
+            one = self.handler.make(self.now())
+            made.append(one)
+            auth = (b"Authorization", b"Bearer " + TOKEN.encode())
+            length = (b"Content-Length", b"%d" % len(one.packet))
+            request = raw_request(headers=[auth, length, *headers], body=one.packet)
+            client.transport.write(request)
+            if headers == upgrades[0]:
+                yield within(client.wait_for(b"\r\n\r\n"), 5)  # one alone, then pipelined
+        data = yield within(client.closed, 5)
+        self.assertEqual(re.findall(rb"HTTP/1\.1 \d+", data), [b"HTTP/1.1 200"] * 3, data[:300])
+        for one in made:
+            self.assertIn(one.fulfillment, data)
+        self.assertEqual(self.handler.calls, [one.packet for one in made])
 
     @inlineCallbacks
     def test_a_reply_post_may_be_larger_than_a_prepare(self) -> Any:

@@ -28,16 +28,21 @@ class CountingTransport(StringTransport):
 class Attempt:
     """One connection attempt: ``uri``, and a Deferred the endpoint returned."""
 
-    def __init__(self, uri: URI, factory: IProtocolFactory) -> None:
+    def __init__(
+        self, uri: URI, factory: IProtocolFactory, cancel_error: Exception | None = None
+    ) -> None:
         self.uri = uri
         self.factory = factory
         self.cancelled = False
+        self._cancel_error = cancel_error
         self.deferred: Deferred[Any] = Deferred(self._cancel)
         self.protocol: Any = None
         self.transport = CountingTransport()
 
     def _cancel(self, _: object) -> None:
         self.cancelled = True
+        if self._cancel_error is not None:  # as HostnameEndpoint does before resolving
+            self.deferred.errback(Failure(self._cancel_error))
 
     def succeed(self) -> Attempt:
         self.protocol = self.factory.buildProtocol(None)
@@ -68,15 +73,17 @@ class Attempt:
 class FakeEndpoints:
     """An ``IAgentEndpointFactory`` whose endpoints record their attempts."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel_error: Exception | None = None) -> None:
+        """``cancel_error``: what a cancelled attempt fails with (default: CancelledError)."""
         self.attempts: list[Attempt] = []
+        self.cancel_error = cancel_error
 
     def endpointForURI(self, uri: URI) -> Any:
         endpoints = self
 
         class _Endpoint:
             def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
-                attempt = Attempt(uri, factory)
+                attempt = Attempt(uri, factory, endpoints.cancel_error)
                 endpoints.attempts.append(attempt)
                 return attempt.deferred
 
