@@ -1,31 +1,43 @@
-"""``--log-format json|text``: ilphttp's log observer in place of twistd's own.
+"""The node's log observer: ``--log-format json|text``, and ``logLevel`` always.
 
 twistd chooses its log observer when it starts logging: its ``--logger``
 option first, else an ``ILogObserver`` component of the application, else
-its text observer on ``--logfile`` (``twistd.log``; stdout with ``-n``).
-:func:`with_log_format` takes the middle way: the node's service, put in the
-application by twistd, sets the component, so that the observer of
-:mod:`ilphttp.logformat` writes where twistd's would have (``--logfile``,
+its own (syslog with ``--syslog``, else text on ``--logfile``: ``twistd.log``,
+stdout with ``-n``).  :func:`with_log_format` takes the middle way: the
+node's service, put in the application by twistd, sets the component, so
+that the node's observer writes where twistd's would have (``--logfile``,
 rotated as twistd rotates it, or stdout with ``-n`` or ``--logfile -``) and
-everything else twistd does is unchanged.  twistd's ``--logger`` and
-``--syslog`` also choose the observer, so :func:`check_twistd_options`
-refuses them together with ``--log-format``.
+everything else twistd does is unchanged.  With ``--log-format`` that is
+the observer of :mod:`ilphttp.logformat`; without it, twistd's own text (or
+syslog) observer, so its lines look as they always did.  Both drop the events
+below the node's ``logLevel`` (:class:`ilphttp.logformat.LevelFilter`).
 
-Events below the node's ``logLevel`` are dropped; packet events are at
-``debug``.  A reload changes the level (:func:`apply_log_level`); the format
-stays until a restart (:func:`keep_log_format`): twistd chose the observer
-when it started logging.
+twistd's ``--logger`` wins over the component, so with it the level does
+not filter what that observer gets (packet events still come only at
+``debug``: they are not emitted below it); :func:`check_twistd_options`
+refuses ``--logger`` and ``--syslog`` together with ``--log-format``.
+
+A reload changes the level (:func:`apply_log_level`); the format stays until
+a restart (:func:`keep_log_format`): twistd chose the observer when it
+started logging.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
-from twisted.logger import ILogObserver, Logger, LogLevel
+from twisted.logger import (
+    ILogObserver,
+    LegacyLogObserverWrapper,
+    Logger,
+    LogLevel,
+    textFileLogObserver,
+)
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
@@ -73,8 +85,24 @@ def log_target(twistd: Mapping[str, Any] | None) -> IO[str]:
     name = twistd.get("logfile") or ""
     if name == "-" or (not name and twistd.get("nodaemon")):
         return sys.stdout
-    target: IO[str] = LogFile.fromFullPath(name or "twistd.log")
+    target = LogFile.fromFullPath(name or "twistd.log")
+    _rotate_on_usr1(target)
     return target
+
+
+def _rotate_on_usr1(target: LogFile) -> None:
+    """``SIGUSR1`` rotates ``target``, as twistd does for the log file of its own
+    observer (and only when nothing else handles the signal yet)."""
+    usr1 = getattr(signal, "SIGUSR1", None)
+    if usr1 is None or signal.getsignal(usr1):
+        return
+
+    def rotate(number: int, frame: Any) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(target.rotate)  # type: ignore[attr-defined]
+
+    signal.signal(usr1, rotate)
 
 
 class LogFormatService(MultiService):
@@ -94,19 +122,35 @@ class LogFormatService(MultiService):
 def with_log_format(
     service: IService, log_format: str | None, level: str, twistd: Mapping[str, Any] | None
 ) -> IService:
-    """``service`` as it is when ``log_format`` is None (twistd's own observer), else
-    inside a :class:`LogFormatService` with that observer at ``level``."""
-    if log_format is None:
+    """``service`` inside a :class:`LogFormatService` whose observer passes the events
+    at ``level`` (one of ``LOG_LEVELS``) or above: ``log_format``'s, else twistd's own
+    text or syslog observer, built from twistd's options (``twistd``).
+
+    ``service`` is returned as it is outside twistd (``twistd`` None) without
+    ``log_format`` (where twistd would log is not known), and with twistd's
+    ``--logger``, which twistd uses whatever the application sets.
+    """
+    threshold = LogLevel.levelWithName(level)
+    if log_format is not None:
+        return LogFormatService(service, FORMATS[log_format](log_target(twistd), threshold))
+    if twistd is None or twistd.get("logger"):
         return service
-    observer = FORMATS[log_format](log_target(twistd), LogLevel.levelWithName(level))
-    return LogFormatService(service, observer)
+    observer: ILogObserver
+    if twistd.get("syslog"):
+        from twisted.python import syslog
+
+        emit = syslog.SyslogObserver(twistd.get("prefix") or "twisted").emit
+        observer = LegacyLogObserverWrapper(emit)  # type: ignore[arg-type]  # a legacy observer
+    else:
+        observer = textFileLogObserver(log_target(twistd))
+    return LogFormatService(service, LevelFilter(observer, threshold))
 
 
 def apply_log_level(service: IService, level: str) -> None:
     """Make ``level`` (``logLevel``, one of ``LOG_LEVELS``) the running one, as a
-    reload does: packet events are emitted only at ``debug``, and the observer of
-    ``--log-format`` (a :class:`LogFormatService` above ``service``) passes the
-    events at ``level`` or above from now on."""
+    reload does: packet events are emitted only at ``debug``, and the node's
+    observer (a :class:`LogFormatService` above ``service``, see
+    :func:`with_log_format`) passes the events at ``level`` or above from now on."""
     LinkOps.log_packets = level == "debug"
     parent: Any = service
     while parent is not None:

@@ -159,6 +159,10 @@ class AccountSpec:
     segment: str | None = None
     #: extra endpoints serving this account's site (several ``--listen``)
     extra_listen: tuple[str, ...] = ()
+    #: (path, sha256 hex) of the TLS and key files it names, as read with the
+    #: config (:func:`ilphttp.tls_files.with_file_digests`): a reload sees a
+    #: file rewritten under the same name
+    file_digests: tuple[tuple[str, str], ...] = ()
 
     @property
     def multi(self) -> bool:

@@ -19,7 +19,9 @@ refused either: :func:`ilphttp.node_logs.keep_log_format` keeps the running
 one and says so.
 
 An account is *changed* when anything in its plugin options differs (URL,
-tokens, secrets, TLS files, limits...): the node replaces its plugin.  A
+tokens, secrets, TLS files, limits...), or a TLS or key file it names was
+rewritten (:attr:`~ilphttp.nodeconfig.AccountSpec.file_digests`): the node
+replaces its plugin.  A
 change of relation or ``ilpAddressSegment`` alone is a routing change.
 """
 
@@ -125,7 +127,7 @@ def diff_nodes(old: NodeConfig, new: NodeConfig, *, listeners_fixed: bool = Fals
             continue
         if spec.extra_listen != previous.extra_listen:
             raise _refuse(f"accounts.{name}'s extra listeners")
-        if spec.options != previous.options:
+        if spec.options != previous.options or spec.file_digests != previous.file_digests:
             changed.append(name)
             if own_listener(spec) != own_listener(previous):
                 moved.append(name)

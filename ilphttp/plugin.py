@@ -134,6 +134,8 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         if endpoint is not None and options.incoming is None:
             raise OptionError("endpoint needs incoming (its authentication)")
         self._endpoint = endpoint
+        #: the endpoint our port listens on, once it does (a reload finds its TLS there)
+        self.listening_endpoint: IStreamServerEndpoint | None = None
         out = options.outgoing
         self.options = options
         self._reactor: IReactorTime = reactor if reactor is not None else default_reactor()
@@ -252,6 +254,7 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
                 self.running = 0
                 return fail(OptionError(f"incoming.endpoint {description!r} is invalid: {exc}"))
         self._tracker = self.new_listener()
+        self.listening_endpoint = endpoint
         listening = endpoint.listen(self._tracker)
 
         def listened(port: IListeningPort) -> None:

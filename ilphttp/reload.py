@@ -52,9 +52,11 @@ from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, p
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener
+from ilphttp.tls_files import fresh_server_tls, server_tls_of, with_file_digests
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+    from twisted.internet.ssl import CertificateOptions
 
     from ilphttp.front import Door
     from ilphttp.listener import ListenerFactory
@@ -122,10 +124,16 @@ def switch_listeners(plugin: PluginHttp, door: Door | None = None) -> DoorSwitch
 
 @implementer(IStreamServerEndpoint)
 class _HandedOver:
-    """The endpoint of a plugin that takes over its predecessor's listening port."""
+    """The endpoint of a plugin that takes over its predecessor's listening port.
 
-    def __init__(self) -> None:
+    :ivar fresh_tls: the TLS options read anew for it (an ``ssl:`` listener), which
+        its :attr:`tls` hands out once it took over.
+    """
+
+    def __init__(self, fresh_tls: CertificateOptions | None = None) -> None:
         self.port: IListeningPort | None = None
+        self.fresh_tls = fresh_tls
+        self.tls: Any = None
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         assert self.port is not None, "the port is handed over before the plugin starts"
@@ -140,6 +148,10 @@ def _take_over(old: PluginHttp, new: PluginHttp, endpoint: _HandedOver) -> None:
     old.port, old._tracker = None, None
     assert port is not None and listener is not None
     endpoint.port = port
+    # Connections accepted from now on get the files as they are now; open ones keep theirs.
+    endpoint.tls = server_tls_of(old.listening_endpoint)
+    if endpoint.tls is not None and endpoint.fresh_tls is not None:
+        endpoint.tls.swap(endpoint.fresh_tls)
     new.listener_factory = lambda door, clock: listener
 
 
@@ -205,7 +217,7 @@ class ConfigFile:
             )
         except OptionError as exc:
             raise OptionError(f"{self.path}: {exc}") from None
-        return self.operation_flags.apply(node)
+        return with_file_digests(self.operation_flags.apply(node))
 
 
 @dataclass(frozen=True)
@@ -276,9 +288,9 @@ def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummar
     for name in (*changes.added, *changes.changed):
         spec = specs[name]
         endpoint = None
-        if name in changes.changed and name not in changes.moved and own_listener(spec):
-            endpoint = handed[name] = _HandedOver()
         try:
+            if name in changes.changed and name not in changes.moved and own_listener(spec):
+                endpoint = handed[name] = _HandedOver(fresh_server_tls(spec))
             # The node's registry: the account's series go on (a new one would
             # record where nothing is served).
             plugin = PluginHttp(

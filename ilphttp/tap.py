@@ -368,8 +368,8 @@ def makeService(options: Mapping[str, Any]) -> IService:
     metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
     With ``--config``, SIGHUP reloads the file (docs/reload.rst); with
     ``--workers N`` the parent reloads, and passes it on to the workers.
-    With ``--log-format`` the service sets the application's log observer
-    (:mod:`ilphttp.node_logs`).
+    The service sets the application's log observer, which drops events below
+    ``logLevel`` (``--log-format``'s, else twistd's own: :mod:`ilphttp.node_logs`).
     """
     node: NodeConfig = options["node"]
     workers = options.get("workers") or 1

@@ -37,6 +37,8 @@ from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
+    IOpenSSLContextFactory,
+    IOpenSSLServerConnectionCreator,
     ISSLTransport,
     IStreamServerEndpoint,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_ALPN",
     "ClientTLSPolicy",
     "PeerIdentity",
+    "ServerTLS",
     "client_tls_options",
     "identity_from_certificate",
     "load_certificates",
@@ -58,6 +61,7 @@ __all__ = [
     "peer_identity",
     "server_endpoint",
     "server_endpoint_from_string",
+    "server_tls_from_string",
     "server_tls_options",
     "split_endpoint",
 ]
@@ -242,6 +246,38 @@ def server_tls_options(
     )
 
 
+@implementer(IOpenSSLServerConnectionCreator, IOpenSSLContextFactory)
+class ServerTLS:
+    """A listener's TLS settings that can be replaced while it listens.
+
+    Twisted asks its TLS context factory for each accepted connection, so
+    :meth:`swap` reaches the connections accepted from then on; those already
+    open keep the certificate they were given.
+
+    :ivar options: the ``CertificateOptions`` in use now.
+    """
+
+    def __init__(self, options: ssl.CertificateOptions) -> None:
+        self.options = options
+
+    def swap(self, options: ssl.CertificateOptions) -> None:
+        """Hand out ``options`` to the connections accepted from now on."""
+        self.options = options
+
+    def getContext(self) -> Any:
+        """``IOpenSSLContextFactory.getContext``: the current options' context."""
+        return self.options.getContext()
+
+    def serverConnectionForTLS(self, protocol: Any) -> Any:
+        """``IOpenSSLServerConnectionCreator``: a connection from the current options."""
+        make = getattr(self.options, "serverConnectionForTLS", None)
+        if make is not None:  # Twisted >= 25.x: ALPN set from the protocol here
+            return make(protocol)
+        from OpenSSL.SSL import Connection
+
+        return Connection(self.options.getContext(), None)  # older: ALPN set by the factory
+
+
 def server_endpoint(
     reactor: Any,
     port: int,
@@ -256,7 +292,8 @@ def server_endpoint(
     alpn: Sequence[bytes] | None = None,
     dh_parameters: str | bytes | FilePath[Any] | None = None,
 ) -> SSL4ServerEndpoint:
-    """A TLS server endpoint; the options are those of ``server_tls_options``."""
+    """A TLS server endpoint; the options are those of ``server_tls_options``, held in
+    a :class:`ServerTLS` (its context factory), so that they can be swapped."""
     options = server_tls_options(
         cert,
         key,
@@ -266,7 +303,9 @@ def server_endpoint(
         alpn=alpn,
         dh_parameters=dh_parameters,
     )
-    return SSL4ServerEndpoint(reactor, port, options, backlog=backlog, interface=interface)
+    return SSL4ServerEndpoint(
+        reactor, port, ServerTLS(options), backlog=backlog, interface=interface
+    )
 
 
 def split_endpoint(description: str) -> tuple[list[str], dict[str, str]]:
@@ -335,9 +374,37 @@ def server_endpoint_from_string(reactor: Any, description: str) -> IStreamServer
     endpoint types (``tcp:``, ``unix:``, ``systemd:``, ...) are passed to
     ``serverFromString`` unchanged.
     """
+    parsed = _parse_ssl(description)
+    if parsed is None:
+        return serverFromString(reactor, description)
+    port, interface, backlog, tls = parsed
+    return server_endpoint(reactor, port, interface=interface, backlog=backlog, **tls)
+
+
+def server_tls_from_string(description: str) -> ssl.CertificateOptions | None:
+    """The TLS options an ``ssl:`` description (see :func:`server_endpoint_from_string`)
+    gives, read from its files now and checked (the key matches the certificate);
+    None for another endpoint type.
+
+    :raises ValueError: a bad option; ``OSError``: a file that cannot be read;
+        ``OpenSSL.SSL.Error``/``OpenSSL.crypto.Error``: an invalid PEM or a key
+        that does not match.
+    """
+    parsed = _parse_ssl(description)
+    if parsed is None:
+        return None
+    tls = parsed[3]
+    options = server_tls_options(tls.pop("cert"), tls.pop("key"), **tls)
+    options.getContext()  # what listenSSL checks: e.g. a key that is not the certificate's
+    return options
+
+
+def _parse_ssl(description: str) -> tuple[int, str, int, dict[str, Any]] | None:
+    """An ``ssl:`` description as (port, interface, backlog, server_endpoint's TLS
+    keywords); None for another endpoint type."""
     args, kwargs = split_endpoint(description)
     if not args or args[0].strip().lower() != "ssl":
-        return serverFromString(reactor, description)
+        return None
     positional = args[1:]
     if len(positional) > 1:
         raise ValueError(f"unexpected positional arguments in {description!r}")
@@ -362,19 +429,16 @@ def server_endpoint_from_string(reactor: Any, description: str) -> IStreamServer
         alpn = None
     else:
         alpn = tuple(p.strip().encode("ascii") for p in alpn_text.split(",") if p.strip())
-    return server_endpoint(
-        reactor,
-        int(port_text),
-        cert_key,
-        private_key,
-        interface=interface,
-        backlog=backlog,
-        chain=chain,
-        client_ca=client_ca,
-        require_client_cert=require,
-        alpn=alpn,
-        dh_parameters=dh,
-    )
+    tls = {
+        "cert": cert_key,
+        "key": private_key,
+        "chain": chain,
+        "client_ca": client_ca,
+        "require_client_cert": require,
+        "alpn": alpn,
+        "dh_parameters": dh,
+    }
+    return int(port_text), interface, backlog, tls
 
 
 class PeerIdentity(NamedTuple):

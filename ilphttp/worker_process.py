@@ -67,12 +67,13 @@ _log = Logger(namespace="ilphttp.workers")
 class _AdoptedTLSEndpoint:
     """TLS over an adopted TCP socket, as ``reactor.listenSSL`` does over a new one."""
 
-    def __init__(self, adopted: Any, context_factory: Any) -> None:
+    def __init__(self, adopted: Any, tls: Any) -> None:
         self._adopted = adopted
-        self._context_factory = context_factory
+        #: the context factory (a :class:`~ilphttp.tls.ServerTLS`: a reload swaps it)
+        self.tls = tls
 
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        wrapped = TLSMemoryBIOFactory(self._context_factory, False, protocolFactory)
+        wrapped = TLSMemoryBIOFactory(self.tls, False, protocolFactory)
         result: defer.Deferred[IListeningPort] = self._adopted.listen(wrapped)
         return result
 

@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.nodediff import NodeChanges, diff_nodes
+from ilphttp.tls_files import fresh_server_tls
 from ilphttp.worker_setup import Reload, frame_reload, refuse_async_senders
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def reload_workers(service: WorkersService) -> defer.Deferred[WorkersReloaded]:
         new = service.config_file.read()
         changes = diff_nodes(service.node, new, listeners_fixed=True)
         refuse_async_senders(new, service.count)  # as at start: replies must find their worker
+        _check_tls(new, changes)
     except OptionError as exc:
         return _refused(str(exc))
     new = keep_log_format(service.node, new)  # the workers' events go through our observer
@@ -199,3 +201,17 @@ def _late(process: _WorkerProcess, generation: int, frame: bytes) -> None:
             )
 
     process.send(generation, frame).addCallback(answered)
+
+
+def _check_tls(new: NodeConfig, changes: NodeChanges) -> None:
+    """Refuse, here and once, a changed account's listener TLS files that cannot be used
+    (each worker reads them again when it applies the reload).
+
+    :raises OptionError: naming the account.
+    """
+    for spec in new.accounts:
+        if spec.name in changes.changed:
+            try:
+                fresh_server_tls(spec)
+            except OptionError as exc:
+                raise OptionError(f"account {spec.name}: {exc}") from None

@@ -92,6 +92,7 @@ NODE = {
     "ilphttp.reload",
     "ilphttp.router",
     "ilphttp.tap",
+    "ilphttp.tls_files",
     "ilphttp.worker_process",
     "ilphttp.worker_reload",
     "ilphttp.worker_setup",
