@@ -28,7 +28,6 @@ Everything here is pure: errors are :class:`~ilphttp.errors.OptionError`
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -38,6 +37,7 @@ from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
 from ilphttp.errors import ConfigError
+from ilphttp.json_keys import DuplicateKeyError, loads_without_duplicates
 from ilphttp.limits import parse_limits
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
@@ -230,7 +230,9 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     else:
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = loads_without_duplicates(raw.decode("utf-8"))
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

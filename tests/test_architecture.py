@@ -29,6 +29,7 @@ CORE = {
     "ilphttp.http1_parse",
     "ilphttp.errors",
     "ilphttp.ildcp",
+    "ilphttp.json_keys",
     "ilphttp.limits",
     "ilphttp.logtext",
     "ilphttp.multi",

@@ -155,6 +155,25 @@ staticToken = "o"
         message = self.usage_error(["--config", "/nonexistent/hub.json"])
         self.assertIn("cannot read /nonexistent/hub.json", message)
 
+    def test_a_key_given_twice_is_refused_with_its_path(self) -> None:
+        account = '{"relation": "child", "options": {"incoming": {"port": 0, "staticToken": "%s"}}}'
+        head = '{"ilpAddress": "test.a", "assetCode": "X", "assetScale": 9, '
+        two_bobs = head + f'"accounts": {{"bob": {account % "x"}, "bob": {account % "y"}}}}}'
+        self.assertEqual(
+            self.config_error(two_bobs),
+            ": accounts: the key 'bob' is given twice (JSON would keep only the last one)",
+        )
+        two_accounts = head + f'"accounts": {{"a": {account % "x"}}}, "accounts": {{}}}}'
+        self.assertIn(
+            ": the top level: the key 'accounts' is given twice", self.config_error(two_accounts)
+        )
+        deep = head + '"accounts": {"a": {"options": {"incoming": {"port": 1, "port": 2}}}}}'
+        self.assertIn(
+            ": accounts.a.options.incoming: the key 'port' is given twice", self.config_error(deep)
+        )
+        listed = head + '"listen": ["tcp:0", {"x": 1, "x": 2}], "accounts": {}}'
+        self.assertIn(": listen[1]: the key 'x' is given twice", self.config_error(listed))
+
     def test_config_errors(self) -> None:
         def change(edit: Any) -> dict[str, Any]:
             config = json.loads(json.dumps(HUB_CONFIG))
