@@ -19,7 +19,7 @@ class DuplicateKeyError(ValueError):
     """A key given twice in one JSON object; the message names it and its path."""
 
 
-class _Pairs(dict):  # type: ignore[type-arg]
+class _Pairs(dict[str, Any]):
     """A JSON object that remembers the first key it was given twice."""
 
     duplicate: str | None = None

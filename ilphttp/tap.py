@@ -368,6 +368,8 @@ def makeService(options: Mapping[str, Any]) -> IService:
     metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
     With ``--config``, SIGHUP reloads the file (docs/reload.rst); with
     ``--workers N`` the parent reloads, and passes it on to the workers.
+    Without ``--config`` a SIGHUP is refused with one log line, and the node
+    keeps running.
     With ``--log-format`` the service sets the application's log observer
     (:mod:`ilphttp.node_logs`).
     """
@@ -381,6 +383,7 @@ def makeService(options: Mapping[str, Any]) -> IService:
         # The parent serves the workers' metrics; they serve none themselves.
         supervisor = WorkersService(node, options.get("handler"), workers)
         supervisor.config_file = options.get("config_file")
+        supervisor.fatal_exit_status = 1  # as a single process that cannot start
         top = MultiService()
         supervise(supervisor, node.metrics).setServiceParent(top)
         # Always: without a file a SIGHUP is refused in one line, never kills the node.
@@ -388,8 +391,9 @@ def makeService(options: Mapping[str, Any]) -> IService:
         service = top
     else:
         node_service = make_service(options)
-        if node_service.config_file is not None:
-            ReloadOnHangup(node_service).setServiceParent(node_service)
+        # As with workers: without a file a SIGHUP is refused in one line (its
+        # default action would kill the node, with no drain).
+        ReloadOnHangup(node_service).setServiceParent(node_service)
         service = node_service
     return with_log_format(service, node.log_format, node.log_level, options.get("twistd"))
 
