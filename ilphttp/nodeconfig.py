@@ -36,6 +36,7 @@ from typing import Any
 from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
+from ilphttp.endpoint_check import check_endpoint
 from ilphttp.errors import ConfigError
 from ilphttp.json_keys import DuplicateKeyError, loads_without_duplicates
 from ilphttp.limits import parse_limits
@@ -395,7 +396,7 @@ def parse_node(
         ignored=tuple(ignored),
         workers=1 if workers is None else validate.integer("workers", workers, 1, MAX_WORKERS),
         listen=_listen(data.get("listen")) + listen_flags,
-        metrics=validate.optional_string("metrics", data.get("metrics")),
+        metrics=_metrics(data.get("metrics")),
         log_format=_choice("logFormat", data.get("logFormat"), LOG_FORMATS),
         log_level=_choice("logLevel", data.get("logLevel"), LOG_LEVELS) or "info",
         server_limits=_server(data.get("server")),
@@ -422,6 +423,11 @@ def _choice(where: str, value: Any, choices: tuple[str, ...]) -> str | None:
     return text
 
 
+def _metrics(value: Any) -> str | None:
+    description = validate.optional_string("metrics", value)
+    return None if description is None else check_endpoint("metrics", description)
+
+
 def _listen(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -429,7 +435,10 @@ def _listen(value: Any) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise ConfigError("listen must be an endpoint string or a list of them")
-    return tuple(validate.string(f"listen[{i}]", v) for i, v in enumerate(value))
+    return tuple(
+        check_endpoint(f"listen[{i}]", validate.string(f"listen[{i}]", v))
+        for i, v in enumerate(value)
+    )
 
 
 def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:

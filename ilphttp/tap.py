@@ -32,6 +32,7 @@ from twisted.python import usage
 
 from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
+from ilphttp.endpoint_check import check_endpoint
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import HandlerError, NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
@@ -197,6 +198,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         try:
+            for description in self["listen"]:
+                check_endpoint("--listen", validate.string("--listen", description))
             if self["config"] is not None:
                 node = self._from_file(self["config"])
             else:
@@ -212,6 +215,8 @@ class Options(usage.Options):
     def _operations(self, node: NodeConfig) -> NodeConfig:
         """``node`` with --metrics, --log-format and --log-level applied (flags win;
         the same rule as each reload's, :class:`~ilphttp.reload.OperationFlags`)."""
+        if self["metrics"] is not None:
+            check_endpoint("--metrics", self["metrics"])
         node = self._operation_flags().apply(node)
         if node.metrics is not None:
             check_metrics(node.metrics)  # a bad endpoint is a usage error, not a start-up one

@@ -27,6 +27,7 @@ CORE = {
     "ilphttp.config",
     "ilphttp.credentials",
     "ilphttp.http1_parse",
+    "ilphttp.endpoint_check",
     "ilphttp.errors",
     "ilphttp.ildcp",
     "ilphttp.json_keys",

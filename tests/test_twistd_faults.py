@@ -112,3 +112,30 @@ class TwistdFaultTests(TestCase):
         )
         self.assertNotIn("Traceback", log)
         self.assertEqual(node.exit_code, 1, log)
+
+    @defer.inlineCallbacks
+    def test_an_endpoint_that_cannot_be_listened_on_is_one_line(self) -> Any:
+        config = os.path.join(self.workdir, "node.json")
+        with open(config, "w") as f:
+            f.write(
+                '{"ilpAddress": "test.f", "assetCode": "XRP", "assetScale": 9, "accounts":'
+                ' {"bob": {"relation": "child", "options": {"incoming":'
+                ' {"endpoint": "unix:/nonexistent/dir/sock", "staticToken": "t"}}}}}'
+            )
+        for argv, line in [
+            (
+                [*self.flags(PID_HANDLER), "--listen", "tcp:99999:interface=127.0.0.1"],
+                "twistd ilphttp: --listen 'tcp:99999:interface=127.0.0.1': the port must be"
+                " a number from 0 to 65535, got '99999'\n",
+            ),
+            (
+                ["--config", config],
+                f"twistd ilphttp: {config}: accounts.bob.options: incoming.endpoint"
+                " 'unix:/nonexistent/dir/sock': the socket's directory /nonexistent/dir"
+                " does not exist\n",
+            ),
+        ]:
+            node = start_twistd(self, self.workdir, *argv)
+            yield within(node.ended, 60)
+            self.assertEqual(node.exit_code, 2, node.text())
+            self.assertEqual(node.text(), line + "twistd ilphttp: see 'twistd ilphttp --help'\n")
