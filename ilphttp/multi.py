@@ -81,11 +81,16 @@ class ChildUrlTemplate:
             port = urlsplit(url).netloc.rpartition(":")[2]
             # Canonical digits only: "08191" would reach the port of child
             # "8191" under another address (and so another child's packets).
-            canonical = port.isascii() and port.isdigit() and str(int(port)) == port
-            if not (canonical and low <= int(port) <= high):
+            digits = port.isascii() and port.isdigit()
+            if not (digits and low <= int(port) <= high):
                 raise ChildNameError(
                     f"the child's name fills the port of the URL template, so it must be"
-                    f" a number from {low} to {high}, without leading zeros"
+                    f" a number from {low} to {high}"
+                )
+            if str(int(port)) != port:
+                raise ChildNameError(
+                    "the child's name fills the port of the URL template, so it must be"
+                    " written without leading zeros"
                 )
         elif self.place == HOST:
             hostname = urlsplit(url).hostname or ""
