@@ -8,6 +8,12 @@
 //   npm ci --prefix interop
 //   node examples/js-child.js            # IL-DCP, one Prepare to test.hub.bob, exit
 //   node examples/js-child.js --stay     # the same, then keep answering until Ctrl-C
+//   node examples/js-child.js --port 8790 --hub http://127.0.0.1:8771/
+//
+// The ports default to the walk-through's: this child listens on 7790 and the
+// hub's `kids` account is http://127.0.0.1:7771/. If you moved them (README.md:
+// "change the ports ... together"), give --port and --hub, or set
+// JS_CHILD_PORT and HUB_KIDS_URL.
 //
 // No NODE_PATH is needed: `need` below resolves the packages from
 // interop/node_modules, wherever you run it from. With the packages installed
@@ -15,7 +21,7 @@
 // use plain `require` instead.
 //
 // What it does:
-// 1. connect(): listen on 127.0.0.1:7790. The JS plugin's ILP-Peer-Name is its
+// 1. connect(): listen on 127.0.0.1:7790 (--port). The JS plugin's ILP-Peer-Name is its
 //    own port, "7790", so the hub's URL template http://127.0.0.1:%/ reaches
 //    this child at http://127.0.0.1:7790/.
 // 2. IL-DCP: ask the hub for our address (test.hub.kids.7790) and asset.
@@ -36,8 +42,19 @@ const PluginHttp = need('ilp-plugin-http')
 const IlpPacket = need('ilp-packet')
 const ILDCP = need('ilp-protocol-ildcp')
 
-const PORT = 7790
-const HUB_KIDS = 'http://127.0.0.1:7771/'
+// `--flag value` on the command line, else the environment variable, else the default.
+function option (flag, variable, fallback) {
+  const at = process.argv.indexOf(flag)
+  if (at !== -1 && at + 1 < process.argv.length) return process.argv[at + 1]
+  return process.env[variable] || fallback
+}
+
+const PORT = Number(option('--port', 'JS_CHILD_PORT', '7790'))
+const HUB_KIDS = option('--hub', 'HUB_KIDS_URL', 'http://127.0.0.1:7771/')
+if (!Number.isInteger(PORT) || PORT < 1 || PORT > 65535) {
+  console.error('js-child: --port (JS_CHILD_PORT) must be a port number from 1 to 65535')
+  process.exit(2)
+}
 const FULFILLMENT = Buffer.from('ilphttp walk-through fulfillment') // 32 bytes
 const CONDITION = crypto.createHash('sha256').update(FULFILLMENT).digest()
 const stay = process.argv.includes('--stay')

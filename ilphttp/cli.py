@@ -154,7 +154,7 @@ class PingOptions(usage.Options):
             timeout = -1.0
         if not 0 < timeout <= 3600:
             raise usage.UsageError(
-                f"--timeout must be seconds from 0 to 3600, got {self['timeout']!r}"
+                f"--timeout must be seconds, more than 0 and at most 3600, got {self['timeout']!r}"
             )
         self["timeout"] = timeout
         destination, amount = self["destination"], self["amount"]

@@ -26,6 +26,7 @@ from ilphttp._option_fields import (
     pick,
 )
 from ilphttp.auth import PublicKey
+from ilphttp.endpoint_check import check_endpoint
 from ilphttp.errors import OptionError
 from ilphttp.ildcp import IldcpResponse, as_response
 from ilphttp.limits import Limits, parse_limits
@@ -286,6 +287,8 @@ def _incoming(sp: Spelling, inc: Mapping[str, Any]) -> IncomingOptions:
     if port is not None:
         port = validate.integer("incoming.port", port, 0, 65535)
     endpoint = validate.optional_string("incoming.endpoint", inc.get("endpoint"))
+    if endpoint is not None:
+        check_endpoint("incoming.endpoint", endpoint)
     if port is not None and endpoint is not None:
         raise OptionError("give incoming.port or incoming.endpoint, not both")
     static_token, jwt_secret = auth(sp, "incoming", inc)

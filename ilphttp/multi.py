@@ -4,10 +4,11 @@ A multi account serves many children through one link (the JS plugin's
 ``multi`` mode): a child's name is the address segment after ours, and the
 outgoing URL is a template in which the delimiter (default ``%``, its first
 occurrence only) is replaced by that name.  A name must fit the place it
-fills: digits for a port, an RFC 1123 label for a host, anything an ILP
-segment allows for a path.  Otherwise the child cannot be reached, and it is
-refused before any request is made -- a name is never a way to make the hub
-knock on arbitrary ports or hosts.  No Twisted here.
+fills: digits for a port (no leading zero: one port, one name), an RFC 1123
+label for a host, anything an ILP segment allows for a path.  Otherwise the
+child cannot be reached, and it is refused before any request is made -- a
+name is never a way to make the hub knock on arbitrary ports or hosts.  No
+Twisted here.
 """
 
 from __future__ import annotations
@@ -78,10 +79,18 @@ class ChildUrlTemplate:
         if self.place == PORT:
             low, high = self.port_range
             port = urlsplit(url).netloc.rpartition(":")[2]
-            if not (port.isascii() and port.isdigit() and low <= int(port) <= high):
+            # Canonical digits only: "08191" would reach the port of child
+            # "8191" under another address (and so another child's packets).
+            digits = port.isascii() and port.isdigit()
+            if not (digits and low <= int(port) <= high):
                 raise ChildNameError(
                     f"the child's name fills the port of the URL template, so it must be"
                     f" a number from {low} to {high}"
+                )
+            if str(int(port)) != port:
+                raise ChildNameError(
+                    "the child's name fills the port of the URL template, so it must be"
+                    " written without leading zeros"
                 )
         elif self.place == HOST:
             hostname = urlsplit(url).hostname or ""

@@ -64,6 +64,8 @@ __all__ = [
 ]
 
 _log = Logger()
+#: the reload's lines keep their namespace (docs/reload.rst)
+_reload_log = Logger(namespace="ilphttp.reload")
 
 
 class HandlerError(OptionError):
@@ -164,7 +166,11 @@ class NodeService(MultiService):
         configuration stays, whole.  See docs/reload.rst.
         """
         if self.config_file is None:
-            return fail(OptionError("this node was not started from a config file"))
+            reason = "this node was not started from a config file (--config)"
+            _reload_log.error(
+                "reload refused, the running configuration stays: {reason}", reason=reason
+            )
+            return fail(OptionError(reason))
         return reload_file(self, self.config_file)
 
     def apply(self, config: NodeConfig) -> Deferred[ReloadSummary]:
@@ -174,12 +180,18 @@ class NodeService(MultiService):
     def attach_handler(self, spec: AccountSpec, plugin: PluginHttp, config: NodeConfig) -> None:
         """Register the handler factory's handler for ``spec``'s account on ``plugin``.
 
-        :raises HandlerError: when the factory returns something not callable.
+        :raises HandlerError: when the factory raises (one line: its error, not
+            its traceback), or returns something not callable.
         """
         assert self.handler_factory is not None
-        handler = self.handler_factory(
-            HandlerContext(spec.name, spec.relation, plugin, self.plugins, config)
-        )
+        try:
+            handler = self.handler_factory(
+                HandlerContext(spec.name, spec.relation, plugin, self.plugins, config)
+            )
+        except Exception as exc:
+            raise HandlerError(
+                f"the handler factory raised {type(exc).__name__}: {exc} (account {spec.name})"
+            ) from None
         if not callable(handler):
             raise HandlerError(
                 f"the handler factory returned {type(handler).__name__}, not a callable"

@@ -28,7 +28,6 @@ Everything here is pure: errors are :class:`~ilphttp.errors.OptionError`
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,9 @@ from typing import Any
 from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
+from ilphttp.endpoint_check import check_endpoint
 from ilphttp.errors import ConfigError
+from ilphttp.json_keys import DuplicateKeyError, loads_without_duplicates
 from ilphttp.limits import parse_limits
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
@@ -234,7 +235,9 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     else:
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = loads_without_duplicates(raw.decode("utf-8"))
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -397,7 +400,7 @@ def parse_node(
         ignored=tuple(ignored),
         workers=1 if workers is None else validate.integer("workers", workers, 1, MAX_WORKERS),
         listen=_listen(data.get("listen")) + listen_flags,
-        metrics=validate.optional_string("metrics", data.get("metrics")),
+        metrics=_metrics(data.get("metrics")),
         log_format=_choice("logFormat", data.get("logFormat"), LOG_FORMATS),
         log_level=_choice("logLevel", data.get("logLevel"), LOG_LEVELS) or "info",
         server_limits=_server(data.get("server")),
@@ -424,6 +427,11 @@ def _choice(where: str, value: Any, choices: tuple[str, ...]) -> str | None:
     return text
 
 
+def _metrics(value: Any) -> str | None:
+    description = validate.optional_string("metrics", value)
+    return None if description is None else check_endpoint("metrics", description)
+
+
 def _listen(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -431,7 +439,10 @@ def _listen(value: Any) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise ConfigError("listen must be an endpoint string or a list of them")
-    return tuple(validate.string(f"listen[{i}]", v) for i, v in enumerate(value))
+    return tuple(
+        check_endpoint(f"listen[{i}]", validate.string(f"listen[{i}]", v))
+        for i, v in enumerate(value)
+    )
 
 
 def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:

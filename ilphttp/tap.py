@@ -32,6 +32,7 @@ from twisted.python import usage
 
 from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
+from ilphttp.endpoint_check import check_endpoint
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import HandlerError, NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
@@ -197,6 +198,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         try:
+            for description in self["listen"]:
+                check_endpoint("--listen", validate.string("--listen", description))
             if self["config"] is not None:
                 node = self._from_file(self["config"])
             else:
@@ -212,6 +215,8 @@ class Options(usage.Options):
     def _operations(self, node: NodeConfig) -> NodeConfig:
         """``node`` with --metrics, --log-format and --log-level applied (flags win;
         the same rule as each reload's, :class:`~ilphttp.reload.OperationFlags`)."""
+        if self["metrics"] is not None:
+            check_endpoint("--metrics", self["metrics"])
         node = self._operation_flags().apply(node)
         if node.metrics is not None:
             check_metrics(node.metrics)  # a bad endpoint is a usage error, not a start-up one
@@ -368,6 +373,8 @@ def makeService(options: Mapping[str, Any]) -> IService:
     metrics and supervises N worker processes: see :mod:`ilphttp.workers`.
     With ``--config``, SIGHUP reloads the file (docs/reload.rst); with
     ``--workers N`` the parent reloads, and passes it on to the workers.
+    Without ``--config`` a SIGHUP is refused with one log line, and the node
+    keeps running.
     The service sets the application's log observer, which drops events below
     ``logLevel`` (``--log-format``'s, else twistd's own: :mod:`ilphttp.node_logs`).
     """
@@ -381,6 +388,7 @@ def makeService(options: Mapping[str, Any]) -> IService:
         # The parent serves the workers' metrics; they serve none themselves.
         supervisor = WorkersService(node, options.get("handler"), workers)
         supervisor.config_file = options.get("config_file")
+        supervisor.fatal_exit_status = 1  # as a single process that cannot start
         top = MultiService()
         supervise(supervisor, node.metrics).setServiceParent(top)
         # Always: without a file a SIGHUP is refused in one line, never kills the node.
@@ -388,8 +396,9 @@ def makeService(options: Mapping[str, Any]) -> IService:
         service = top
     else:
         node_service = make_service(options)
-        if node_service.config_file is not None:
-            ReloadOnHangup(node_service).setServiceParent(node_service)
+        # As with workers: without a file a SIGHUP is refused in one line (its
+        # default action would kill the node, with no drain).
+        ReloadOnHangup(node_service).setServiceParent(node_service)
         service = node_service
     return with_log_format(service, node.log_format, node.log_level, options.get("twistd"))
 

@@ -13,6 +13,7 @@ its own log with the system ``worker N: ...``.  :meth:`WorkersService.reload`
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -243,6 +244,26 @@ def forward_line(
         _log.emit(level, "{line}", line=text, log_system=f"{system}: fd {fd}")
 
 
+def exit_at_end(status: int) -> None:
+    """Make this process exit with ``status`` once twistd has returned.
+
+    twistd ends with status 0 after its reactor stopped (its pid file removed,
+    its log closed), whatever stopped it; this exit handler, registered late,
+    runs before those registered at import, flushes the standard streams and
+    ends the process with ``status``.
+    """
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or its reader gone
+                pass
+        os._exit(status)
+
+    atexit.register(leave)
+
+
 class WorkersService(Service):
     """The parent of ``--workers N``: opens the sockets, runs and supervises the workers.
 
@@ -301,6 +322,10 @@ class WorkersService(Service):
         self._all_ready_logged = False
         #: why the node stopped, if a worker could not start
         self.fatal: str | None = None
+        #: the process's exit status when it stops because a worker could not
+        #: start (``twistd ilphttp`` sets 1, as for its other start-up errors:
+        #: twistd itself exits 0 whatever stopped its reactor); None: untouched
+        self.fatal_exit_status: int | None = None
         #: added to the workers' environment (``PROMETHEUS_MULTIPROC_DIR``)
         self.extra_env: dict[str, str] = {}
         #: called with a worker's pid once it has ended (metrics: ``mark_process_dead``)
@@ -462,6 +487,8 @@ class WorkersService(Service):
         if not slot.ever_ready:
             self.fatal = f"worker {slot.number} could not start ({how}); stopping the node"
             _log.critical("{reason}", reason=self.fatal)
+            if self.fatal_exit_status is not None:
+                exit_at_end(self.fatal_exit_status)
             self._on_fatal()
             return
         delay = slot.next_delay(self._reactor.seconds() - process.started)
@@ -502,6 +529,11 @@ class WorkersService(Service):
             _log.info("stopping {n} workers", n=len(running))
         for process in running:
             process.signal("TERM")
+        # No worker will be started again: our copies of the listening sockets
+        # go now, so that once the workers have closed theirs (at SIGTERM) a new
+        # connection is refused (a balancer retries it elsewhere) instead of
+        # waiting in a backlog nobody accepts, to be reset at our exit.
+        self._close()
 
         def kill() -> None:
             for process in running:
@@ -520,7 +552,6 @@ class WorkersService(Service):
         def finished(_: object) -> None:
             if timer.active():
                 timer.cancel()
-            self._close()
 
         return done.addBoth(finished)
 

@@ -117,7 +117,12 @@ class ParseTests(SynchronousTestCase):
             ),
             (["ping", *url, "-d", "test.bob", "-a", "9" * 5000], env, "got '9999999999"),
             (["ping", *url, "-d", "test.bob", "-a", str(2**64)], env, "--amount must be"),
-            (["ping", *url, "-t", "0"], env, "--timeout must be seconds"),
+            (
+                ["ping", *url, "-t", "0"],
+                env,
+                "--timeout must be seconds, more than 0 and at most 3600, got '0'",
+            ),
+            (["ping", *url, "-t", "3600.5"], env, "more than 0 and at most 3600, got '3600.5'"),
             (["ping", *url, "-t", "soon"], env, "--timeout must be seconds"),
             (["ping", "--url", "ftp://127.0.0.1/"], env, "--url must be an http:// or https://"),
             (

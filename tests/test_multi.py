@@ -48,6 +48,11 @@ class UrlForTests(SynchronousTestCase):
             with self.assertRaises(ChildNameError, msg=name) as caught:
                 template.url_for(name)
             self.assertNotIn("127.0.0.1", str(caught.exception))  # no internal detail
+        # One port, one name: "07790" would reach child 7790 under another address.
+        for name in ("07790", "007790"):
+            with self.assertRaises(ChildNameError, msg=name) as caught:
+                template.url_for(name)
+            self.assertIn("it must be written without leading zeros", str(caught.exception))
 
     def test_port_suffix(self) -> None:
         template = ChildUrlTemplate("http://127.0.0.1:80%/")

@@ -595,7 +595,13 @@ class FlagTests(SynchronousTestCase):
 
         with self.assertRaises(UsageError) as raised:
             self.options("--metrics", "tcp:notaport")
-        self.assertIn("metrics 'tcp:notaport' is invalid", str(raised.exception))
+        self.assertIn(
+            "--metrics 'tcp:notaport': the port must be a number from 0 to 65535",
+            str(raised.exception),
+        )
+        with self.assertRaises(UsageError) as raised:
+            self.options("--metrics", "nosuchtype:1")  # Twisted's to parse
+        self.assertIn("metrics 'nosuchtype:1' is invalid", str(raised.exception))
         self.assertNotIn("--handler", str(raised.exception))
         # under twistd: one line and exit status 2
         with self.assertRaises(SystemExit) as exited:

@@ -158,6 +158,64 @@ staticToken = "o"
         message = self.usage_error(["--config", "/nonexistent/hub.json"])
         self.assertIn("cannot read /nonexistent/hub.json", message)
 
+    def test_endpoints_that_cannot_be_listened_on_are_refused_when_read(self) -> None:
+        # Not a traceback from bind() or from the unix socket's lock file at start.
+        port_rule = "the port must be a number from 0 to 65535"
+
+        def with_endpoint(endpoint: str) -> dict[str, Any]:
+            config: dict[str, Any] = json.loads(json.dumps(HUB_CONFIG))
+            config["accounts"]["bob"]["options"]["incoming"] = {
+                "endpoint": endpoint,
+                "staticToken": "bob-in",
+            }
+            return config
+
+        for endpoint, why in [
+            ("tcp:99999:interface=127.0.0.1", f"{port_rule}, got '99999'"),
+            ("tcp:-5:interface=127.0.0.1", f"{port_rule}, got '-5'"),
+            ("ssl:port=65536:privateKey=key.pem", f"{port_rule}, got '65536'"),
+            ("tcp:abc", f"{port_rule}, got 'abc'"),
+            (
+                "unix:/nonexistent/dir/sock",
+                "the socket's directory /nonexistent/dir does not exist",
+            ),
+        ]:
+            self.assertEqual(
+                self.config_error(with_endpoint(endpoint)),
+                f": accounts.bob.options: incoming.endpoint {endpoint!r}: {why}",
+            )
+        shared = json.loads(json.dumps(HUB_CONFIG))
+        shared["listen"] = ["tcp:0", "tcp:70000"]
+        self.assertIn(f": listen[1] 'tcp:70000': {port_rule}", self.config_error(shared))
+        shared["listen"] = ["tcp:0"]
+        shared["metrics"] = "tcp:99999"
+        self.assertIn(f": metrics 'tcp:99999': {port_rule}", self.config_error(shared))
+        self.assertIn(
+            f"--listen 'tcp:99999': {port_rule}",
+            self.usage_error(["--config", self.write(HUB_CONFIG), "--listen", "tcp:99999"]),
+        )
+        fine = with_endpoint(f"unix:{os.path.abspath(self.mktemp())}.sock")
+        self.assertEqual(len(self.parse_config(fine)["node"].accounts), len(HUB_CONFIG["accounts"]))
+
+    def test_a_key_given_twice_is_refused_with_its_path(self) -> None:
+        account = '{"relation": "child", "options": {"incoming": {"port": 0, "staticToken": "%s"}}}'
+        head = '{"ilpAddress": "test.a", "assetCode": "X", "assetScale": 9, '
+        two_bobs = head + f'"accounts": {{"bob": {account % "x"}, "bob": {account % "y"}}}}}'
+        self.assertEqual(
+            self.config_error(two_bobs),
+            ": accounts: the key 'bob' is given twice (JSON would keep only the last one)",
+        )
+        two_accounts = head + f'"accounts": {{"a": {account % "x"}}}, "accounts": {{}}}}'
+        self.assertIn(
+            ": the top level: the key 'accounts' is given twice", self.config_error(two_accounts)
+        )
+        deep = head + '"accounts": {"a": {"options": {"incoming": {"port": 1, "port": 2}}}}}'
+        self.assertIn(
+            ": accounts.a.options.incoming: the key 'port' is given twice", self.config_error(deep)
+        )
+        listed = head + '"listen": ["tcp:0", {"x": 1, "x": 2}], "accounts": {}}'
+        self.assertIn(": listen[1]: the key 'x' is given twice", self.config_error(listed))
+
     def test_config_errors(self) -> None:
         def change(edit: Any) -> dict[str, Any]:
             config = json.loads(json.dumps(HUB_CONFIG))

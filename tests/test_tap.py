@@ -108,6 +108,19 @@ class SingleLinkOptionsTests(OptionsCase):
             message = self.usage_error([*self.hub_argv()[2:], "--port", bad])
             self.assertIn("--port must be a TCP port number", message)
 
+    def test_listen_and_metrics_endpoints_are_checked_before_start(self) -> None:
+        rule = "the port must be a number from 0 to 65535"
+        for argv, expected in [
+            (["--listen", "tcp:99999:interface=127.0.0.1"], f"{rule}, got '99999'"),
+            (["--listen", "tcp:0", "--listen", "tcp:-5"], f"--listen 'tcp:-5': {rule}, got '-5'"),
+            (["--listen", r"unix:/nonexistent/a\:b/s"], "directory /nonexistent/a:b does not"),
+            (["--listen", "tcp:0", "--metrics", "tcp:port=70000"], "--metrics 'tcp:port=70000'"),
+        ]:
+            message = self.usage_error([*self.hub_argv()[2:], *argv])
+            self.assertIn(expected, message)
+        # Types we do not know are Twisted's to parse, when it listens.
+        self.parse([*self.hub_argv()[2:], "--listen", "systemd:domain=INET:index=0"])
+
     def test_jwt_secrets(self) -> None:
         argv = [
             "--port",

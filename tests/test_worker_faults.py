@@ -7,9 +7,11 @@ packets are in flight when a worker is killed or the node is stopped.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
 import tempfile
 from typing import Any
 
@@ -21,7 +23,7 @@ from ilphttp.packet import Fulfill, Reject, deserialize
 from ilphttp.plugin import PluginHttp
 from tests.support.packets import make_prepare
 from tests.support.reactor import global_reactor, within
-from tests.support.twistd import PREIMAGE, start_twistd
+from tests.support.twistd import HELD_HANDLER_DELAY, PREIMAGE, start_twistd
 
 TOKEN = "worker-faults-token"
 SENDERS = 6  # concurrent senders, each with its own connection pool
@@ -103,6 +105,19 @@ class _Load:
         return [r for r in self.results if not isinstance(r, int)]
 
 
+def _refused(port: int) -> bool:
+    """Whether a new connection to ``port`` is refused now (one that is made is closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        except OSError as exc:
+            return exc.errno == errno.ECONNREFUSED
+        return False
+
+
 def _sleep(seconds: float) -> defer.Deferred[None]:
     return deferLater(global_reactor(), seconds, lambda: None)
 
@@ -117,16 +132,9 @@ class WorkerFaultTests(TestCase):
         _node(self.config)
 
     @defer.inlineCallbacks
-    def start(self) -> Any:
+    def start(self, handler: str = "tests.support.twistd:make_slow_pid_handler") -> Any:
         node = start_twistd(
-            self,
-            self.workdir,
-            "--config",
-            self.config,
-            "--workers",
-            "2",
-            "--handler",
-            "tests.support.twistd:make_slow_pid_handler",
+            self, self.workdir, "--config", self.config, "--workers", "2", "--handler", handler
         )
         ready = yield node.wait_for(r"all 2 workers are ready \(pids ([\d, ]+)\)")
         port = int((yield node.wait_for(r"account bob: \S+ on port (\d+)")).group(1))
@@ -180,3 +188,30 @@ class WorkerFaultTests(TestCase):
         # The packets in flight at SIGTERM were answered: not one was lost.
         self.assertEqual(load.rejected(), [])
         self.assertEqual(set(load.fulfilled()), set(pids))
+
+    @defer.inlineCallbacks
+    def test_sigterm_refuses_new_connections_while_the_workers_drain(self) -> Any:
+        # A balancer retries a refused connection elsewhere (haproxy.cfg,
+        # docs/deployment.rst); one the kernel accepted for nobody is reset later.
+        node, port, pids = yield self.start("tests.support.twistd:make_held_pid_handler")
+        sender = PluginHttp(outgoing={"url": f"http://127.0.0.1:{port}/", "static_token": TOKEN})
+        yield sender.connect()
+        self.addCleanup(sender.disconnect)
+        made = make_prepare(
+            global_reactor().seconds(), 60, destination="test.ops.x", fulfillment=PREIMAGE
+        )
+        answered = within(sender.send_data(made.packet), 60)
+        yield node.wait_for(r"holding a Prepare")
+        held = global_reactor().seconds()  # it is answered HELD_HANDLER_DELAY s from here
+        self.assertFalse(_refused(port))
+        stopping = node.stop()  # SIGTERM to the supervisor, forwarded to each worker
+        yield within(node.wait_for(r"stopping 2 workers"), 10)
+        while not _refused(port):
+            yield _sleep(0.05)
+            waited = global_reactor().seconds() - held
+            self.assertLess(waited, HELD_HANDLER_DELAY / 2, "new connections are still accepted")
+        self.assertFalse(answered.called, "refused only once the drain was over")
+        reply = deserialize((yield answered))
+        self.assertIsInstance(reply, Fulfill)  # the packet in flight was answered
+        self.assertIn(int(reply.data), pids)
+        yield within(stopping, 60)

@@ -830,8 +830,12 @@ class WorkerSideTests(SynchronousTestCase):
             " no_such_module_for_ilphttp: No module named 'no_such_module_for_ilphttp'",
             said,
         )
-        self.assertIn("the node could not be built", said)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn(  # one line, not the factory's traceback
+            "ilphttp: --handler tests.test_workers:make_failing_handler: the handler factory"
+            " raised RuntimeError: this handler factory always fails (account a)",
+            said,
+        )
+        self.assertEqual(self.flushLoggedErrors(RuntimeError), [])
 
 
 # -- real processes ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -52,6 +53,28 @@ def make_slow_pid_handler(context: Any) -> Any:
     return handler
 
 
+#: seconds the held pid handler takes per Prepare: long enough for a test to
+#: look at the node while the Prepare is in flight, even on a loaded machine
+HELD_HANDLER_DELAY = 8.0
+
+
+def make_held_pid_handler(context: Any) -> Any:
+    """As :func:`make_pid_handler`, answering :data:`HELD_HANDLER_DELAY` seconds later."""
+    fast = make_pid_handler(context)
+
+    def handler(data: bytes) -> Any:
+        reply = fast(data)
+        Logger(namespace="tests.held").info("holding a Prepare")  # it is in flight now
+        return deferLater(global_reactor(), HELD_HANDLER_DELAY, lambda: reply)
+
+    return handler
+
+
+def make_raising_handler(context: Any) -> Any:
+    """A ``--handler`` factory that cannot make a handler (its database is down, say)."""
+    raise RuntimeError("the handler's database is down")
+
+
 class Twistd(ProcessProtocol):
     """A running twistd; its stdout and stderr together in :meth:`text`."""
 
@@ -90,6 +113,14 @@ class Twistd(ProcessProtocol):
         if self.reason is None and self.transport is not None:
             self.transport.signalProcess("TERM")
         yield self.ended
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status once it has ended (None while running, or killed by a signal)."""
+        if self.reason is None:
+            return None
+        code: int | None = getattr(self.reason.value, "exitCode", None)
+        return code
 
     def kill(self) -> None:
         if self.reason is None and self.transport is not None:
