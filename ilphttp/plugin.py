@@ -497,11 +497,14 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
 
     def receive_prepare(
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
-    ) -> Deferred[bytes]:
-        """Called by the resource for each authorized, valid Prepare (limits first)."""
+    ) -> bytes | Deferred[bytes]:
+        """Called by the resource for each authorized, valid Prepare (limits first);
+        the reply's bytes when it is known at once (a synchronous handler)."""
         return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
 
-    def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
+    def _receive(
+        self, body: bytes, prepare: Prepare, peer_name: bytes | None
+    ) -> bytes | Deferred[bytes]:
         if not self._connected and not self._drain.draining:
             raise NotReady("server is closed")
         if self._drain.holding:
@@ -514,7 +517,7 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         # One expiry rule for every Prepare, IL-DCP requests included.
         delay = prepare.expires_at.timestamp() - self._reactor.seconds()
         if delay <= 0:
-            return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
+            return self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired")
         if serve_ildcp:
             return self._serve_ildcp(prepare, peer_name, delay)
         if self._handler.pending >= self._max_in_flight:
@@ -522,7 +525,8 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         sender = None
         if self.options.multi and peer_name is not None:
             sender = peer_name.decode("latin-1")
-        return self._track(self._handler.answer(prepare, body, delay, sender))
+        reply = self._handler.answer(prepare, body, delay, sender)
+        return reply if isinstance(reply, bytes) else self._track(reply)
 
     def _reject(self, code: str, message: str) -> bytes:
         return serialize_reject(Reject(code, self.address or "", message))
