@@ -357,12 +357,16 @@ class AccountDoor:
             if len(body) > MAX_PREPARE_LENGTH:
                 return TOO_LARGE  # only a reply may be larger
         try:
-            # Liberal reader (RFC 30): bytes after the envelope are ignored,
-            # and cut off here, so nothing downstream ever forwards them.
-            prepare = deserialize_prepare(body, strict=False)
-            end = envelope_length(body)
-        except InvalidPacketError as exc:
-            return _text(400, f"invalid ILP Prepare: {exc}")
+            prepare = deserialize_prepare(body)  # the common case: exactly one envelope
+            end = len(body)
+        except InvalidPacketError:
+            try:
+                # Liberal reader (RFC 30): bytes after the envelope are ignored,
+                # and cut off here, so nothing downstream ever forwards them.
+                prepare = deserialize_prepare(body, strict=False)
+                end = envelope_length(body)
+            except InvalidPacketError as exc:
+                return _text(400, f"invalid ILP Prepare: {exc}")
         if end != len(body):
             _log.debug("ignored {n} bytes after the envelope of a Prepare", n=len(body) - end)
             body = body[:end]
