@@ -264,11 +264,40 @@ class OutgoingClient:
             headers, extra = self._async_headers(headers, leg, extra)
         d: Deferred[Any] = self._sender.post(url, headers, body, extra)
         expiry = _Expiry(reactor, delay, d)
+        if leg is None:
+            # The answer read is final: one pair of callbacks, which stop the timer.
+            return d.addCallbacks(
+                self._answer_final,
+                self._failed_final,
+                callbackArgs=(url, prepare, triggered_by, expiry),
+                errbackArgs=(url, expiry, triggered_by),
+            )
         d.addCallback(self._answer, url, prepare, triggered_by, leg)
         d.addErrback(self._failed, url, expiry, triggered_by)
-        if leg is not None:
-            d.addBoth(leg.settle)
+        d.addBoth(leg.settle)
         return d.addBoth(expiry.stop)
+
+    def _answer_final(
+        self,
+        answer: tuple[int, bytes],
+        url: bytes,
+        prepare: Prepare,
+        triggered_by: str,
+        expiry: _Expiry,
+    ) -> Reply:
+        expiry.stop(None)
+        try:
+            reply = self._answer(answer, url, prepare, triggered_by)
+        except BaseException:  # as the errback after it would have had it
+            return self._failed(Failure(), url, expiry, triggered_by)
+        assert isinstance(reply, Reply)  # only an asynchronous leg's answer waits
+        return reply
+
+    def _failed_final(
+        self, failure: Failure, url: bytes, expiry: _Expiry, triggered_by: str
+    ) -> Reply:
+        expiry.stop(None)
+        return self._failed(failure, url, expiry, triggered_by)
 
     def _answer(
         self,
