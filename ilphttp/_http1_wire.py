@@ -18,10 +18,19 @@ __all__ = ["encode_answer", "status_line"]
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
+#: (version, status) -> its status line, made once
+_status_lines: dict[tuple[bytes, int], bytes] = {}
+
+
 def status_line(version: bytes, status: int) -> bytes:
     """``HTTP/1.1 200 OK\\r\\n``."""
-    reason = _REASONS.get(status) or RESPONSES.get(status, b"Unknown")
-    return b"%s %d %s\r\n" % (version, status, reason)
+    line = _status_lines.get((version, status))
+    if line is None:
+        reason = _REASONS.get(status) or RESPONSES.get(status, b"Unknown")
+        line = b"%s %d %s\r\n" % (version, status, reason)
+        if len(_status_lines) < 256:  # statuses are few, but an odd one is not kept
+            _status_lines[version, status] = line
+    return line
 
 
 _date_cache: list[Any] = [-1, b""]

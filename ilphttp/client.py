@@ -140,6 +140,27 @@ def _is_cancellation(failure: Failure) -> bool:
 Sender = Union[AgentSender, Http1Client]
 
 
+class _Expiry:
+    """A request's timer: cancels it at its Prepare's expiry (then R00, not T01)."""
+
+    __slots__ = ("_deferred", "_timer", "timed_out")
+
+    def __init__(self, reactor: IReactorTime, delay: float, d: Deferred[Any]) -> None:
+        self._deferred = d
+        self.timed_out = False
+        self._timer: IDelayedCall = reactor.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self._deferred.cancel()
+
+    def stop(self, result: Any) -> Any:
+        """The request is over (a callback and errback): no timer left behind."""
+        if self._timer.active():
+            self._timer.cancel()
+        return result
+
+
 class OutgoingClient:
     """Sends serialized Prepares to one peer over an ``IAgent`` or an
     :class:`~ilphttp.http1_client.Http1Client`.
@@ -235,7 +256,6 @@ class OutgoingClient:
                     ),
                 )
             )
-        state: dict[str, Any] = {"timed_out": False}
         extra = None
         if self._send_destination:
             extra = (b"ILP-Destination", prepare.destination.encode("ascii"))
@@ -243,23 +263,41 @@ class OutgoingClient:
         if leg is not None:
             headers, extra = self._async_headers(headers, leg, extra)
         d: Deferred[Any] = self._sender.post(url, headers, body, extra)
-
-        def expire() -> None:
-            state["timed_out"] = True
-            d.cancel()
-
-        timer: IDelayedCall = reactor.callLater(delay, expire)
+        expiry = _Expiry(reactor, delay, d)
+        if leg is None:
+            # The answer read is final: one pair of callbacks, which stop the timer.
+            return d.addCallbacks(
+                self._answer_final,
+                self._failed_final,
+                callbackArgs=(url, prepare, triggered_by, expiry),
+                errbackArgs=(url, expiry, triggered_by),
+            )
         d.addCallback(self._answer, url, prepare, triggered_by, leg)
-        d.addErrback(self._failed, url, state, triggered_by)
-        if leg is not None:
-            d.addBoth(leg.settle)
+        d.addErrback(self._failed, url, expiry, triggered_by)
+        d.addBoth(leg.settle)
+        return d.addBoth(expiry.stop)
 
-        def stop_timer(result: Reply) -> Reply:
-            if timer.active():
-                timer.cancel()
-            return result
+    def _answer_final(
+        self,
+        answer: tuple[int, bytes],
+        url: bytes,
+        prepare: Prepare,
+        triggered_by: str,
+        expiry: _Expiry,
+    ) -> Reply:
+        expiry.stop(None)
+        try:
+            reply = self._answer(answer, url, prepare, triggered_by)
+        except BaseException:  # as the errback after it would have had it
+            return self._failed(Failure(), url, expiry, triggered_by)
+        assert isinstance(reply, Reply)  # only an asynchronous leg's answer waits
+        return reply
 
-        return d.addBoth(stop_timer)
+    def _failed_final(
+        self, failure: Failure, url: bytes, expiry: _Expiry, triggered_by: str
+    ) -> Reply:
+        expiry.stop(None)
+        return self._failed(failure, url, expiry, triggered_by)
 
     def _answer(
         self,
@@ -279,9 +317,14 @@ class OutgoingClient:
                 self._log_auth_failure(status)
             return self._ours(url, reject_for_status(status, triggered_by))
         checked = check_reply_body(body, prepare.execution_condition, triggered_by)
-        _note_trailing(body)
         if isinstance(checked, Reject):
+            _note_trailing(body)
             return self._ours(url, checked)  # garbage or a wrong fulfillment
+        if len(checked.data) != len(body):  # the Reply holds the envelope only
+            _log.debug(
+                "ignored {n} bytes after the envelope of the peer's reply",
+                n=len(body) - len(checked.data),
+            )
         return checked
 
     def _async_headers(
@@ -337,10 +380,8 @@ class OutgoingClient:
             self._failures_not_logged = 0
         return reply_of(reject)
 
-    def _failed(
-        self, failure: Failure, url: bytes, state: dict[str, Any], triggered_by: str
-    ) -> Reply:
-        if state["timed_out"]:
+    def _failed(self, failure: Failure, url: bytes, expiry: _Expiry, triggered_by: str) -> Reply:
+        if expiry.timed_out:
             # Whatever the cancelled request failed with, the cause is the expiry.
             return self._ours(
                 url,

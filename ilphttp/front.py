@@ -46,7 +46,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, NamedTuple, Protocol, Union
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -136,8 +136,9 @@ class PacketReceiver(Protocol):
 
     def receive_prepare(
         self, body: bytes, prepare: Prepare, peer_name: bytes | None
-    ) -> Deferred[bytes]:
-        """Fire with a serialized Fulfill or Reject; never fail.
+    ) -> bytes | Deferred[bytes]:
+        """A serialized Fulfill or Reject: at once (bytes), or a Deferred that
+        fires with it and never fails.
 
         ``body`` is ``prepare``'s envelope as received: any bytes the peer
         sent after it are already cut off.
@@ -338,7 +339,7 @@ class AccountDoor:
             if names is None or self._client_identity not in names.names():
                 return _WRONG_CERTIFICATE
         content_type = header(b"content-type")
-        if content_type is not None:
+        if content_type is not None and content_type not in _ACCEPTED_TYPES:
             media_type = content_type.split(b";", 1)[0].strip().lower()
             if media_type not in _ACCEPTED_TYPES:
                 return _WRONG_TYPE
@@ -356,12 +357,16 @@ class AccountDoor:
             if len(body) > MAX_PREPARE_LENGTH:
                 return TOO_LARGE  # only a reply may be larger
         try:
-            # Liberal reader (RFC 30): bytes after the envelope are ignored,
-            # and cut off here, so nothing downstream ever forwards them.
-            prepare = deserialize_prepare(body, strict=False)
-            end = envelope_length(body)
-        except InvalidPacketError as exc:
-            return _text(400, f"invalid ILP Prepare: {exc}")
+            prepare = deserialize_prepare(body)  # the common case: exactly one envelope
+            end = len(body)
+        except InvalidPacketError:
+            try:
+                # Liberal reader (RFC 30): bytes after the envelope are ignored,
+                # and cut off here, so nothing downstream ever forwards them.
+                prepare = deserialize_prepare(body, strict=False)
+                end = envelope_length(body)
+            except InvalidPacketError as exc:
+                return _text(400, f"invalid ILP Prepare: {exc}")
         if end != len(body):
             _log.debug("ignored {n} bytes after the envelope of a Prepare", n=len(body) - end)
             body = body[:end]
@@ -371,6 +376,11 @@ class AccountDoor:
             return _text(502, str(exc))
         except OverCapacity as exc:
             return Answer(503, str(exc).encode("utf-8"), headers=((b"retry-after", b"1"),))
+        if isinstance(reply, bytes):
+            # The common fast path: a synchronous handler already answered.
+            if asynchronous is None:
+                return Answer(200, reply, OCTET_STREAM)
+            reply = succeed(reply)
         if asynchronous is not None:
             assert rfc35 is not None
             return rfc35.accepted(asynchronous, prepare, reply)

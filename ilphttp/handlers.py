@@ -65,6 +65,9 @@ PrepareHandler = Callable[
 
 _log = Logger()
 
+#: what a handler answers at once (checked by :func:`reply_bytes`)
+_REPLY_TYPES = (bytes, Fulfill, Reject, Reply)
+
 
 def reply_bytes(result: Any) -> bytes:
     """The wire form of a handler's answer, checked once.
@@ -195,9 +198,27 @@ class RegisteredHandler:
 
     def answer(
         self, prepare: Prepare, data: bytes, delay: float, sender: str | None = None
-    ) -> Deferred[bytes]:
-        """The checked answer, as bytes, given ``delay`` seconds until ``prepare`` expires."""
-        d = self.call(prepare, data, sender)
+    ) -> bytes | Deferred[bytes]:
+        """The checked answer, as bytes, given ``delay`` seconds until ``prepare`` expires.
+
+        The bytes themselves when the handler answered at once with a reply
+        (bytes, a packet or a :class:`~ilphttp.packet.Reply`) or raised: no
+        Deferred on the common path; else a Deferred that never fails (except
+        with ``CancelledError`` once its caller cancelled it).
+        """
+        try:
+            if self.prepare_handler is not None:
+                result = self.prepare_handler(prepare, data, sender)
+            elif self.data_handler is not None:
+                result = self.data_handler(data)
+            else:
+                raise ildcp.IldcpError("no data handler is registered")
+        except BaseException:  # as maybeDeferred would: the handler's failure
+            return self._failed(Failure())
+        if isinstance(result, _REPLY_TYPES):
+            return self._checked(result)
+        # A Deferred, a coroutine, a Failure or garbage: what maybeDeferred makes of it.
+        d: Deferred[Any] = maybeDeferred(lambda: result)
         if d.called:
             # A synchronous handler: no timer, no bookkeeping.
             return d.addCallbacks(self._checked, self._failed)
@@ -213,7 +234,7 @@ class RegisteredHandler:
     def _checked(self, result: Any) -> bytes:
         try:
             return reply_bytes(result)
-        except (InvalidPacketError, TypeError, IndexError, ValueError) as exc:
+        except Exception as exc:  # InvalidPacketError, TypeError, ValueError, ...: never a 500
             _log.error(
                 "data handler returned an invalid reply ({reason}); answering T00",
                 reason=str(exc) or exc.__class__.__name__,

@@ -114,34 +114,40 @@ class LinkOps:
 
     # -- packets -----------------------------------------------------------------
 
-    def incoming(self, prepare: Prepare, answer: Callable[[], Deferred[bytes]]) -> Deferred[bytes]:
+    def incoming(
+        self, prepare: Prepare, answer: Callable[[], bytes | Deferred[bytes]]
+    ) -> bytes | Deferred[bytes]:
         """The reply to a peer's ``prepare``: the limits' Reject, or ``answer()``'s.
 
-        Exceptions of ``answer`` (the plugin's NotReady/OverCapacity, answered
-        with an HTTP error) pass through and the packet is not counted.
+        The reply's bytes when it is known at once (a limit, a synchronous
+        handler): counted then and there, never in flight; else a Deferred,
+        in flight until it fires.  Exceptions of ``answer`` (the plugin's
+        NotReady/OverCapacity, answered with an HTTP error) pass through and
+        the packet is not counted.
         """
         now = self._clock()
-        metrics = self.metrics
-        timing = metrics.packet_started("incoming", now)
         limiter = self.limiter
         if limiter is not None:
             refused = limiter.check(prepare.amount, now)
             if refused is not None:
                 ours = refused._replace(triggered_by=self._owner.address or "")
-                return succeed(self._answered_in(serialize_reject(ours), prepare, timing))
-        try:
-            d = answer()
-        except BaseException:
-            metrics.packet_abandoned(timing)
-            raise
-        return d.addBoth(self._answered_in, prepare, timing)
+                data = serialize_reject(ours)
+                self._finished("incoming", now, "reject", ours.code, prepare)
+                return data
+        result = answer()
+        if isinstance(result, bytes):
+            outcome, code = reply_code(result)
+            self._finished("incoming", now, outcome, code, prepare)
+            return result
+        timing = self.metrics.packet_started("incoming", now)
+        return result.addBoth(self._answered_in, prepare, timing)
 
     def _answered_in(self, result: Any, prepare: Prepare, timing: PacketTiming) -> Any:
         if not isinstance(result, bytes):  # a Failure: the peer went away
             self.metrics.packet_abandoned(timing)
             return result
         outcome, code = reply_code(result)
-        self._finished(timing, outcome, code, prepare)
+        self._finished(timing.direction, timing.started, outcome, code, prepare, timing)
         return result
 
     def outgoing(self, prepare: Prepare, send: Callable[[], Deferred[Reply]]) -> Deferred[Reply]:
@@ -169,25 +175,37 @@ class LinkOps:
             return result
         packet = result.packet
         if isinstance(packet, Fulfill):
-            self._finished(timing, "fulfill", "", prepare)
+            self._finished("outgoing", timing.started, "fulfill", "", prepare, timing)
         else:
-            self._finished(timing, "reject", packet.code, prepare)
+            self._finished("outgoing", timing.started, "reject", packet.code, prepare, timing)
         return result
 
-    def _finished(self, timing: PacketTiming, result: str, code: str, prepare: Prepare) -> None:
+    def _finished(
+        self,
+        direction: str,
+        started: float,
+        result: str,
+        code: str,
+        prepare: Prepare,
+        timing: PacketTiming | None = None,
+    ) -> None:
+        """Count a packet answered (``timing``: it was in flight; None: answered at once)."""
         now = self._clock()
-        self.metrics.packet_finished(timing, result, code, prepare.amount, now)
+        if timing is None:
+            self.metrics.packet_answered(direction, started, result, code, prepare.amount, now)
+        else:
+            self.metrics.packet_finished(timing, result, code, prepare.amount, now)
         if self.log_packets:
             _log.debug(
                 "{direction} packet to {destination}: {result} {code} ({amount}, {duration_ms} ms)",
                 event="packet",
                 account=self._owner.name or "",
-                direction=timing.direction,
+                direction=direction,
                 result=result,
                 code=code,
                 destination=escape(prepare.destination),
                 amount=prepare.amount,
-                duration_ms=round((now - timing.started) * 1000, 3),
+                duration_ms=round((now - started) * 1000, 3),
             )
 
     # -- HTTP ----------------------------------------------------------------------

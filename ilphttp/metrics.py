@@ -281,12 +281,25 @@ class LinkMetrics:
         if timing.finished:
             return
         timing.finished = True
-        direction = timing.direction
-        self._in_flight[direction].dec()
-        self._duration[direction].observe(max(0.0, now - timing.started))
+        self._in_flight[timing.direction].dec()
+        self.packet_answered(timing.direction, timing.started, result, code, amount, now)
+
+    def packet_answered(
+        self, direction: str, started: float, result: str, code: str, amount: int, now: float
+    ) -> None:
+        """A Prepare answered without ever being in flight (its reply was known at once,
+        within one call): counted as :meth:`packet_finished` counts, from ``started``
+        to ``now`` (seconds), without :meth:`packet_started`.
+        Raises :class:`ValueError` for another direction or result."""
+        duration = self._duration.get(direction)
+        if duration is None:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        duration.observe(max(0.0, now - started))
         key = (direction, result, code if result == "reject" else "")
         packets = self._packets.get(key)
         if packets is None:
+            if result not in RESULTS:
+                raise ValueError(f"result must be one of {RESULTS}, not {result!r}")
             packets = self._packets[key] = self.metrics.packets.labels(self.account, *key)
         packets.inc()
         if amount:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import re
-from typing import Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Union
 
 __all__ = [
     "ERROR_NAMES",
@@ -414,13 +414,29 @@ def deserialize(data: bytes, *, strict: bool = True) -> Packet:
     return _DECODERS[type_](buf, start, end)
 
 
+#: the last Prepare decoded from a ``bytes`` object holding exactly its envelope, and
+#: that object: a data handler that parses the very bytes the server parsed and
+#: handed it (the JS shape) gets the same Prepare without decoding it again
+_last_prepare: tuple[object, Any] = (object(), None)
+
+
 def deserialize_prepare(data: bytes, *, strict: bool = True) -> Prepare:
     """Decode a Prepare; raises :class:`InvalidPacketError` for anything else.
 
-    ``strict`` as for :func:`deserialize`.
+    ``strict`` as for :func:`deserialize`.  Decoding the same ``bytes`` object
+    as the last call (a data handler given the bytes the server decoded)
+    returns the same (immutable) :class:`Prepare` at once.
     """
+    global _last_prepare
+    last = _last_prepare
+    if data is last[0]:
+        found: Prepare = last[1]
+        return found
     _, buf, start, end = _open_envelope(data, TYPE_PREPARE, strict)
-    return _decode_prepare(buf, start, end)
+    prepare = _decode_prepare(buf, start, end)
+    if end == len(buf) and type(data) is bytes:  # no trailing bytes: strict or not, the same
+        _last_prepare = (data, prepare)
+    return prepare
 
 
 def deserialize_fulfill(data: bytes, *, strict: bool = True) -> Fulfill:

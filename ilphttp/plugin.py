@@ -59,10 +59,9 @@ from ilphttp.packet import (
 )
 from ilphttp.plugin_events import PluginEvents
 from ilphttp.plugin_ildcp import PluginIldcp
+from ilphttp.plugin_incoming import PluginIncoming
 from ilphttp.server import (
     IlpResource,
-    NotReady,
-    OverCapacity,
     incoming_auth,
     make_site,
     warn_short_secret,
@@ -80,7 +79,7 @@ __all__ = ["DataHandler", "NotConnectedError", "PluginHttp", "PrepareHandler", "
 _log = Logger()
 
 
-class PluginHttp(PluginEvents, PluginIldcp, Service):
+class PluginHttp(PluginEvents, PluginIldcp, PluginIncoming, Service):
     """An ILP-over-HTTP link, wire-compatible with ``ilp-plugin-http`` 1.6.1.
 
     :param incoming: ``{"port": 8000, "static_token": ...}`` or ``{"endpoint":
@@ -424,8 +423,8 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         :raises InvalidPacketError: when ``data`` is not a Prepare.
         :raises RuntimeError: when the plugin has no outgoing side.
         """
-        prepare = deserialize_prepare(data)
-        return self.send_prepare(prepare, data).addCallback(reply_data)
+        prepare = deserialize_prepare(data)  # strict: ``data`` is exactly its envelope
+        return self._send_envelope(prepare, data).addCallback(reply_data)
 
     def send_prepare(self, prepare: Prepare, data: bytes | None = None) -> Deferred[Reply]:
         """Send ``prepare``; fire with its checked :class:`~ilphttp.packet.Reply`.
@@ -436,18 +435,26 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
         ignores, are never written: strict peers refuse them).
         Errors as for :meth:`send_data`.
         """
-        client = self._client
-        if not self._connected:
-            # Also while disconnect() drains: the client is still there then.
-            raise NotConnectedError("plugin is not connected")
-        if client is None:
-            raise RuntimeError("this plugin has no outgoing configuration")
+        self._sending_client()
         if data is None:
             data = serialize_prepare(prepare)
         else:
             end = envelope_length(data)
             if end != len(data):
                 data = data[:end]
+        return self._send_envelope(prepare, data)
+
+    def _sending_client(self) -> OutgoingClient:
+        client = self._client
+        if not self._connected:
+            # Also while disconnect() drains: the client is still there then.
+            raise NotConnectedError("plugin is not connected")
+        if client is None:
+            raise RuntimeError("this plugin has no outgoing configuration")
+        return client
+
+    def _send_envelope(self, prepare: Prepare, data: bytes) -> Deferred[Reply]:
+        client = self._sending_client()
         return self._track(self.ops.outgoing(prepare, lambda: self._send(client, data, prepare)))
 
     def _send(self, client: OutgoingClient, data: bytes, prepare: Prepare) -> Deferred[Reply]:
@@ -495,37 +502,6 @@ class PluginHttp(PluginEvents, PluginIldcp, Service):
             return result
 
         return d.addBoth(done)
-
-    # -- incoming (PacketReceiver) ----------------------------------------------------------
-
-    def receive_prepare(
-        self, body: bytes, prepare: Prepare, peer_name: bytes | None
-    ) -> Deferred[bytes]:
-        """Called by the resource for each authorized, valid Prepare (limits first)."""
-        return self.ops.incoming(prepare, lambda: self._receive(body, prepare, peer_name))
-
-    def _receive(self, body: bytes, prepare: Prepare, peer_name: bytes | None) -> Deferred[bytes]:
-        if not self._connected and not self._drain.draining:
-            raise NotReady("server is closed")
-        if self._drain.holding:
-            # Draining: the listener stays open only for the replies to our
-            # asynchronous Prepares.
-            raise OverCapacity("draining")
-        serve_ildcp = self.options.multi and ildcp.is_ildcp_request(prepare)
-        if not serve_ildcp and not self._handler.registered:
-            raise NotReady("no handler registered.")
-        # One expiry rule for every Prepare, IL-DCP requests included.
-        delay = prepare.expires_at.timestamp() - self._reactor.seconds()
-        if delay <= 0:
-            return succeed(self._reject(ErrorCode.R00_TRANSFER_TIMED_OUT, "prepare has expired"))
-        if serve_ildcp:
-            return self._serve_ildcp(prepare, peer_name, delay)
-        if self._handler.pending >= self._max_in_flight:
-            raise OverCapacity("over capacity")
-        sender = None
-        if self.options.multi and peer_name is not None:
-            sender = peer_name.decode("latin-1")
-        return self._track(self._handler.answer(prepare, body, delay, sender))
 
     def _reject(self, code: str, message: str) -> bytes:
         return serialize_reject(Reject(code, self.address or "", message))

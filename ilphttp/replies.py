@@ -61,8 +61,12 @@ def read_reply(body: bytes) -> Reply:
     """
     if not body or body[0] not in (TYPE_FULFILL, TYPE_REJECT):
         raise InvalidPacketError("not a Fulfill or Reject")
-    packet = deserialize(body, strict=False)
-    end = envelope_length(body)
+    try:
+        packet = deserialize(body)  # the common case: exactly one envelope, read once
+        end = len(body)
+    except InvalidPacketError:
+        packet = deserialize(body, strict=False)
+        end = envelope_length(body)
     assert isinstance(packet, (Fulfill, Reject))
     return Reply(packet, body if end == len(body) else body[:end])
 

@@ -76,6 +76,7 @@ LINK = {
     "ilphttp.plugin",
     "ilphttp.plugin_events",
     "ilphttp.plugin_ildcp",
+    "ilphttp.plugin_incoming",
     "ilphttp.reply_delivery",
     "ilphttp.server",
     "ilphttp.shared",

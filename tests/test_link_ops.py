@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ilphttp.errors import OptionError
@@ -22,7 +23,14 @@ from ilphttp.packet import (
 from ilphttp.plugin import PluginHttp
 from tests.support.clients import http_agent, request
 from tests.support.fakes import LogCapture
-from tests.support.packets import data_prepare, expect_reject, fulfil_from_data
+from tests.support.packets import (
+    CLOCK_START,
+    data_prepare,
+    expect_fulfill,
+    expect_reject,
+    fulfil_from_data,
+    make_prepare,
+)
 from tests.support.plugins import connected_plugin
 from tests.support.ports import LOOPBACK_ENDPOINT, plugin_url
 from tests.support.reactor import within
@@ -295,3 +303,78 @@ class OptionTests(SynchronousTestCase):
         alone = PluginHttp(incoming={"port": 0, "static_token": TOKEN})
         self.assertIsNot(alone.registry, registry)
         self.assertIsInstance(alone.registry, CollectorRegistry)
+
+
+class AnsweredAtOnceTests(SynchronousTestCase):
+    """A Prepare a handler answers within its call is answered and counted without a
+    Deferred and never shows as in flight; a later answer is in flight until it comes."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(CLOCK_START)
+        self.plugin = PluginHttp(
+            incoming={"static_token": TOKEN}, reactor=self.clock, address=ADDRESS
+        )
+        self.plugin.setName("bob")
+        self.successResultOf(self.plugin.connect())
+        self.made = make_prepare(self.clock.seconds(), amount=5)
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.plugin.registry.get_sample_value(name, {"account": "bob", **labels})
+        return 0.0 if found is None else found
+
+    def receive(self) -> Any:
+        return self.plugin.receive_prepare(self.made.packet, self.made.prepare, None)
+
+    def assert_counted(self, result: str, code: str) -> None:
+        incoming = {"direction": "incoming"}
+        self.assertEqual(self.value("ilp_packets_total", **incoming, result=result, code=code), 1)
+        self.assertEqual(self.value("ilp_amount_total", **incoming, result=result), 5)
+        self.assertEqual(self.value("ilp_packet_duration_seconds_count", **incoming), 1)
+        self.assertEqual(self.value("ilp_packets_in_flight", **incoming), 0)
+
+    def test_synchronous_handler_gives_bytes(self) -> None:
+        self.plugin.register_data_handler(lambda data: self.made.fulfill(b"now"))
+        reply = self.receive()
+        self.assertIsInstance(reply, bytes)
+        self.assertEqual(expect_fulfill(self, reply, self.made.fulfillment).data, b"now")
+        self.assert_counted("fulfill", "")
+
+    def test_failing_handler_is_t00_at_once(self) -> None:
+        def broken(data: bytes) -> bytes:
+            raise RuntimeError("handler bug")
+
+        self.plugin.register_data_handler(broken)
+        reply = self.receive()
+        self.assertIsInstance(reply, bytes)
+        expect_reject(self, reply, ErrorCode.T00_INTERNAL_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assert_counted("reject", "T00")
+
+    def test_unserializable_answer_is_t00_not_an_error(self) -> None:
+        LogCapture(self)
+        # serialize() raises AttributeError here, not a packet error: still T00, never a 500
+        self.plugin.register_prepare_handler(
+            lambda prepare, data, sender: Reject(123, ADDRESS, "m")  # type: ignore[arg-type]
+        )
+        expect_reject(self, self.receive(), ErrorCode.T00_INTERNAL_ERROR)
+        self.assert_counted("reject", "T00")
+
+    def test_limit_reject_is_counted_at_once(self) -> None:
+        self.plugin.ops.set_limits(Limits(max_packet_amount=1))
+        self.plugin.register_data_handler(lambda data: self.fail("the handler was asked"))
+        reply = self.receive()
+        self.assertIsInstance(reply, bytes)
+        expect_reject(self, reply, ErrorCode.F08_AMOUNT_TOO_LARGE)
+        self.assert_counted("reject", "F08")
+
+    def test_later_answer_is_in_flight_until_it_comes(self) -> None:
+        later: Deferred[bytes] = Deferred()
+        self.plugin.register_data_handler(lambda data: later)
+        reply = self.receive()
+        self.assertIsInstance(reply, Deferred)
+        self.assertNoResult(reply)
+        self.assertEqual(self.value("ilp_packets_in_flight", direction="incoming"), 1)
+        later.callback(self.made.fulfill())
+        expect_fulfill(self, self.successResultOf(reply), self.made.fulfillment)
+        self.assert_counted("fulfill", "")

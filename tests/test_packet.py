@@ -456,6 +456,36 @@ class EncodingTests(SynchronousTestCase):
         self.assertEqual(deserialize(serialize(r)), r)
 
 
+class RepeatedDecodeTests(SynchronousTestCase):
+    """A data handler decoding the very bytes the server decoded gets the same Prepare
+    again; anything else is decoded (and checked) as ever."""
+
+    def test_same_bytes_object_gives_the_same_prepare(self) -> None:
+        wire = serialize_prepare(SAMPLE_PREPARE)
+        first = deserialize_prepare(wire, strict=False)
+        self.assertIs(deserialize_prepare(wire), first)
+        self.assertEqual(first, SAMPLE_PREPARE)
+
+    def test_trailing_bytes_are_still_refused_when_strict(self) -> None:
+        wire = serialize_prepare(SAMPLE_PREPARE) + b"\0"
+        self.assertEqual(deserialize_prepare(wire, strict=False), SAMPLE_PREPARE)
+        with self.assertRaises(InvalidPacketError):
+            deserialize_prepare(wire)
+
+    def test_a_mutated_buffer_is_decoded_again(self) -> None:
+        buf = bytearray(serialize_prepare(SAMPLE_PREPARE))
+        self.assertEqual(deserialize_prepare(buf).amount, SAMPLE_PREPARE.amount)
+        buf[1 + 1 + 7] ^= 1  # the amount's last byte
+        self.assertEqual(deserialize_prepare(buf).amount, SAMPLE_PREPARE.amount ^ 1)
+
+    def test_another_prepare_in_between(self) -> None:
+        one = serialize_prepare(SAMPLE_PREPARE)
+        other = serialize_prepare(SAMPLE_PREPARE._replace(amount=7))
+        deserialize_prepare(one)
+        self.assertEqual(deserialize_prepare(other).amount, 7)
+        self.assertEqual(deserialize_prepare(one), SAMPLE_PREPARE)
+
+
 class HelperTests(SynchronousTestCase):
     def test_error_codes_and_names_agree(self) -> None:
         codes = {
