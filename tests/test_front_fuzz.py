@@ -2,9 +2,10 @@
 
 Neither may raise, hang (each connection is answered, closed, or closed by its
 idle timer), or hand the receiver anything but a well-formed authorized
-request carrying a valid Prepare: a POST for the lean listener; twisted.web
-takes any method token (``*OST``) and the door treats every method but GET as
-a POST, so for the Site the method is not checked.
+request carrying a valid Prepare.  The method is not checked: the door treats
+every method but GET as a POST, as the JS plugin does, and which method tokens
+reach it depends on the parser (twisted.web and h11, the lean listener's parser
+on PyPy, take any token such as ``*OST``; llhttp only the registered methods).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _lean_connection(resource: IlpResource, clock: Clock) -> Any:
 
 
 class FuzzTests(SynchronousTestCase):
-    def check(self, build: Any, data: bytes, cuts: list[int], lean: bool) -> None:
+    def check(self, build: Any, data: bytes, cuts: list[int]) -> None:
         receiver = _Receiver()
         clock = Clock()
         resource = IlpResource(IncomingAuth(TOKEN.decode(), None, time.time), receiver)
@@ -120,8 +121,6 @@ class FuzzTests(SynchronousTestCase):
         for body in receiver.received:
             deserialize_prepare(body)  # a valid Prepare, whole
             self.assertIn(b"Bearer " + TOKEN, data)
-            if lean:
-                self.assertIn(b"POST ", data)
         # Waiting for more bytes is fine, but not forever.
         if not transport.disconnecting:
             clock.advance(61)
@@ -133,5 +132,5 @@ class FuzzTests(SynchronousTestCase):
     @given(request_bytes(), st.lists(st.integers(0, 2000), max_size=4))
     def test_both_front_doors(self, data: bytes, cuts: list[int]) -> None:
         cuts = [c for c in cuts if c <= len(data)]
-        self.check(_site_connection, data, cuts, lean=False)
-        self.check(_lean_connection, data, cuts, lean=True)
+        self.check(_site_connection, data, cuts)
+        self.check(_lean_connection, data, cuts)
