@@ -61,6 +61,8 @@ LINK = {
     "ilphttp.h2_guard",
     "ilphttp.h2_server",
     "ilphttp.h2_server_core",
+    "ilphttp.h2_server_events",
+    "ilphttp.h2_server_stream",
     "ilphttp.h2c",
     "ilphttp.http1_client",
     "ilphttp.http1_server",
