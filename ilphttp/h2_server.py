@@ -40,7 +40,7 @@ from ilphttp.h2_server_core import ServerSession
 from ilphttp.h2_server_events import Calmed, ConnectionError, RequestCancelled, RequestReceived
 from ilphttp.http2_events import CloseConnection, Timer
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
-from ilphttp.tls import peer_identity
+from ilphttp.tls_identity import peer_identity
 
 __all__ = ["ABORT_TIMEOUT", "DRAIN_TIMEOUT", "H2ServerFactory", "H2ServerProtocol"]
 

@@ -81,6 +81,7 @@ LINK = {
     "ilphttp.shared",
     "ilphttp.testing",
     "ilphttp.tls",
+    "ilphttp.tls_identity",
 }
 #: a node of many links, and the command line
 NODE = {
