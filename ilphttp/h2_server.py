@@ -36,16 +36,11 @@ from zope.interface import implementer
 
 from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now, combined_fields
 from ilphttp.h2_guard import GuardLimits
-from ilphttp.h2_server_core import (
-    Calmed,
-    ConnectionError,
-    RequestCancelled,
-    RequestReceived,
-    ServerSession,
-)
+from ilphttp.h2_server_core import ServerSession
+from ilphttp.h2_server_events import Calmed, ConnectionError, RequestCancelled, RequestReceived
 from ilphttp.http2_events import CloseConnection, Timer
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
-from ilphttp.tls import peer_identity
+from ilphttp.tls_identity import peer_identity
 
 __all__ = ["ABORT_TIMEOUT", "DRAIN_TIMEOUT", "H2ServerFactory", "H2ServerProtocol"]
 

@@ -18,8 +18,10 @@ After any call the I/O layer writes :meth:`data_to_send`, handles
 
 What it does (RFC 9113):
 
-- collects each request's headers and body; only a complete request is an
-  event (:class:`RequestReceived`). A ``content-length`` over
+- collects each request's headers and body on its stream
+  (:class:`~ilphttp.h2_server_stream.RequestStream`, which holds the
+  request's rules); only a complete request is an event
+  (:class:`RequestReceived`). A ``content-length`` over
   :data:`~ilphttp.packet.MAX_PREPARE_LENGTH` (a possible RFC 35 reply:
   :func:`ilphttp.rfc35.request_body_limit`) is answered ``413`` at once, so
   is a body that grows past it, more than ``max_headers`` fields is
@@ -46,7 +48,7 @@ What it does (RFC 9113):
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union, cast
+from typing import Any, cast
 
 import h2.events
 import h2.exceptions
@@ -54,11 +56,19 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from ilphttp.h2_guard import GuardLimits, H2FrameGuard
+from ilphttp.h2_server_events import (
+    Calmed,
+    ConnectionError,
+    RequestCancelled,
+    RequestReceived,
+    ServerEvent,
+)
+from ilphttp.h2_server_stream import TEXT_PLAIN, TIMED_OUT, Refusal, RequestStream
 from ilphttp.http2_connection import H2Session, StreamState
 from ilphttp.http2_events import CloseConnection, ErrorCodes, Timer
 from ilphttp.packet import MAX_PREPARE_LENGTH
-from ilphttp.rfc35 import request_body_limit
 
+# The events (ilphttp.h2_server_events) stay importable from here, as documented.
 __all__ = [
     "HEADER_LIST_SIZE",
     "IDLE_TIMEOUT",
@@ -91,88 +101,6 @@ IDLE_TIMEOUT = 120.0
 #: Our per-stream receive window; the connection's is widened to 16 MiB.
 _STREAM_WINDOW = 65535
 _CONNECTION_WINDOW = 1 << 24
-
-_TEXT_PLAIN = b"text/plain; charset=utf-8"
-#: the same words as :data:`ilphttp.front.TOO_LARGE` (a test checks)
-TOO_LARGE_BODY = b"ILP packet too large: the limit is %d bytes" % MAX_PREPARE_LENGTH
-
-
-def _too_large_body(limit: int) -> bytes:
-    if limit == MAX_PREPARE_LENGTH:
-        return TOO_LARGE_BODY
-    return b"ILP packet too large: the limit is %d bytes" % limit
-
-
-_TOO_MANY_HEADERS_BODY = b"too many header fields"
-_TIMED_OUT_BODY = b"request timed out"
-
-
-# -- events ---------------------------------------------------------------------
-class RequestReceived(NamedTuple):
-    """A complete request: answer it with :meth:`ServerSession.answer`."""
-
-    stream_id: int
-    method: bytes
-    path: bytes
-    #: regular (non-pseudo) fields, names lower case, in order
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-
-class RequestCancelled(NamedTuple):
-    """A delivered request's stream is gone (reset, or the connection ended):
-    stop working on it; its answer would be dropped."""
-
-    stream_id: int
-
-
-class ConnectionError(NamedTuple):
-    """The client broke the protocol: GOAWAY ``error_code`` is queued."""
-
-    error_code: int
-    message: str
-
-
-class Calmed(NamedTuple):
-    """A flood limit was exceeded: GOAWAY ``ENHANCE_YOUR_CALM`` is queued."""
-
-    reason: str
-    last_stream_id: int
-
-
-ServerEvent = Union[RequestReceived, RequestCancelled, ConnectionError, Calmed, CloseConnection]
-
-
-class _Stream(StreamState):
-    """A request being received, then its answer being sent."""
-
-    __slots__ = (
-        "body",
-        "delivered",
-        "headers",
-        "limit",
-        "method",
-        "path",
-        "received",
-        "refused",
-        "started",
-    )
-
-    def __init__(self, stream_id: int, started: float) -> None:
-        super().__init__(stream_id, None)
-        #: when its HEADERS came (the session's clock), for its deadline
-        self.started = started
-        self.local_closed = False  # until the answer is sent
-        self.method = b""
-        self.path = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.received = 0
-        #: the largest body this request may have, in bytes
-        self.limit = MAX_PREPARE_LENGTH
-        #: answered by the session itself (413, 431); the rest is ignored
-        self.refused = False
-        self.delivered = False
 
 
 class ServerSession(H2Session):
@@ -226,7 +154,7 @@ class ServerSession(H2Session):
         self._undelivered: set[int] = set()  # requests reset before delivery
         self._last_stream_id = 0
         #: the base class's streams, as this role's (the same dict)
-        self._requests = cast("dict[int, _Stream]", self._streams)
+        self._requests = cast("dict[int, RequestStream]", self._streams)
 
     # -- for the I/O layer ---------------------------------------------------------
     def initiate(self) -> None:
@@ -328,7 +256,7 @@ class ServerSession(H2Session):
         """When the oldest request still being received began (``now`` of its read), or None."""
         oldest = None
         for stream in self._requests.values():
-            if not (stream.remote_closed or stream.refused or stream.responded):
+            if stream.incomplete:
                 if oldest is None or stream.started < oldest:
                     oldest = stream.started
         return oldest
@@ -344,10 +272,8 @@ class ServerSession(H2Session):
         if self._done or self.lost:
             return 0
         for stream in list(self._requests.values()):
-            if stream.remote_closed or stream.refused or stream.responded:
-                continue
-            if stream.started < began_before:
-                self._answer_self(stream, 408, _TIMED_OUT_BODY)
+            if stream.incomplete and stream.started < began_before:
+                self._answer_self(stream, TIMED_OUT)
                 expired += 1
         return expired
 
@@ -402,7 +328,7 @@ class ServerSession(H2Session):
             self._forget(stream)
         self._streams.clear()
 
-    def _forget(self, stream: _Stream) -> None:
+    def _forget(self, stream: RequestStream) -> None:
         """Drop a stream; tell the caller if it had the request."""
         stream.finished = True
         self._streams.pop(stream.stream_id, None)
@@ -479,35 +405,15 @@ class ServerSession(H2Session):
         if not self.accepting or len(self._streams) >= self.max_streams:
             self._refuse(sid)
             return
-        stream = _Stream(sid, self._now)
+        stream = RequestStream(sid, self._now)
         self._requests[sid] = stream
         if self._timer is not None and self._timer.kind == "idle":
             self._timer = None
-        count = 0
-        length = None
-        request_id = callback_url = False
-        for name, value in event.headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    stream.method = value
-                elif name == b":path":
-                    stream.path = value
-                continue
-            count += 1
-            if name == b"content-length":
-                length = value
-            elif name == b"request-id":
-                request_id = True
-            elif name == b"callback-url":
-                callback_url = True
-            stream.headers.append((name, value))
-        stream.limit = self.max_body
-        if self.max_body == MAX_PREPARE_LENGTH:
-            stream.limit = request_body_limit(request_id, callback_url)
-        if count > self.max_headers:
-            self._answer_self(stream, 431, _TOO_MANY_HEADERS_BODY)
-        elif length is not None and length.isdigit() and int(length) > stream.limit:
-            self._answer_self(stream, 413, _too_large_body(stream.limit))
+        refusal = stream.read_headers(
+            event.headers, max_body=self.max_body, max_headers=self.max_headers
+        )
+        if refusal is not None:
+            self._answer_self(stream, refusal)
 
     def _on_data(self, event: Any) -> None:
         sid = event.stream_id
@@ -516,22 +422,19 @@ class ServerSession(H2Session):
         stream = self._requests.get(sid)
         if stream is None or stream.refused:
             return
-        stream.received += len(event.data)
-        if stream.received > stream.limit:
-            stream.body = []
-            self._answer_self(stream, 413, _too_large_body(stream.limit))
-            return
-        stream.body.append(event.data)
+        refusal = stream.add_data(event.data)
+        if refusal is not None:
+            self._answer_self(stream, refusal)
 
-    def _on_end(self, stream: _Stream) -> None:
+    def _on_end(self, stream: RequestStream) -> None:
         stream.remote_closed = True
         if stream.refused:
             self._finish_if_done(stream)
             return
-        body = b"".join(stream.body) if len(stream.body) != 1 else stream.body[0]
-        stream.body = []
         self._emit(
-            RequestReceived(stream.stream_id, stream.method, stream.path, stream.headers, body)
+            RequestReceived(
+                stream.stream_id, stream.method, stream.path, stream.headers, stream.take_body()
+            )
         )
 
     def _refuse(self, sid: int) -> None:
@@ -540,12 +443,13 @@ class ServerSession(H2Session):
         except h2.exceptions.ProtocolError:  # pragma: no cover - closed already
             pass
 
-    def _answer_self(self, stream: _Stream, status: int, body: bytes) -> None:
+    def _answer_self(self, stream: RequestStream, refusal: Refusal) -> None:
         stream.refused = True
-        self._respond(stream, status, [(b"content-type", _TEXT_PLAIN)], body)
+        status, body = refusal
+        self._respond(stream, status, [(b"content-type", TEXT_PLAIN)], body)
 
     def _respond(
-        self, stream: _Stream, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        self, stream: RequestStream, status: int, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> None:
         stream.responded = True
         block = [(b":status", b"%d" % status), *headers, (b"content-length", b"%d" % len(body))]
@@ -567,7 +471,7 @@ class ServerSession(H2Session):
         if stream.local_closed:
             self._sent(stream)  # type: ignore[arg-type]
 
-    def _sent(self, stream: _Stream) -> None:
+    def _sent(self, stream: RequestStream) -> None:
         """The answer is out: done, or stop the rest of a refused request (section 8.1)."""
         if not stream.remote_closed and stream.refused:
             self._reset(stream, ErrorCodes.NO_ERROR)

@@ -203,11 +203,12 @@ class HTTP2Agent:
     :param max_requests_per_session: retire a session after this many requests
         (``None``: unlimited). The JS plugin's ``http2MaxRequestsPerSession``.
     :param tls_policy: an ``IPolicyForHTTPS`` for ``https://`` peers. The
-        default, ``ilphttp.tls.ClientTLSPolicy()``, trusts the system's CAs and
-        checks the host name with service-identity. To negotiate HTTP/2 the
-        policy must offer ALPN ``h2``: ``ilphttp.tls.ClientTLSPolicy`` does (via
-        its ``with_alpn`` method); any other policy is used as given, and
-        HTTP/2 is then used only if its connections offer ``h2``.
+        default, ``ilphttp.tls_identity.ClientTLSPolicy()``, trusts the
+        system's CAs and checks the host name with service-identity. To
+        negotiate HTTP/2 the policy must offer ALPN ``h2``:
+        ``ilphttp.tls_identity.ClientTLSPolicy`` does (via its ``with_alpn``
+        method); any other policy is used as given, and HTTP/2 is then used
+        only if its connections offer ``h2``.
     :param idle_timeout: close a session after this many seconds without an
         open stream (``None``: never).
     :param connect_timeout: seconds allowed to connect, finish TLS and receive
@@ -263,7 +264,7 @@ class HTTP2Agent:
         self.initial_window_size = initial_window_size
         self.connection_window = max(connection_window, 65535)
         if tls_policy is None:
-            from ilphttp.tls import ClientTLSPolicy
+            from ilphttp.tls_identity import ClientTLSPolicy
 
             tls_policy = ClientTLSPolicy()
         self.tls_policy = tls_policy

@@ -37,7 +37,7 @@ from ilphttp.front import (
 )
 from ilphttp.h2c import H2CSiteFactory
 from ilphttp.packet import MAX_PREPARE_LENGTH
-from ilphttp.tls import peer_identity
+from ilphttp.tls_identity import peer_identity
 
 if TYPE_CHECKING:
     from twisted.web.resource import IResource

@@ -1,17 +1,9 @@
 """
-TLS helpers for ilphttp: client policies that verify the peer's host name
-with service-identity, server endpoints with ALPN (HTTP/2) and optional
-mutual TLS, and access to a verified client certificate's identity from a
-twisted.web request.
+TLS on ilphttp's servers: endpoints with ALPN (HTTP/2) and optional mutual
+TLS, their options, ``ssl:`` endpoint strings, and a listener's TLS settings
+that a reload can swap (:class:`ServerTLS`).
 
-Client side::
-
-    policy = ClientTLSPolicy(ca_bundle="/etc/ilp/peers-ca.pem")          # or None: system CAs
-    policy = ClientTLSPolicy(client_cert="me.pem", client_key="me.key")  # mutual TLS
-    agent = HTTP2Agent(reactor, tls_policy=policy)                       # offers h2 via ALPN
-    agent = Agent(reactor, contextFactory=policy)                        # plain HTTP/1.1
-
-Server side: a twisted.web ``Site`` offers ``h2`` and ``http/1.1`` through ALPN by itself
+A twisted.web ``Site`` offers ``h2`` and ``http/1.1`` through ALPN by itself
 (it provides ``IProtocolNegotiationFactory``), so a Site behind any TLS endpoint,
 including a plain ``ssl:`` string, serves HTTP/2. These helpers add mutual TLS::
 
@@ -19,35 +11,39 @@ including a plain ``ssl:`` string, serves HTTP/2. These helpers add mutual TLS::
         reactor, "ssl:8443:privateKey=key.pem:certKey=cert.pem:caCerts=clients-ca.pem")
     endpoint.listen(site)
 
-    # in a resource:
-    identity = peer_identity(request)   # None unless a verified client cert was presented
-    if identity is not None: account = accounts[identity.common_name]
+The client side and the identity of a verified client certificate
+(``ClientTLSPolicy``, ``peer_identity``, PEM loading...) are in
+:mod:`ilphttp.tls_identity`; they stay importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
-    IOpenSSLClientConnectionCreator,
     IOpenSSLContextFactory,
     IOpenSSLServerConnectionCreator,
-    ISSLTransport,
     IStreamServerEndpoint,
 )
 from twisted.python.filepath import FilePath
-from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from ilphttp._compat import h2_stream_connection
+from ilphttp.tls_identity import (
+    DEFAULT_ALPN,
+    ClientTLSPolicy,
+    PeerIdentity,
+    client_tls_options,
+    identity_from_certificate,
+    load_certificates,
+    load_private_certificate,
+    peer_certificate,
+    peer_identity,
+)
 
+# The names of ilphttp.tls_identity stay importable from here, as documented.
 __all__ = [
     "DEFAULT_ALPN",
     "ClientTLSPolicy",
@@ -65,133 +61,6 @@ __all__ = [
     "server_tls_options",
     "split_endpoint",
 ]
-
-#: ALPN protocols a client offers for HTTP/2 with fallback: h2 first, then HTTP/1.1.
-DEFAULT_ALPN: tuple[bytes, ...] = (b"h2", b"http/1.1")
-
-_PEM_CERT = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
-)
-
-
-def _read(path: str | bytes | FilePath[Any]) -> bytes:
-    if isinstance(path, FilePath):
-        return path.getContent()
-    if isinstance(path, bytes):
-        return FilePath(path).getContent()
-    return FilePath(path).getContent()
-
-
-def load_certificates(path: str | bytes | FilePath[Any]) -> list[ssl.Certificate]:
-    """
-    All the certificates of a PEM file (a CA bundle or a chain).
-
-    :raises ValueError: if the file holds no PEM certificate.
-    """
-    blocks = _PEM_CERT.findall(_read(path))
-    if not blocks:
-        raise ValueError(f"no PEM certificate in {path!r}")
-    return [ssl.Certificate.loadPEM(block) for block in blocks]
-
-
-def load_private_certificate(
-    cert: str | bytes | FilePath[Any], key: str | bytes | FilePath[Any] | None = None
-) -> ssl.PrivateCertificate:
-    """
-    A certificate and its private key from PEM files (``key`` defaults to
-    ``cert``, for a file holding both). Only the first certificate of ``cert``
-    is used; see ``load_certificates`` for the rest of a chain.
-    """
-    cert_pem = _read(cert)
-    key_pem = cert_pem if key is None else _read(key)
-    first = _PEM_CERT.search(cert_pem)
-    if first is None:
-        raise ValueError(f"no PEM certificate in {cert!r}")
-    return ssl.PrivateCertificate.loadPEM(first.group(0) + b"\n" + key_pem)
-
-
-def _trust_root(ca_bundle: str | bytes | FilePath[Any] | None) -> Any:
-    if ca_bundle is None:
-        return ssl.platformTrust()
-    return ssl.trustRootFromCertificates(load_certificates(ca_bundle))
-
-
-def client_tls_options(
-    hostname: str,
-    ca_bundle: str | bytes | FilePath[Any] | None = None,
-    *,
-    client_cert: str | bytes | FilePath[Any] | None = None,
-    client_key: str | bytes | FilePath[Any] | None = None,
-    alpn: Sequence[bytes] | None = None,
-) -> IOpenSSLClientConnectionCreator:
-    """
-    A client connection creator for one host: the peer's certificate must
-    chain to ``ca_bundle`` (a PEM file; default: the platform's trust store)
-    and match ``hostname`` (a DNS name or an IP address), checked with
-    service-identity. ``client_cert``/``client_key`` present a certificate for
-    mutual TLS. ``alpn`` lists protocols to offer (e.g. ``DEFAULT_ALPN``).
-    """
-    kwargs: dict[str, Any] = {}
-    if client_cert is not None:
-        kwargs["clientCertificate"] = load_private_certificate(client_cert, client_key)
-    if alpn:
-        kwargs["acceptableProtocols"] = list(alpn)
-    return ssl.optionsForClientTLS(hostname, trustRoot=_trust_root(ca_bundle), **kwargs)
-
-
-@implementer(IPolicyForHTTPS)
-class ClientTLSPolicy:
-    """
-    An ``IPolicyForHTTPS`` for outgoing ``https://`` requests, usable with
-    Twisted's ``Agent`` and with ``ilphttp.http2.HTTP2Agent``.
-
-    Every connection verifies the server's certificate against ``ca_bundle``
-    (a PEM file of CA certificates; ``None``: the platform's trust store) and
-    its host name or IP address with service-identity. With ``client_cert``
-    (and ``client_key``, unless the key is in the same file) the client
-    presents that certificate (mutual TLS).
-
-    :ivar alpn: the ALPN protocols offered (``None``: no ALPN, which means
-        HTTP/1.1). ``with_alpn`` returns a copy offering other protocols;
-        ``ilphttp.http2.HTTP2Agent`` uses it to offer ``h2``.
-    """
-
-    def __init__(
-        self,
-        ca_bundle: str | bytes | FilePath[Any] | None = None,
-        *,
-        client_cert: str | bytes | FilePath[Any] | None = None,
-        client_key: str | bytes | FilePath[Any] | None = None,
-        alpn: Sequence[bytes] | None = None,
-    ) -> None:
-        self.ca_bundle = ca_bundle
-        self.client_cert = client_cert
-        self.client_key = client_key
-        self.alpn: tuple[bytes, ...] | None = tuple(alpn) if alpn else None
-        # Load once; fail early on bad paths.
-        self._trust = _trust_root(ca_bundle)
-        self._client_certificate = (
-            load_private_certificate(client_cert, client_key) if client_cert is not None else None
-        )
-
-    def with_alpn(self, alpn: Sequence[bytes] | None) -> ClientTLSPolicy:
-        """A copy of this policy offering the ALPN protocols ``alpn``."""
-        copy = ClientTLSPolicy.__new__(ClientTLSPolicy)
-        copy.__dict__.update(self.__dict__)
-        copy.alpn = tuple(alpn) if alpn else None
-        return copy
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
-        """See ``IPolicyForHTTPS.creatorForNetloc``."""
-        name = hostname.decode("idna") if not hostname.isascii() else hostname.decode("ascii")
-        if name.startswith("[") and name.endswith("]"):
-            name = name[1:-1]
-        kwargs: dict[str, Any] = {}
-        if self._client_certificate is not None:
-            kwargs["clientCertificate"] = self._client_certificate
-        if self.alpn:
-            kwargs["acceptableProtocols"] = list(self.alpn)
-        return ssl.optionsForClientTLS(name, trustRoot=self._trust, **kwargs)
 
 
 def server_tls_options(
@@ -439,88 +308,3 @@ def _parse_ssl(description: str) -> tuple[int, str, int, dict[str, Any]] | None:
         "dh_parameters": dh,
     }
     return int(port_text), interface, backlog, tls
-
-
-class PeerIdentity(NamedTuple):
-    """
-    The identity in a client certificate that the TLS layer verified.
-
-    :ivar common_name: the subject's CN (``None`` if absent).
-    :ivar dns_names: subjectAltName DNS names.
-    :ivar uris: subjectAltName URIs (e.g. SPIFFE ids).
-    :ivar ip_addresses: subjectAltName IP addresses, as strings.
-    :ivar fingerprint_sha256: hex SHA-256 of the DER certificate (lower case).
-    :ivar certificate: the ``cryptography.x509.Certificate``.
-    """
-
-    common_name: str | None
-    dns_names: tuple[str, ...]
-    uris: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    fingerprint_sha256: str
-    certificate: x509.Certificate
-
-    def names(self) -> tuple[str, ...]:
-        """The SAN DNS names, or the CN if the certificate has none."""
-        if self.dns_names:
-            return self.dns_names
-        return (self.common_name,) if self.common_name else ()
-
-
-def identity_from_certificate(cert: x509.Certificate) -> PeerIdentity:
-    """Read a ``PeerIdentity`` from a certificate."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(cns[0].value) if cns else None
-    dns: tuple[str, ...] = ()
-    uris: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        pass
-    else:
-        dns = tuple(san.get_values_for_type(x509.DNSName))
-        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
-        ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
-    fingerprint = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-    return PeerIdentity(common_name, dns, uris, ips, fingerprint, cert)
-
-
-def _tls_transports(request_or_transport: Any) -> list[Any]:
-    found = []
-    candidates = [request_or_transport, getattr(request_or_transport, "transport", None)]
-    channel = getattr(request_or_transport, "channel", None)
-    if channel is not None:
-        candidates.append(getattr(channel, "transport", None))
-        # HTTP/2: the request's channel is an H2Stream; its connection holds TLS.
-        connection = h2_stream_connection(channel)
-        if connection is not None:
-            candidates.append(getattr(connection, "transport", None))
-    for candidate in candidates:
-        if candidate is not None and ISSLTransport.providedBy(candidate):
-            found.append(candidate)
-    return found
-
-
-def peer_certificate(request_or_transport: Any) -> x509.Certificate | None:
-    """
-    The client certificate of a TLS connection, or ``None``.
-
-    Accepts a twisted.web request (HTTP/1.1 or HTTP/2) or a transport. The
-    certificate was verified against the server's ``client_ca`` when the
-    server asked for one (see ``server_tls_options``); a server without
-    ``client_ca`` asks for none, so this returns ``None``.
-    """
-    for transport in _tls_transports(request_or_transport):
-        cert = transport.getPeerCertificate()
-        if cert is not None:
-            return cert.to_cryptography()  # type: ignore[no-any-return,unused-ignore]
-    return None
-
-
-def peer_identity(request_or_transport: Any) -> PeerIdentity | None:
-    """The ``PeerIdentity`` of the verified client certificate, or ``None``."""
-    cert = peer_certificate(request_or_transport)
-    return identity_from_certificate(cert) if cert is not None else None

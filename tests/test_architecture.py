@@ -63,6 +63,8 @@ LINK = {
     "ilphttp.h2_guard",
     "ilphttp.h2_server",
     "ilphttp.h2_server_core",
+    "ilphttp.h2_server_events",
+    "ilphttp.h2_server_stream",
     "ilphttp.h2c",
     "ilphttp.http1_client",
     "ilphttp.http1_server",
@@ -82,6 +84,7 @@ LINK = {
     "ilphttp.shared",
     "ilphttp.testing",
     "ilphttp.tls",
+    "ilphttp.tls_identity",
 }
 #: a node of many links, and the command line
 NODE = {

@@ -32,7 +32,8 @@ from ilphttp.h2_server_core import IDLE_TIMEOUT
 from ilphttp.http2 import HTTP2Agent
 from ilphttp.packet import Fulfill, Prepare, deserialize, serialize_fulfill
 from ilphttp.plugin import PluginHttp
-from ilphttp.tls import ClientTLSPolicy, server_endpoint
+from ilphttp.tls import server_endpoint
+from ilphttp.tls_identity import ClientTLSPolicy
 from tests.support.certs import CertificateAuthority
 from tests.support.fakes import LogCapture
 from tests.support.h2server import (

@@ -23,17 +23,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ilphttp import h2_guard
 from ilphttp.front import TOO_LARGE
-from ilphttp.h2_server_core import (
-    IDLE_TIMEOUT,
-    MAX_HEADERS,
-    MAX_STREAMS,
-    TOO_LARGE_BODY,
-    Calmed,
-    ConnectionError,
-    RequestCancelled,
-    RequestReceived,
-    ServerSession,
-)
+from ilphttp.h2_server_core import IDLE_TIMEOUT, MAX_HEADERS, MAX_STREAMS, ServerSession
+from ilphttp.h2_server_events import Calmed, ConnectionError, RequestCancelled, RequestReceived
+from ilphttp.h2_server_stream import TOO_LARGE_BODY
 from ilphttp.http2_connection import goaway_tolerant_state_machine
 from ilphttp.http2_events import CloseConnection
 from ilphttp.packet import MAX_PREPARE_LENGTH, MAX_REJECT_LENGTH

@@ -40,7 +40,8 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from ilphttp import h2_guard, h2c
 from ilphttp.http2 import BytesProducer, HTTP2Agent
-from ilphttp.tls import ClientTLSPolicy, server_endpoint
+from ilphttp.tls import server_endpoint
+from ilphttp.tls_identity import ClientTLSPolicy
 from tests.support.certs import CertificateAuthority
 from tests.support.fakes import LogCapture
 from tests.support.h2node import run_node_script

@@ -25,7 +25,8 @@ from ilphttp.auth import OutgoingAuth
 from ilphttp.client import OutgoingClient
 from ilphttp.http1_client import Http1Client
 from ilphttp.packet import ErrorCode, Reject, deserialize
-from ilphttp.tls import ClientTLSPolicy, server_endpoint_from_string
+from ilphttp.tls import server_endpoint_from_string
+from ilphttp.tls_identity import ClientTLSPolicy
 from tests.support.certs import CertificateAuthority
 from tests.support.fakes import LogCapture
 from tests.support.http1 import FakeEndpoints, chunked, response

@@ -37,7 +37,8 @@ from ilphttp.http2 import (
     H2StreamReset,
     HTTP2Agent,
 )
-from ilphttp.tls import ClientTLSPolicy, server_endpoint
+from ilphttp.tls import server_endpoint
+from ilphttp.tls_identity import ClientTLSPolicy
 from tests.support.certs import CertificateAuthority
 from tests.support.h2node import NodeH2Server
 from tests.support.jsinterop import require_node

@@ -1,5 +1,5 @@
 """
-Tests for ilphttp.tls: host name verification, mutual TLS, peer identity,
+Tests for ilphttp.tls and ilphttp.tls_identity: host name verification, mutual TLS, peer identity,
 endpoint strings. Certificates are made at run time (tests/certs.py).
 Loopback only.
 """
@@ -28,7 +28,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ilphttp import tls
+from ilphttp import tls, tls_identity
 from ilphttp.http2 import HTTP2Agent
 from tests.support.certs import CertificateAuthority
 
@@ -39,7 +39,7 @@ class _Identity(Resource):
     isLeaf = True
 
     def render(self, request: Any) -> bytes:
-        identity = tls.peer_identity(request)
+        identity = tls_identity.peer_identity(request)
         info: dict[str, Any] = {"proto": request.clientproto.decode()}
         if identity is None:
             info["identity"] = None
@@ -90,12 +90,12 @@ class _TLSBase(TestCase):
         )
         return issued, issued.write(self.dir, f"client-{name}")
 
-    def h2_agent(self, policy: tls.ClientTLSPolicy) -> HTTP2Agent:
+    def h2_agent(self, policy: tls_identity.ClientTLSPolicy) -> HTTP2Agent:
         agent = HTTP2Agent(reactor, tls_policy=policy)
         self.addCleanup(agent.close)
         return agent
 
-    def h1_agent(self, policy: tls.ClientTLSPolicy) -> Agent:
+    def h1_agent(self, policy: tls_identity.ClientTLSPolicy) -> Agent:
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         return Agent(reactor, contextFactory=policy, pool=pool)
@@ -111,7 +111,7 @@ class HostnameVerificationTests(_TLSBase):
     @defer.inlineCallbacks
     def test_ip_address_matches(self) -> Any:
         url = yield self.serve()
-        policy = tls.ClientTLSPolicy(self.ca_path)
+        policy = tls_identity.ClientTLSPolicy(self.ca_path)
         response, info = yield self.get_json(self.h2_agent(policy), url)
         self.assertEqual(response.version, (b"HTTP", 2, 0))
         self.assertIsNone(info["identity"])
@@ -122,7 +122,7 @@ class HostnameVerificationTests(_TLSBase):
     def test_hostname_mismatch_rejected(self) -> Any:
         """A valid certificate for another name is refused (h2 and HTTP/1.1 agents)."""
         url = yield self.serve({"dns_names": ["other.test"]})
-        policy = tls.ClientTLSPolicy(self.ca_path)
+        policy = tls_identity.ClientTLSPolicy(self.ca_path)
         for agent in (self.h2_agent(policy), self.h1_agent(policy)):
             d = agent.request(b"GET", url.encode(), Headers())
             failure = yield self.assertFailure(d, ResponseNeverReceived)
@@ -141,7 +141,7 @@ class HostnameVerificationTests(_TLSBase):
             return TCP4ClientEndpoint(reactor, "127.0.0.1", port)
 
         agent = HTTP2Agent(
-            reactor, tls_policy=tls.ClientTLSPolicy(self.ca_path), tcp_endpoint_factory=pin
+            reactor, tls_policy=tls_identity.ClientTLSPolicy(self.ca_path), tcp_endpoint_factory=pin
         )
         self.addCleanup(agent.close)
         d = agent.request(b"GET", f"https://wrong.test:{port}/".encode())
@@ -156,7 +156,7 @@ class HostnameVerificationTests(_TLSBase):
     def test_untrusted_ca_rejected(self) -> Any:
         url = yield self.serve()
         other = CertificateAuthority("someone else")
-        policy = tls.ClientTLSPolicy(other.write_cert(self.dir, "other-ca"))
+        policy = tls_identity.ClientTLSPolicy(other.write_cert(self.dir, "other-ca"))
         d = self.h2_agent(policy).request(b"GET", url.encode())
         failure = yield self.assertFailure(d, ResponseNeverReceived)
         self.assertTrue(any(isinstance(r, SSL.Error) for r in _failure_reasons(failure)))
@@ -167,7 +167,9 @@ class MutualTLSTests(_TLSBase):
     def test_client_certificate_identity_h2_and_http11(self) -> Any:
         url = yield self.serve(client_ca=self.client_ca_path)
         issued, paths = self.client_cert()
-        policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+        policy = tls_identity.ClientTLSPolicy(
+            self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
         for agent, proto in (
             (self.h2_agent(policy), "HTTP/2"),
             (self.h1_agent(policy), "HTTP/1.1"),
@@ -188,7 +190,7 @@ class MutualTLSTests(_TLSBase):
     @defer.inlineCallbacks
     def test_no_client_certificate_rejected(self) -> Any:
         url = yield self.serve(client_ca=self.client_ca_path)
-        policy = tls.ClientTLSPolicy(self.ca_path)
+        policy = tls_identity.ClientTLSPolicy(self.ca_path)
         for agent in (self.h2_agent(policy), self.h1_agent(policy)):
             d = agent.request(b"GET", url.encode(), Headers())
             yield self.assertFailure(d, ResponseNeverReceived)
@@ -197,17 +199,23 @@ class MutualTLSTests(_TLSBase):
     def test_certificate_from_other_ca_rejected(self) -> Any:
         url = yield self.serve(client_ca=self.client_ca_path)
         _, paths = self.client_cert(ca=CertificateAuthority("rogue CA"), name="mallory")
-        policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+        policy = tls_identity.ClientTLSPolicy(
+            self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
         d = self.h2_agent(policy).request(b"GET", url.encode())
         yield self.assertFailure(d, ResponseNeverReceived)
 
     @defer.inlineCallbacks
     def test_optional_client_certificate(self) -> Any:
         url = yield self.serve(client_ca=self.client_ca_path, require_client_cert=False)
-        _, info = yield self.get_json(self.h2_agent(tls.ClientTLSPolicy(self.ca_path)), url)
+        _, info = yield self.get_json(
+            self.h2_agent(tls_identity.ClientTLSPolicy(self.ca_path)), url
+        )
         self.assertIsNone(info["identity"])
         _, paths = self.client_cert(name="bob")
-        policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+        policy = tls_identity.ClientTLSPolicy(
+            self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
         _, info = yield self.get_json(self.h2_agent(policy), url)
         self.assertEqual(info["identity"]["cn"], "bob")
 
@@ -215,7 +223,9 @@ class MutualTLSTests(_TLSBase):
     def test_server_without_client_ca_sees_no_identity(self) -> Any:
         url = yield self.serve()
         _, paths = self.client_cert()
-        policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+        policy = tls_identity.ClientTLSPolicy(
+            self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
         _, info = yield self.get_json(self.h2_agent(policy), url)
         self.assertIsNone(info["identity"])
 
@@ -246,11 +256,13 @@ class EndpointStringTests(_TLSBase):
         self.addCleanup(port.stopListening)
         url = f"https://127.0.0.1:{port.getHost().port}/"
         _, paths = self.client_cert(name="carol")
-        policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+        policy = tls_identity.ClientTLSPolicy(
+            self.ca_path, client_cert=paths.cert, client_key=paths.key
+        )
         response, info = yield self.get_json(self.h2_agent(policy), url)
         self.assertEqual(response.version, (b"HTTP", 2, 0))  # the Site's own ALPN
         self.assertEqual(info["identity"]["cn"], "carol")
-        d = self.h2_agent(tls.ClientTLSPolicy(self.ca_path)).request(b"GET", url.encode())
+        d = self.h2_agent(tls_identity.ClientTLSPolicy(self.ca_path)).request(b"GET", url.encode())
         yield self.assertFailure(d, ResponseNeverReceived)
 
     def test_other_types_delegate(self) -> None:
@@ -279,10 +291,10 @@ class PureTests(SynchronousTestCase):
     def test_identity_names_fall_back_to_cn(self) -> None:
         ca = CertificateAuthority()
         bare = ca.issue("just-a-cn")
-        identity = tls.identity_from_certificate(bare.cert)
+        identity = tls_identity.identity_from_certificate(bare.cert)
         self.assertEqual(identity.names(), ("just-a-cn",))
         self.assertEqual((identity.dns_names, identity.uris, identity.ip_addresses), ((), (), ()))
-        full = tls.identity_from_certificate(
+        full = tls_identity.identity_from_certificate(
             ca.issue("x", dns_names=["a.test", "b.test"], ip_addresses=["127.0.0.1"]).cert
         )
         self.assertEqual(full.names(), ("a.test", "b.test"))
@@ -294,18 +306,18 @@ class PureTests(SynchronousTestCase):
         path = a.write_cert(directory, "bundle")
         with open(path, "ab") as f:
             f.write(b.cert_pem)
-        certs = tls.load_certificates(path)
+        certs = tls_identity.load_certificates(path)
         self.assertEqual([c.getSubject().commonName for c in certs], [b"a", b"b"])
         empty = directory + "/empty.pem"
         with open(empty, "wb") as f:
             f.write(b"nothing here")
-        self.assertRaises(ValueError, tls.load_certificates, empty)
+        self.assertRaises(ValueError, tls_identity.load_certificates, empty)
 
     def test_with_alpn_copies(self) -> None:
         directory = self.mktemp()
         ca = CertificateAuthority()
-        policy = tls.ClientTLSPolicy(ca.write_cert(directory))
-        h2 = policy.with_alpn(tls.DEFAULT_ALPN)
+        policy = tls_identity.ClientTLSPolicy(ca.write_cert(directory))
+        h2 = policy.with_alpn(tls_identity.DEFAULT_ALPN)
         self.assertIsNone(policy.alpn)
         self.assertEqual(h2.alpn, (b"h2", b"http/1.1"))
         self.assertIsNotNone(h2.creatorForNetloc(b"127.0.0.1", 443))
@@ -315,7 +327,7 @@ class _ReportPeer(Protocol):
     """Server side of a raw TLS connection: answers any bytes with its peer's identity."""
 
     def dataReceived(self, data: bytes) -> None:
-        identity = tls.peer_identity(self.transport)
+        identity = tls_identity.peer_identity(self.transport)
         answer = {
             "alpn": (self.transport.negotiatedProtocol or b"").decode(),  # type: ignore[union-attr]
             "cn": None if identity is None else identity.common_name,
@@ -393,7 +405,7 @@ class RawTLSTests(_TLSBase):
         )
         port = yield self.listen(endpoint)
         _, paths = self.client_cert(name="dave")
-        creator = tls.client_tls_options(
+        creator = tls_identity.client_tls_options(
             "127.0.0.1",
             self.ca_path,
             client_cert=paths.cert,
@@ -403,7 +415,7 @@ class RawTLSTests(_TLSBase):
         answer = yield self.ask(port, creator)
         self.assertEqual(answer, {"alpn": "x-ilp", "cn": "dave"})
         # without a client certificate the server refuses the handshake
-        answer = yield self.ask(port, tls.client_tls_options("127.0.0.1", self.ca_path))
+        answer = yield self.ask(port, tls_identity.client_tls_options("127.0.0.1", self.ca_path))
         self.assertIsNone(answer)
 
     @defer.inlineCallbacks
@@ -415,11 +427,11 @@ class RawTLSTests(_TLSBase):
             f":caCerts={self.client_ca_path}:requireClientCert=no:alpn= x-ilp , h2 "
         )
         port = yield self.listen(tls.server_endpoint_from_string(reactor, description))
-        anonymous = tls.client_tls_options("127.0.0.1", self.ca_path, alpn=[b"h2"])
+        anonymous = tls_identity.client_tls_options("127.0.0.1", self.ca_path, alpn=[b"h2"])
         answer = yield self.ask(port, anonymous)
         self.assertEqual(answer, {"alpn": "h2", "cn": None})
         _, paths = self.client_cert(name="erin")
-        known = tls.client_tls_options(
+        known = tls_identity.client_tls_options(
             "127.0.0.1", self.ca_path, client_cert=paths.cert, client_key=paths.key
         )
         answer = yield self.ask(port, known)
@@ -434,7 +446,7 @@ class RawTLSTests(_TLSBase):
         )
         port = yield self.listen(endpoint)
         client = _Ask()
-        creator = tls.client_tls_options("127.0.0.1", self.ca_path)
+        creator = tls_identity.client_tls_options("127.0.0.1", self.ca_path)
         yield connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", port, creator), client)
         yield client.lost
         chain = client.transport.getHandle().get_peer_cert_chain()  # type: ignore[union-attr]
@@ -452,7 +464,9 @@ class RawTLSTests(_TLSBase):
                 reactor, 0, server.cert, server.key, interface="127.0.0.1", dh_parameters=path
             )
             port = yield self.listen(endpoint)
-            answer = yield self.ask(port, tls.client_tls_options("127.0.0.1", self.ca_path))
+            answer = yield self.ask(
+                port, tls_identity.client_tls_options("127.0.0.1", self.ca_path)
+            )
             self.assertEqual(answer, {"alpn": "", "cn": None}, path)
 
     @defer.inlineCallbacks
@@ -464,7 +478,7 @@ class RawTLSTests(_TLSBase):
             port = yield self.listen(endpoint)
         except CannotListenError:
             raise SkipTest("no IPv6 loopback here") from None
-        policy = tls.ClientTLSPolicy(self.ca_path)
+        policy = tls_identity.ClientTLSPolicy(self.ca_path)
         answer = yield self.ask(port, policy.creatorForNetloc(b"[::1]", port), host="::1")
         self.assertEqual(answer, {"alpn": "", "cn": None})
 
@@ -482,7 +496,9 @@ class IdentityVariantsTests(_TLSBase):
         for name, sans, dns, ips, names in cases:
             issued = self.client_ca.issue(name, client=True, server=False, **sans)
             paths = issued.write(self.dir, name)
-            policy = tls.ClientTLSPolicy(self.ca_path, client_cert=paths.cert, client_key=paths.key)
+            policy = tls_identity.ClientTLSPolicy(
+                self.ca_path, client_cert=paths.cert, client_key=paths.key
+            )
             for agent in (self.h2_agent(policy), self.h1_agent(policy)):
                 _, info = yield self.get_json(agent, url)
                 identity = info["identity"]
@@ -504,15 +520,20 @@ class PolicyErrorTests(SynchronousTestCase):
 
     def test_table(self) -> None:
         cases: list[tuple[str, Any]] = [
-            ("CA bundle without a certificate", lambda: tls.ClientTLSPolicy(self.garbage.path)),
-            ("missing CA bundle", lambda: tls.ClientTLSPolicy(self.dir + "/nope.pem")),
+            (
+                "CA bundle without a certificate",
+                lambda: tls_identity.ClientTLSPolicy(self.garbage.path),
+            ),
+            ("missing CA bundle", lambda: tls_identity.ClientTLSPolicy(self.dir + "/nope.pem")),
             (
                 "client certificate without its key",
-                lambda: tls.ClientTLSPolicy(self.ca_path, client_cert=self.leaf.cert),
+                lambda: tls_identity.ClientTLSPolicy(self.ca_path, client_cert=self.leaf.cert),
             ),
             (
                 "key file holding no certificate",
-                lambda: tls.ClientTLSPolicy(client_cert=self.leaf.key, client_key=self.leaf.key),
+                lambda: tls_identity.ClientTLSPolicy(
+                    client_cert=self.leaf.key, client_key=self.leaf.key
+                ),
             ),
             (
                 "server chain without a certificate",
@@ -540,5 +561,5 @@ class PolicyErrorTests(SynchronousTestCase):
 
     def test_paths_as_str_bytes_or_filepath(self) -> None:
         for path in (self.ca_path, self.ca_path.encode(), FilePath(self.ca_path)):
-            [cert] = tls.load_certificates(path)
+            [cert] = tls_identity.load_certificates(path)
             self.assertEqual(cert.getSubject().commonName, b"ilphttp test CA")
