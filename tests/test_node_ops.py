@@ -184,6 +184,36 @@ class NodeMetricsTests(TestCase):
         self.assertIn('ilp_auth_failures_total{account="bob"} 0.0', text)
         self.assertIn(f'ilp_connections{{listener="tcp:{shared_port}:interface=127.0.0.1"}}', text)
 
+    @defer.inlineCallbacks
+    def start_shared(self) -> Any:
+        self.metrics_port = free_port()
+        data = node_data(f"tcp:{self.metrics_port}:interface=127.0.0.1")
+        del data["accounts"]["bob"]["options"]["incoming"]["endpoint"]
+        self.shared_port = free_port()
+        data["listen"] = [f"tcp:{self.shared_port}:interface=127.0.0.1"]
+        node = make_node(parse_node(data))
+        node.privilegedStartService()
+        node.startService()
+        self.addCleanup(node.stopService)
+        self.agent = http_agent(self)
+        self.url = f"http://127.0.0.1:{self.shared_port}/"
+        yield None
+
+    @defer.inlineCallbacks
+    def test_shared_listener_counts_a_named_accounts_401_as_its_own(self) -> Any:
+        yield self.start_shared()
+        wrong = {b"authorization": b"Bearer nope"}
+        for path, code in (("accounts/bob/ilp", 401), ("accounts/nobody/ilp", 401)):
+            result = yield within(request(self.agent, self.url + path, b"x", wrong), 10)
+            self.assertEqual(result.code, code, path)
+        text = (yield self.scrape()).decode("utf-8")
+        self.assertIn('ilp_auth_failures_total{account="bob"} 1.0', text)
+        self.assertIn('ilp_http_requests_total{account="bob",status="401"} 1.0', text)
+        # an account that does not exist: nobody to name
+        self.assertIn('ilp_auth_failures_total{account=""} 1.0', text)
+        self.assertIn('ilp_http_requests_total{account="",status="401"} 1.0', text)
+        self.assertNotIn('account="nobody"', text)
+
     def test_a_metrics_port_in_use_stops_startup_with_one_line(self) -> None:
         holder = __import__("socket").socket()
         self.addCleanup(holder.close)
