@@ -84,6 +84,7 @@ __all__ = [
     "combined_fields",
     "health",
     "not_ready",
+    "show_refusal",
     "too_large",
 ]
 
@@ -224,6 +225,20 @@ _BROKEN = _text(500, "internal error")
 
 #: ``observer(answer)`` -> the same answer, after counting it
 AnswerObserver = Callable[[Union[Answer, Deferred[Answer]]], Union[Answer, Deferred[Answer]]]
+
+
+def show_refusal(door: Door, answer: Answer) -> None:
+    """Show ``answer``, one an HTTP server gave itself without calling ``door``
+    (a head the parser refused: ``400``/``431``; ``408``; a ``413`` decided from
+    ``Content-Length`` or a body past its limit), to the door's ``observer``
+    when it has one (:attr:`AccountDoor.observer`, :attr:`SharedDoor.observer`),
+    so that metrics count every answer given on the door's listener.
+
+    Off the hot path: only refusals call it.
+    """
+    observer: AnswerObserver | None = getattr(door, "observer", None)
+    if observer is not None:
+        observer(answer)
 
 
 class Door(Protocol):
