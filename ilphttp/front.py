@@ -84,6 +84,7 @@ __all__ = [
     "combined_fields",
     "health",
     "not_ready",
+    "show_refusal",
     "too_large",
 ]
 
@@ -226,6 +227,20 @@ _BROKEN = _text(500, "internal error")
 AnswerObserver = Callable[[Union[Answer, Deferred[Answer]]], Union[Answer, Deferred[Answer]]]
 
 
+def show_refusal(door: Door, answer: Answer) -> None:
+    """Show ``answer``, one an HTTP server gave itself without calling ``door``
+    (a head the parser refused: ``400``/``431``; ``408``; a ``413`` decided from
+    ``Content-Length`` or a body past its limit), to the door's ``observer``
+    when it has one (:attr:`AccountDoor.observer`, :attr:`SharedDoor.observer`),
+    so that metrics count every answer given on the door's listener.
+
+    Off the hot path: only refusals call it.
+    """
+    observer: AnswerObserver | None = getattr(door, "observer", None)
+    if observer is not None:
+        observer(answer)
+
+
 class Door(Protocol):
     """A front door's one call: the answer to a complete request."""
 
@@ -325,6 +340,12 @@ class AccountDoor:
         result = self._answer_authorized(header, body, identity)
         return result if self.observer is None else self.observer(result)
 
+    def refused(self, answer: Answer) -> Answer | Deferred[Answer]:
+        """``answer``, given for this account without asking it (a shared door's
+        ``401`` for a credential that does not match the account its path names),
+        shown to :attr:`observer` as any answer of this door is."""
+        return answer if self.observer is None else self.observer(answer)
+
     def _answer_authorized(
         self, header: HeaderLookup, body: bytes, identity: IdentityLookup
     ) -> Answer | Deferred[Answer]:
@@ -410,7 +431,9 @@ class SharedDoor:
     The account is the one named by the path ``/accounts/{account}/ilp``, whose
     credential must then match; on any other path, the one account whose
     credential matches (all are checked, so the time taken does not tell which
-    matched).  Anything else is ``401``.
+    matched).  Anything else is ``401``: shown to the named account's
+    :attr:`AccountDoor.observer` when the path names a known account, else to
+    this door's :attr:`observer` (no account can be told).
 
     :param accounts: account name -> that account's door.
     """
@@ -440,7 +463,12 @@ class SharedDoor:
         name = account_in_path(path)
         if name is not None:
             named = self._accounts.get(name)
-            chosen = [named] if named is not None and named.authorizes(authorization) else []
+            if named is not None:
+                if named.authorizes(authorization):
+                    return named.answer_authorized(header, body, identity)
+                # The path names the account: its 401 is counted as that account's.
+                return named.refused(UNAUTHORIZED)
+            chosen = []
         else:
             chosen = [door for door in self._accounts.values() if door.authorizes(authorization)]
         if len(chosen) != 1:

@@ -10,7 +10,9 @@ request it calls ``door.answer(method, path, header, body, identity)`` and
 writes the :class:`~ilphttp.front.Answer` (``:status``, ``content-type``,
 ``content-length`` and the answer's headers) when it is ready; the door's
 Deferred is cancelled when the client resets the stream or the connection is
-lost.  :meth:`H2ServerProtocol.close` sends GOAWAY (``NO_ERROR``) and closes
+lost.  The answers the session gives itself (``413``, ``431``, ``408``) are
+shown to the door's ``observer`` (:func:`ilphttp.front.show_refusal`:
+metrics).  :meth:`H2ServerProtocol.close` sends GOAWAY (``NO_ERROR``) and closes
 once the answers in flight are written.  Protocol errors and flood limits (see
 :mod:`ilphttp.h2_guard`) end the connection with a GOAWAY and one log line.
 
@@ -34,10 +36,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now, combined_fields
+from ilphttp.front import TEXT_PLAIN, Answer, Door, answer_now, combined_fields, show_refusal
 from ilphttp.h2_guard import GuardLimits
 from ilphttp.h2_server_core import ServerSession
-from ilphttp.h2_server_events import Calmed, ConnectionError, RequestCancelled, RequestReceived
+from ilphttp.h2_server_events import (
+    Calmed,
+    ConnectionError,
+    RequestCancelled,
+    RequestReceived,
+    RequestRefused,
+)
 from ilphttp.http2_events import CloseConnection, Timer
 from ilphttp.server_limits import DEFAULT_LIMITS, ServerLimits
 from ilphttp.tls_identity import peer_identity
@@ -136,6 +144,9 @@ class H2ServerProtocol(Protocol):
                     d.cancel()
             elif kind is CloseConnection:
                 self._close_transport(event.abort)
+            elif kind is RequestRefused:
+                # Answered by the session (413, 431, 408): counted as the door's answers are.
+                show_refusal(self.door, Answer(event.status, event.body, TEXT_PLAIN))
             elif kind is Calmed:
                 _log.warn(
                     "HTTP/2 client {peer} exceeded the {reason} limit: sent GOAWAY "

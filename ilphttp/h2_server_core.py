@@ -27,7 +27,8 @@ What it does (RFC 9113):
   is a body that grows past it, more than ``max_headers`` fields is
   ``431``, and a request not complete by its deadline
   (:meth:`ServerSession.expire_incomplete`) ``408``; the rest of such a
-  request is reset (``NO_ERROR``, section 8.1);
+  request is reset (``NO_ERROR``, section 8.1), and :class:`RequestRefused`
+  tells the caller of the answer (for its metrics);
 - credits received DATA back at once (section 6.9: the body is capped, so
   buffering it is bounded) and sends answer bodies within the client's
   windows, the rest when WINDOW_UPDATE or SETTINGS open them;
@@ -61,6 +62,7 @@ from ilphttp.h2_server_events import (
     ConnectionError,
     RequestCancelled,
     RequestReceived,
+    RequestRefused,
     ServerEvent,
 )
 from ilphttp.h2_server_stream import TEXT_PLAIN, TIMED_OUT, Refusal, RequestStream
@@ -446,6 +448,7 @@ class ServerSession(H2Session):
     def _answer_self(self, stream: RequestStream, refusal: Refusal) -> None:
         stream.refused = True
         status, body = refusal
+        self._emit(RequestRefused(stream.stream_id, status, body))
         self._respond(stream, status, [(b"content-type", TEXT_PLAIN)], body)
 
     def _respond(

@@ -12,7 +12,14 @@ from typing import NamedTuple, Union
 
 from ilphttp.http2_events import CloseConnection
 
-__all__ = ["Calmed", "ConnectionError", "RequestCancelled", "RequestReceived", "ServerEvent"]
+__all__ = [
+    "Calmed",
+    "ConnectionError",
+    "RequestCancelled",
+    "RequestReceived",
+    "RequestRefused",
+    "ServerEvent",
+]
 
 
 class RequestReceived(NamedTuple):
@@ -34,6 +41,15 @@ class RequestCancelled(NamedTuple):
     stream_id: int
 
 
+class RequestRefused(NamedTuple):
+    """The session answered a request itself (``413``, ``431``, ``408``): it is
+    never delivered; this only tells the caller (for its metrics)."""
+
+    stream_id: int
+    status: int
+    body: bytes
+
+
 class ConnectionError(NamedTuple):
     """The client broke the protocol: GOAWAY ``error_code`` is queued."""
 
@@ -48,4 +64,6 @@ class Calmed(NamedTuple):
     last_stream_id: int
 
 
-ServerEvent = Union[RequestReceived, RequestCancelled, ConnectionError, Calmed, CloseConnection]
+ServerEvent = Union[
+    RequestReceived, RequestCancelled, RequestRefused, ConnectionError, Calmed, CloseConnection
+]

@@ -28,7 +28,9 @@ is answered is the door's decision; this module only does HTTP/1.1 framing
   ``Content-Length`` with ``Transfer-Encoding``, an invalid or repeated
   ``Content-Length``, a missing ``Host`` on HTTP/1.1) are ``400`` and close;
   heads over ``max_header_bytes`` or ``max_headers`` headers are ``431``
-  (RFC 6585 section 5) and close; the door is never called;
+  (RFC 6585 section 5) and close; the door is never called, but these
+  answers, as the ``408`` and ``413`` below, are shown to its ``observer``
+  (:func:`ilphttp.front.show_refusal`: metrics);
 - deadlines (:class:`~ilphttp.server_limits.ServerLimits`): a request's head
   must be complete ``head_timeout`` seconds after its first byte (the first
   request: after the accept), its body ``body_timeout`` seconds after its
@@ -55,7 +57,7 @@ from twisted.python.failure import Failure
 
 from ilphttp._compat import write_now
 from ilphttp._http1_wire import encode_answer
-from ilphttp.front import FRAMING_FIELDS, Answer, Door, body_limit, too_large
+from ilphttp.front import FRAMING_FIELDS, Answer, Door, body_limit, show_refusal, too_large
 from ilphttp.http1_parse import (
     PARSE_ERRORS,
     PARSER,
@@ -91,6 +93,8 @@ MAX_HEADERS = DEFAULT_LIMITS.max_headers
 MAX_PIPELINED = 16
 
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"  # twisted.web's, byte for byte
+#: what :data:`_BAD_REQUEST` is shown to the door's observer as (metrics)
+_BAD_REQUEST_ANSWER = Answer(400, b"")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEAD_TOO_LARGE = Answer(431, b"request header fields too large")
 _TIMED_OUT = Answer(408, b"request timed out")
@@ -230,6 +234,7 @@ class Http1ServerProtocol(Protocol):
             self._close_quietly()
             return
         self._stop_reading()
+        show_refusal(self._door, _TIMED_OUT)
         slot = _Slot(True)
         slot.data = self._encode(_TIMED_OUT, b"HTTP/1.1", True, False)
         self._queue.append(slot)
@@ -355,6 +360,7 @@ class Http1ServerProtocol(Protocol):
 
     def _bad_request(self) -> None:
         self._stop_reading()
+        show_refusal(self._door, _BAD_REQUEST_ANSWER)
         slot = _Slot(True)
         slot.data = _BAD_REQUEST
         self._queue.append(slot)
@@ -363,6 +369,7 @@ class Http1ServerProtocol(Protocol):
     def _refused(self, answer: Answer) -> None:
         """Answer ``answer`` (a head that cannot be read) and close."""
         self._stop_reading()
+        show_refusal(self._door, answer)
         slot = _Slot(True)
         slot.data = self._encode(answer, b"HTTP/1.1", True, False)
         self._queue.append(slot)
@@ -419,7 +426,9 @@ class Http1ServerProtocol(Protocol):
             # Answered at once, before the body is read; nothing after it.
             message = _TOO_LARGE_EARLY % (_length(length), self._limit)
             self._stop_reading()
-            self._enqueue(Answer(413, message), _VERSIONS[version], True, b"POST")
+            refusal = Answer(413, message)
+            show_refusal(self._door, refusal)
+            self._enqueue(refusal, _VERSIONS[version], True, b"POST")
             raise _Stop()
         if b"upgrade" in headers and self._parser.should_upgrade():
             method = self._parser.get_method()
@@ -463,7 +472,9 @@ class Http1ServerProtocol(Protocol):
         # CONNECT is not served as a tunnel, and what follows it is not HTTP.
         close = close or method == b"CONNECT"
         if self._too_large:
-            self._enqueue(too_large(self._limit), version, True, method)
+            refusal = too_large(self._limit)
+            show_refusal(self._door, refusal)
+            self._enqueue(refusal, version, True, method)
         else:
             url = self._url
             query = url.find(b"?")

@@ -230,15 +230,24 @@ class LinkOps:
 
 
 class SharedDoorOps:
-    """Counts the requests a shared listener refuses before any account is known
-    (``ilp_auth_failures_total{account=""}``)."""
+    """Counts the answers a shared listener gives before any account is known,
+    labelled ``account=""``: its ``401`` for a credential no account can be told
+    from (also ``ilp_auth_failures_total{account=""}``) and its HTTP servers'
+    own refusals (``400``, ``408``, ``413``, ``431``) in ``ilp_http_requests_total``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._failures = metrics_for(registry).auth_failures.labels("")
+        metrics = metrics_for(registry)
+        # Only these two families: no packet series at zero for account "".
+        self._http = metrics.http
+        self._failures = metrics.auth_failures.labels("")
 
     def answered(self, result: AnswerResult) -> AnswerResult:
-        if isinstance(result, Answer) and result.status == 401:
-            self._failures.inc()
+        """Count ``result`` (an :class:`Answer`; a Deferred passes uncounted,
+        as the shared door gives none before an account is known)."""
+        if isinstance(result, Answer):
+            self._http.labels("", str(result.status)).inc()
+            if result.status == 401:
+                self._failures.inc()
         return result
 
 

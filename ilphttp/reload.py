@@ -44,7 +44,7 @@ from zope.interface import implementer
 
 from ilphttp import validate
 from ilphttp.errors import ConfigError, OptionError
-from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
+from ilphttp.front import Answer, AnswerObserver, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
@@ -104,6 +104,14 @@ class DoorSwitch:
         if door is None:
             return _STARTING
         return door.answer(method, path, header, body, identity)
+
+    @property
+    def observer(self) -> AnswerObserver | None:
+        """The observer of the door it is set to now, None without one: the
+        listeners' own refusals (:func:`ilphttp.front.show_refusal`) are counted
+        for the account the switch serves."""
+        observer: AnswerObserver | None = getattr(self.door, "observer", None)
+        return observer
 
 
 def switch_listeners(plugin: PluginHttp, door: Door | None = None) -> DoorSwitch:

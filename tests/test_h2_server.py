@@ -173,6 +173,25 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(goaways(self.reply())[0].error_code, Codes.NO_ERROR)
         self.assertTrue(self.transport.disconnecting)
 
+    def test_own_answers_are_shown_to_the_door_observer(self) -> None:
+        """413 (Content-Length, then a body past it), 431 and 408 reach metrics; the
+        door's answers are not shown again."""
+        c = self.client
+        c.send_headers(1, request(b"POST", b"/", (b"content-length", b"40000")))
+        c.send_headers(3, request(b"POST", b"/"))
+        c.send_data(3, b"x" * 16_000)
+        c.send_data(3, b"x" * 16_000)
+        c.send_data(3, b"x" * 16_000)
+        fields = [(b"x-%d" % i, b"v") for i in range(200)]
+        c.send_headers(5, request(b"POST", b"/", *fields), end_stream=True)
+        c.send_headers(7, request(b"POST", b"/ok"), end_stream=True)
+        c.send_headers(9, request(b"POST", b"/slow"))
+        self.send()
+        self.clock.advance(self.protocol.request_timeout + 1)
+        self.assertEqual(statuses(self.reply()), {1: 413, 3: 413, 5: 431, 7: 200, 9: 408})
+        self.assertEqual(self.door.observed, [413, 413, 431, 408])
+        self.assertEqual(self.door.paths, [b"/ok"])
+
     def test_door_that_raises_is_a_500(self) -> None:
         class Broken:
             def answer(self, *args: Any) -> Any:

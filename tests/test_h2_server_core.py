@@ -24,7 +24,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from ilphttp import h2_guard
 from ilphttp.front import TOO_LARGE
 from ilphttp.h2_server_core import IDLE_TIMEOUT, MAX_HEADERS, MAX_STREAMS, ServerSession
-from ilphttp.h2_server_events import Calmed, ConnectionError, RequestCancelled, RequestReceived
+from ilphttp.h2_server_events import (
+    Calmed,
+    ConnectionError,
+    RequestCancelled,
+    RequestReceived,
+    RequestRefused,
+)
 from ilphttp.h2_server_stream import TOO_LARGE_BODY
 from ilphttp.http2_connection import goaway_tolerant_state_machine
 from ilphttp.http2_events import CloseConnection
@@ -233,7 +239,7 @@ class LimitTests(_Case):
     def test_too_large_content_length(self) -> None:
         c = self.client
         c.send_headers(1, request(b"POST", b"/", (b"content-length", b"40000")))
-        self.assertEqual(self.send(), [])
+        self.assertEqual(self.send(), [RequestRefused(1, 413, TOO_LARGE_BODY)])
         events = self.reply()
         self.assertEqual(statuses(events), {1: 413})
         self.assertEqual(answered(events), {1: TOO_LARGE_BODY})
@@ -251,7 +257,7 @@ class LimitTests(_Case):
         c.send_headers(1, request(), end_stream=False)
         for _ in range(3):
             c.send_data(1, b"x" * 12_000)
-        self.assertEqual(self.send(), [])
+        self.assertEqual(self.send(), [RequestRefused(1, 413, TOO_LARGE_BODY)])
         self.assertEqual(statuses(self.reply()), {1: 413})
 
     def test_largest_body_is_delivered(self) -> None:
@@ -282,7 +288,10 @@ class LimitTests(_Case):
             (7, [(b"content-length", size), request_id, (b"callback-url", b"http://x.example/")]),
         ):
             c.send_headers(sid, request(b"POST", b"/", *fields))
-            self.assertEqual(self.send(), [])
+            [refused] = self.send()  # never delivered, only told of
+            self.assertEqual(
+                (type(refused), refused.stream_id, refused.status), (RequestRefused, sid, 413)
+            )
             events = self.reply()
             self.assertEqual(statuses(events), {sid: 413})
             limit = MAX_REJECT_LENGTH if sid == 3 else MAX_PREPARE_LENGTH
@@ -291,7 +300,7 @@ class LimitTests(_Case):
     def test_too_many_header_fields(self) -> None:
         fields = [(b"x-%d" % i, b"v") for i in range(MAX_HEADERS + 1)]
         self.client.send_headers(1, request(b"POST", b"/", *fields), end_stream=True)
-        self.assertEqual(self.send(), [])
+        self.assertEqual(self.send(), [RequestRefused(1, 431, b"too many header fields")])
         self.assertEqual(statuses(self.reply()), {1: 431})
 
     def test_incomplete_request_is_408_at_its_deadline(self) -> None:
@@ -305,6 +314,7 @@ class LimitTests(_Case):
         self.assertEqual(self.send(), [])
         self.assertEqual(self.server.oldest_incomplete(), 0.0)
         self.assertEqual(self.server.expire_incomplete(1.0), 1)  # stream 1 only
+        self.assertEqual(self.server.next_events(), [RequestRefused(1, 408, b"request timed out")])
         self.assertEqual(statuses(self.reply()), {1: 408})
         self.assertEqual(self.server.oldest_incomplete(), 5.0)
         c.end_stream(3)
@@ -318,7 +328,10 @@ class LimitTests(_Case):
         server.initiate()
         client = h2_client()
         client.send_headers(1, request(b"POST", b"/", (b"a", b"1"), (b"b", b"2"), (b"c", b"3")))
-        self.assertEqual(server.receive_data(client.data_to_send(), 0.0), [])
+        self.assertEqual(
+            server.receive_data(client.data_to_send(), 0.0),
+            [RequestRefused(1, 431, b"too many header fields")],
+        )
         self.assertEqual(statuses(client.receive_data(server.data_to_send())), {1: 431})
 
     def test_max_concurrent_streams(self) -> None:

@@ -34,6 +34,13 @@ class _Door:
         self.requests: list[tuple[bytes, bytes, bytes]] = []
         self.results: list[Any] = []
         self.headers: list[Any] = []
+        #: the answers shown to the observer (the server's own refusals: this
+        #: door calls no observer for its own answers)
+        self.observed: list[int] = []
+
+    def observer(self, answer: Any) -> Any:
+        self.observed.append(answer.status)
+        return answer
 
     def answer(self, method: bytes, path: bytes, header: Any, body: bytes, identity: Any) -> Any:
         self.requests.append((method, path, body))
@@ -515,6 +522,62 @@ class DrainTests(_Case):
         self.assertEqual(self.door.requests, [(b"POST", b"/", b"body")])
         self.assertIn(b"Connection: close\r\n", transport.value())
         self.assertTrue(transport.disconnecting)
+
+
+class RefusalCountTests(_Case):
+    """Every answer the server gives without the door is shown to the door's observer
+    (metrics count them), once each; the door's own answers are not shown twice."""
+
+    def refused(self, *data: bytes, limits: ServerLimits | None = None) -> list[int]:
+        self.door.observed.clear()
+        protocol = Http1ServerProtocol(self.door, self.clock, parser=self.parser, limits=limits)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost)
+        for piece in data:
+            protocol.dataReceived(piece)
+        self.assertTrue(transport.disconnecting)
+        return self.door.observed
+
+    def test_parser_refusals(self) -> None:
+        host = b"Host: x\r\n"
+        cases = {
+            "control character": b"POST / HTTP/1.1\r\n" + host + b"X: a\x00b\r\n\r\n",
+            "CL not digits": b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 1x\r\n\r\na",
+            "no Host": b"GET / HTTP/1.1\r\n\r\n",
+        }
+        for label, request in cases.items():
+            self.assertEqual(self.refused(request), [400], label)
+        too_many = b"GET / HTTP/1.1\r\n" + host + b"X: a\r\n" * MAX_HEADERS + b"\r\n"
+        self.assertEqual(self.refused(too_many), [431])
+        endless = [b"GET / HTTP/1.1\r\nHost: x\r\nX: "] + [b"a" * 4096] * 10
+        self.assertEqual(self.refused(*endless), [431])
+
+    def test_too_large_and_timed_out(self) -> None:
+        size = b"%d" % (MAX_PREPARE_LENGTH + 1)
+        self.assertEqual(self.refused(post(b"", [(b"Content-Length", size)])), [413])
+        body = b"p" * (MAX_PREPARE_LENGTH + 1)
+        self.assertEqual(
+            self.refused(post(b"", [(b"Transfer-Encoding", b"chunked")]) + chunked(body)), [413]
+        )
+        self.door.observed.clear()
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        self.clock.advance(IDLE_TIMEOUT)
+        self.assertEqual(statuses(transport.value()), [b"HTTP/1.1 408 Request Timeout"])
+        self.assertEqual(self.door.observed, [408])
+
+    def test_door_answers_and_silent_closes_are_not_shown(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(post() + raw_request(method=b"GET"))
+        self.assertEqual(len(statuses(transport.value())), 2)
+        self.clock.advance(IDLE_TIMEOUT + 1)  # idle: closed without an answer
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.door.observed, [])
+
+
+class H11RefusalCountTests(RefusalCountTests):
+    parser = "h11"
 
 
 class H11DeadlineTests(DeadlineTests):

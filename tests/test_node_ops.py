@@ -27,7 +27,7 @@ from ilphttp.node import make_node
 from ilphttp.nodeconfig import parse_node
 from ilphttp.packet import ErrorCode, Fulfill, Reject, deserialize, serialize_reject
 from ilphttp.plugin import PluginHttp
-from tests.support.clients import http_agent, request
+from tests.support.clients import http_agent, raw_connect, raw_request, request
 from tests.support.fakes import LogCapture
 from tests.support.jsinterop import in_ci
 from tests.support.packets import data_prepare, expect_reject, make_prepare
@@ -183,6 +183,75 @@ class NodeMetricsTests(TestCase):
         self.assertIn('ilp_auth_failures_total{account=""} 1.0', text)
         self.assertIn('ilp_auth_failures_total{account="bob"} 0.0', text)
         self.assertIn(f'ilp_connections{{listener="tcp:{shared_port}:interface=127.0.0.1"}}', text)
+
+    @defer.inlineCallbacks
+    def refused_raw(self, port: int, data: bytes, status: bytes) -> Any:
+        """Send ``data`` on a new connection; its answer's status line must say ``status``."""
+        client = yield raw_connect(self, port)
+        client.transport.write(data)
+        received = yield within(client.closed, 10)
+        self.assertTrue(received.startswith(b"HTTP/1.1 " + status), received)
+
+    @defer.inlineCallbacks
+    def start_shared(self) -> Any:
+        self.metrics_port = free_port()
+        data = node_data(f"tcp:{self.metrics_port}:interface=127.0.0.1")
+        del data["accounts"]["bob"]["options"]["incoming"]["endpoint"]
+        self.shared_port = free_port()
+        data["listen"] = [f"tcp:{self.shared_port}:interface=127.0.0.1"]
+        node = make_node(parse_node(data))
+        node.privilegedStartService()
+        node.startService()
+        self.addCleanup(node.stopService)
+        self.agent = http_agent(self)
+        self.url = f"http://127.0.0.1:{self.shared_port}/"
+        yield None
+
+    @defer.inlineCallbacks
+    def test_shared_listener_counts_a_named_accounts_401_as_its_own(self) -> Any:
+        yield self.start_shared()
+        wrong = {b"authorization": b"Bearer nope"}
+        for path, code in (("accounts/bob/ilp", 401), ("accounts/nobody/ilp", 401)):
+            result = yield within(request(self.agent, self.url + path, b"x", wrong), 10)
+            self.assertEqual(result.code, code, path)
+        text = (yield self.scrape()).decode("utf-8")
+        self.assertIn('ilp_auth_failures_total{account="bob"} 1.0', text)
+        self.assertIn('ilp_http_requests_total{account="bob",status="401"} 1.0', text)
+        # an account that does not exist: nobody to name
+        self.assertIn('ilp_auth_failures_total{account=""} 1.0', text)
+        self.assertIn('ilp_http_requests_total{account="",status="401"} 1.0', text)
+        self.assertNotIn('account="nobody"', text)
+
+    @defer.inlineCallbacks
+    def test_parser_refusals_are_counted(self) -> Any:
+        """400 (a NUL in a header, a bad Content-Length), 413 from Content-Length and
+        431 never reach a door; they are counted for the listener's account."""
+        yield self.start()
+        port = self.node.plugins["bob"].port.getHost().port  # type: ignore[union-attr]
+        for data, status in (
+            (raw_request(headers=[(b"X-A", b"a\x00b"), (b"Content-Length", b"0")]), b"400"),
+            (raw_request(headers=[(b"Content-Length", b"1x")], body=b"a"), b"400"),
+            (raw_request(headers=[(b"Content-Length", b"99999999")]), b"413"),
+            (raw_request(headers=[(b"X-%d" % i, b"v") for i in range(200)]), b"431"),
+        ):
+            yield self.refused_raw(port, data, status)
+        yield self.post(1)  # and the normal path still counts its 200, once
+        text = (yield self.scrape()).decode("utf-8")
+        for status, count in (("400", 2), ("413", 1), ("431", 1), ("200", 1)):
+            self.assertIn(
+                f'ilp_http_requests_total{{account="bob",status="{status}"}} {count}.0', text
+            )
+        self.assertNotIn('account=""', text)
+
+    @defer.inlineCallbacks
+    def test_parser_refusals_on_a_shared_listener_are_account_empty(self) -> Any:
+        yield self.start_shared()
+        bad = raw_request(b"/accounts/bob/ilp", [(b"Content-Length", b"1x")], b"a")
+        yield self.refused_raw(self.shared_port, bad, b"400")
+        text = (yield self.scrape()).decode("utf-8")
+        self.assertIn('ilp_http_requests_total{account="",status="400"} 1.0', text)
+        self.assertNotIn('ilp_http_requests_total{account="bob",status="400"}', text)
+        self.assertIn('ilp_auth_failures_total{account=""} 0.0', text)
 
     def test_a_metrics_port_in_use_stops_startup_with_one_line(self) -> None:
         holder = __import__("socket").socket()

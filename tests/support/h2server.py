@@ -74,6 +74,14 @@ class RecordingDoor:
         self.calls: list[tuple[bytes, bytes, Any, bytes, Any]] = []
         self.waiting: dict[bytes, Deferred[Answer]] = {}
         self.cancelled: list[bytes] = []
+        #: the statuses shown to :meth:`observer`: the server's own answers
+        #: (this door calls no observer for its own)
+        self.observed: list[int] = []
+
+    def observer(self, answer: Any) -> Any:
+        """Record ``answer``'s status (the door's ``observer`` hook, as metrics' is)."""
+        self.observed.append(answer.status)
+        return answer
 
     def answer(
         self, method: bytes, path: bytes, header: Any, body: bytes, identity: Any
