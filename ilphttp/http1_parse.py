@@ -4,7 +4,8 @@ httptools (llhttp, node's parser) is the fastest and strictest choice, but it
 does not install on PyPy; there h11 (pure Python) parses, behind an adapter
 with httptools' interface, so that :mod:`ilphttp.http1_server` has one code
 path.  The adapter adds what llhttp refuses and h11 would accept (bare LF line
-ends, obs-fold, a repeated ``Content-Length``), so both refuse the same heads.
+ends, obs-fold, a repeated ``Content-Length``, control characters), so both
+refuse the same heads.
 
 The callbacks object has httptools' methods: ``on_message_begin()``,
 ``on_url(piece)`` (may come in pieces), ``on_header(name, value)``,
@@ -68,6 +69,9 @@ class UpgradeRequested(Exception):
 _HEAD_END = b"\r\n\r\n"
 #: an LF without its CR, or a header line continued (obs-fold, RFC 9112 section 5.2)
 _BARE_LF_OR_FOLD = re.compile(rb"(?<!\r)\n|\n[ \t]")
+#: a control character other than HTAB, CR and LF: llhttp refuses them in field
+#: values (RFC 9110 section 5.5), h11 lets some by (SOH, BS, US, DEL)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: h11 merges equal Content-Length lines before we see them
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
 
@@ -126,6 +130,8 @@ class H11Parser:
         self._head = b""
         if _BARE_LF_OR_FOLD.search(head, 0, end + 2):
             self._fail("bare LF or obs-fold in the head")
+        if _CONTROL.search(head, 0, end):
+            self._fail("a control character in the head")
         if len(_CONTENT_LENGTH.findall(head, 0, end + 2)) > 1:
             self._fail("repeated Content-Length")
         self._conn = self._h11.Connection(

@@ -315,6 +315,16 @@ class BodyTests(_Case):
             "bare LF": b"POST / HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
             "bare LF in a header": b"POST / HTTP/1.1\r\nHost: x\nContent-Length: 0\r\n\r\n",
             "NUL": b"POST / HTTP/1.1\r\n" + host + b"X: a\x00b\r\nContent-Length: 0\r\n\r\n",
+            # llhttp refuses every control character but HTAB in a field value
+            # (RFC 9110 section 5.5); h11 alone would let SOH, BS, US and DEL by.
+            **{
+                f"control {c:#04x}": b"POST / HTTP/1.1\r\n"
+                + host
+                + b"X: a"
+                + bytes([c])
+                + b"b\r\nContent-Length: 0\r\n\r\n"
+                for c in (0x01, 0x08, 0x1F, 0x7F)
+            },
             "obs-fold": b"POST / HTTP/1.1\r\n" + host + b"X: a\r\n b\r\nContent-Length: 0\r\n\r\n",
             "CL and TE": b"POST / HTTP/1.1\r\n"
             + host
