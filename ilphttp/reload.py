@@ -43,12 +43,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ilphttp import validate
+from ilphttp.endpoint_check import check_distinct_listeners
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
-from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, parse_node
+from ilphttp.nodeconfig import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    NodeConfig,
+    load_file,
+    node_listeners,
+    parse_node,
+)
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener
@@ -215,9 +223,14 @@ class ConfigFile:
                 self.environ,
                 listen_flags=self.listen_flags,
             )
+            node = self.operation_flags.apply(node)
+            if self.operation_flags.metrics is not None:  # it may take a port the file uses
+                check_distinct_listeners(
+                    node_listeners(node, len(self.listen_flags), metrics_where="--metrics")
+                )
         except OptionError as exc:
             raise OptionError(f"{self.path}: {exc}") from None
-        return with_file_digests(self.operation_flags.apply(node))
+        return with_file_digests(node)
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,17 @@ class ReloadTests(ReloadCase):
                 node_data(self.accounts(carol=account(token=TOKENS["c1"], url="not a url"))),
                 "accounts.carol",
             ),
+            (  # two accounts on one port: the file's error, before anything is bound
+                node_data(
+                    self.accounts(
+                        carol=account(token=TOKENS["c1"], endpoint=f"tcp:{busy}"),
+                        dave=account(token=TOKENS["c1"] + "d", endpoint=f"tcp:{busy}"),
+                    )
+                ),
+                f"accounts.carol.options.incoming.endpoint 'tcp:{busy}' and"
+                f" accounts.dave.options.incoming.endpoint 'tcp:{busy}' would both listen"
+                f" on port {busy}",
+            ),
         ]
         for content, words in bad:
             with open(self.path, "w", encoding="utf-8") as f:
