@@ -377,15 +377,14 @@ def _switch(
         # the account's listener, which answers through the new plugin now.
         fresh[name].take_over_replies(service.plugins[name])
     removed = {spec.name: spec for spec in service.node.accounts if spec.name in changes.removed}
-    draining: list[Deferred[Any]] = []
+    stopping: list[tuple[str, PluginHttp, Any]] = []
     for name, plugin in zip((*changes.removed, *changes.changed), leaving):
-        drained_one = _drained(plugin, plugin.disownServiceParent())
-        if name in removed:  # its series leave /metrics once nothing records them
-            drained_one.addCallback(_forget, service, removed[name])
-        draining.append(drained_one)
+        stopping.append((name, plugin, plugin.disownServiceParent()))
         del service.plugins[name]
-    for extra in [s for s in service if _extra_listener_of(s, changes.removed)]:
-        draining.append(succeed(extra.disownServiceParent()))
+    draining: list[Deferred[Any]] = [
+        succeed(extra.disownServiceParent())
+        for extra in [s for s in service if _extra_listener_of(s, changes.removed)]
+    ]
     for name in changes.removed:
         service.doors.pop(name, None)
     for name, plugin in fresh.items():
@@ -414,6 +413,13 @@ def _switch(
     if changes.log_level:
         apply_log_level(service, changes.log_level)
     _log.info("reloaded: {summary}", summary=changes.summary())
+    # Only now: a link with nothing in flight has drained already, and its line
+    # (and a removed account's series leaving /metrics) follows the summary.
+    for name, plugin, stopped in stopping:
+        drained_one = _drained(plugin, stopped)
+        if name in removed:  # its series leave /metrics once nothing records them
+            drained_one.addCallback(_forget, service, removed[name])
+        draining.append(drained_one)
     drained = DeferredList(draining, consumeErrors=True).addCallback(lambda _: None)
     return ReloadSummary(changes, drained)
 
