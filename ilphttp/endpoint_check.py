@@ -5,19 +5,26 @@ Twisted parses a server endpoint string (``tcp:8000:interface=127.0.0.1``,
 listens, and some mistakes then surface as a traceback from deep inside:
 ``tcp:99999`` or ``tcp:-5`` as an ``OverflowError`` from ``bind``, a unix
 socket in a directory that does not exist as a ``FileNotFoundError`` from its
-lock file.  :func:`check_endpoint` finds those in the text alone (nothing is
-opened), with a message naming the option; whatever it does not know
-(another endpoint type, a missing key file) is left to Twisted, which already
-reports it in one line.
+lock file, or a missing ``ssl:`` key file only once other listeners are
+open.  :func:`check_endpoint` finds those in the text alone (nothing is
+opened), with a message naming the option, and
+:func:`check_distinct_listeners` finds two listeners of one node that would
+bind the same address.  Another endpoint type is left to Twisted, which
+reports it in one line when it listens: Twisted's built-in types are a
+private table (``twisted.internet.endpoints._serverParsers``) and plugin ones
+are found by scanning ``twisted.plugins``, so this Twisted-free module cannot
+tell an unknown type from a plugin's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable
 
 from ilphttp.errors import ConfigError
 
-__all__ = ["check_endpoint"]
+__all__ = ["check_distinct_listeners", "check_endpoint"]
 
 #: endpoint types whose first argument (or ``port=``) is a TCP port
 _PORT_TYPES = ("tcp", "tcp6", "ssl")
@@ -71,7 +78,9 @@ def check_endpoint(where: str, description: str) -> str:
     """``description`` when what it names can be listened on, as far as its text says.
 
     Checked: a ``tcp``, ``tcp6`` or ``ssl`` port is a number from 0 to 65535;
-    a ``unix`` socket's directory exists.
+    a ``unix`` socket's directory exists; an ``ssl`` listener's ``privateKey``
+    and ``certKey`` files exist (relative paths from the working directory, as
+    Twisted opens them).
 
     :param where: the option, for the message (``incoming.endpoint``,
         ``listen[0]``, ``--listen``).
@@ -85,6 +94,13 @@ def check_endpoint(where: str, description: str) -> str:
             raise ConfigError(
                 f"{where} {description!r}: the port must be a number from 0 to 65535, got {port!r}"
             )
+        if kind == "ssl":
+            key = keywords.get("privateKey", "server.pem")  # Twisted's default, as ours
+            for option, path in (("privateKey", key), ("certKey", keywords.get("certKey", key))):
+                if not os.path.isfile(path):
+                    raise ConfigError(
+                        f"{where} {description!r}: the {option} file {path} does not exist"
+                    )
     elif kind == "unix":
         address = keywords.get("address", positional[0] if positional else "")
         directory = os.path.dirname(address)
@@ -93,3 +109,78 @@ def check_endpoint(where: str, description: str) -> str:
                 f"{where} {description!r}: the socket's directory {directory} does not exist"
             )
     return description
+
+
+def _bound_address(description: str) -> tuple[str, str, int] | None:
+    """What ``description`` binds: ``("tcp", host, port)`` with the host as an
+    address (``0.0.0.0``/``::`` for every interface) or a name as written, or
+    ``("unix", path, 0)``; None when nothing can collide with it (port 0,
+    another endpoint type)."""
+    kind, positional, keywords = _arguments(description)
+    if kind == "unix":
+        address = keywords.get("address", positional[0] if positional else "")
+        return ("unix", os.path.normpath(os.path.abspath(address)), 0) if address else None
+    if kind not in _PORT_TYPES:
+        return None
+    port = keywords.get("port", positional[0] if positional else "0")
+    if not (port.isascii() and port.isdigit()) or int(port) == 0:
+        return None  # port 0: the system picks a free one each time
+    # Twisted's parsers: tcp:PORT:INTERFACE:BACKLOG, tcp6:PORT:BACKLOG:INTERFACE, ssl keywords only
+    if kind == "tcp":
+        host = keywords.get("interface", positional[1] if len(positional) > 1 else "")
+    elif kind == "tcp6":
+        host = keywords.get("interface", positional[2] if len(positional) > 2 else "::")
+    else:
+        host = keywords.get("interface", "")
+    try:
+        host = str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        host = host or "0.0.0.0"  # '': every IPv4 interface (a name is compared as written)
+    return ("tcp", host, int(port))
+
+
+def _overlap(one: str, other: str) -> bool:
+    """Whether two hosts on one TCP port collide, as Linux binds them: the same
+    host; ``::`` (dual stack: IPv6 and IPv4) with any; ``0.0.0.0`` with any IPv4
+    host (but not with an IPv6 one other than ``::``)."""
+    if one == other or "::" in (one, other):
+        return True
+    return "0.0.0.0" in (one, other) and ":" not in one + other
+
+
+def check_distinct_listeners(listeners: Iterable[tuple[str, str]]) -> None:
+    """No two of ``listeners`` would bind the same address, so the node does not
+    fail to start (or a reload to bind) with "address in use" for a port that
+    only its own config holds twice.
+
+    :param listeners: (the option, for the message; its endpoint string), e.g.
+        ``("accounts.bob.options.incoming.endpoint", "tcp:8260:interface=127.0.0.1")``.
+        Descriptions that :func:`check_endpoint` refuses are skipped.
+    :raises ConfigError: naming both options, e.g. ``accounts.alice.options.incoming.endpoint
+        'tcp:8260:interface=127.0.0.1' and accounts.bob.options.incoming.endpoint
+        'tcp:8260:interface=127.0.0.1' would both listen on port 8260 of 127.0.0.1: ...``.
+    """
+    seen: list[tuple[str, str, tuple[str, str, int]]] = []
+    for where, description in listeners:
+        bound = _bound_address(description)
+        if bound is None:
+            continue
+        kind, host, port = bound
+        for other_where, other_description, (other_kind, other_host, other_port) in seen:
+            if kind != other_kind or port != other_port:
+                continue
+            if kind == "unix" and host != other_host:
+                continue
+            if kind == "tcp" and not _overlap(host, other_host):
+                continue
+            what = f"the socket {host}" if kind == "unix" else f"port {port}"
+            if kind == "tcp" and host == other_host:
+                what += f" of {host}"
+            elif kind == "tcp":
+                what += f" ({other_host} and {host})"
+            raise ConfigError(
+                f"{other_where} {other_description!r} and {where} {description!r} would both"
+                f" listen on {what}: give each its own port (accounts without a port or"
+                " endpoint of their own share the node's listen)"
+            )
+        seen.append((where, description, bound))

@@ -197,7 +197,9 @@ class LinkOps:
             self.metrics.packet_finished(timing, result, code, prepare.amount, now)
         if self.log_packets:
             _log.debug(
-                "{direction} packet to {destination}: {result} {code} ({amount}, {duration_ms} ms)",
+                "{direction} packet to {destination}: {result}"
+                + (" {code}" if code else "")  # a Fulfill has none: one space, not two
+                + " ({amount}, {duration_ms} ms)",
                 event="packet",
                 account=self._owner.name or "",
                 direction=direction,

@@ -36,7 +36,7 @@ from typing import Any
 from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
 from ilphttp.credentials import check_distinct_credentials
-from ilphttp.endpoint_check import check_endpoint
+from ilphttp.endpoint_check import check_distinct_listeners, check_endpoint
 from ilphttp.errors import ConfigError
 from ilphttp.json_keys import DuplicateKeyError, loads_without_duplicates
 from ilphttp.limits import parse_limits
@@ -67,6 +67,7 @@ __all__ = [
     "ConfigError",
     "NodeConfig",
     "load_file",
+    "node_listeners",
     "parse_node",
 ]
 
@@ -407,7 +408,34 @@ def parse_node(
     )
     _check_routing(node)
     check_shared_listen(node, "--listen/--port with --config" if listen_flags else "listen")
+    check_distinct_listeners(node_listeners(node, listen_flags=len(listen_flags)))
     return node
+
+
+def node_listeners(
+    node: NodeConfig, listen_flags: int = 0, metrics_where: str = "metrics"
+) -> list[tuple[str, str]]:
+    """Every endpoint the node listens on, each with the option that gives it (for
+    :func:`~ilphttp.endpoint_check.check_distinct_listeners`).
+
+    :param listen_flags: how many of ``node.listen`` (the last ones) are ``--listen`` flags.
+    :param metrics_where: the option ``node.metrics`` comes from (``--metrics``).
+    """
+    first_flag = len(node.listen) - listen_flags
+    listeners = [
+        (f"listen[{i}]" if i < first_flag else "--listen", description)
+        for i, description in enumerate(node.listen)
+    ]
+    for spec in node.accounts:
+        incoming = spec.options.incoming
+        own = None if incoming is None else incoming.listen_description
+        if incoming is not None and own is not None:
+            option = "endpoint" if incoming.endpoint is not None else "port"
+            listeners.append((f"accounts.{spec.name}.options.incoming.{option}", own))
+        listeners += [("--listen", description) for description in spec.extra_listen]
+    if node.metrics is not None:
+        listeners.append((metrics_where, node.metrics))
+    return listeners
 
 
 def _server(value: Any) -> ServerLimits:

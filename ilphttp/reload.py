@@ -43,12 +43,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ilphttp import validate
+from ilphttp.endpoint_check import check_distinct_listeners
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, AnswerObserver, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
-from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, load_file, parse_node
+from ilphttp.nodeconfig import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    NodeConfig,
+    load_file,
+    node_listeners,
+    parse_node,
+)
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener
@@ -223,9 +231,14 @@ class ConfigFile:
                 self.environ,
                 listen_flags=self.listen_flags,
             )
+            node = self.operation_flags.apply(node)
+            if self.operation_flags.metrics is not None:  # it may take a port the file uses
+                check_distinct_listeners(
+                    node_listeners(node, len(self.listen_flags), metrics_where="--metrics")
+                )
         except OptionError as exc:
             raise OptionError(f"{self.path}: {exc}") from None
-        return with_file_digests(self.operation_flags.apply(node))
+        return with_file_digests(node)
 
 
 @dataclass(frozen=True)
@@ -372,15 +385,14 @@ def _switch(
         # the account's listener, which answers through the new plugin now.
         fresh[name].take_over_replies(service.plugins[name])
     removed = {spec.name: spec for spec in service.node.accounts if spec.name in changes.removed}
-    draining: list[Deferred[Any]] = []
+    stopping: list[tuple[str, PluginHttp, Any]] = []
     for name, plugin in zip((*changes.removed, *changes.changed), leaving):
-        drained_one = _drained(plugin, plugin.disownServiceParent())
-        if name in removed:  # its series leave /metrics once nothing records them
-            drained_one.addCallback(_forget, service, removed[name])
-        draining.append(drained_one)
+        stopping.append((name, plugin, plugin.disownServiceParent()))
         del service.plugins[name]
-    for extra in [s for s in service if _extra_listener_of(s, changes.removed)]:
-        draining.append(succeed(extra.disownServiceParent()))
+    draining: list[Deferred[Any]] = [
+        succeed(extra.disownServiceParent())
+        for extra in [s for s in service if _extra_listener_of(s, changes.removed)]
+    ]
     for name in changes.removed:
         service.doors.pop(name, None)
     for name, plugin in fresh.items():
@@ -409,6 +421,13 @@ def _switch(
     if changes.log_level:
         apply_log_level(service, changes.log_level)
     _log.info("reloaded: {summary}", summary=changes.summary())
+    # Only now: a link with nothing in flight has drained already, and its line
+    # (and a removed account's series leaving /metrics) follows the summary.
+    for name, plugin, stopped in stopping:
+        drained_one = _drained(plugin, stopped)
+        if name in removed:  # its series leave /metrics once nothing records them
+            drained_one.addCallback(_forget, service, removed[name])
+        draining.append(drained_one)
     drained = DeferredList(draining, consumeErrors=True).addCallback(lambda _: None)
     return ReloadSummary(changes, drained)
 

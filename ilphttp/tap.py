@@ -32,7 +32,7 @@ from twisted.python import usage
 
 from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
-from ilphttp.endpoint_check import check_endpoint
+from ilphttp.endpoint_check import check_distinct_listeners, check_endpoint
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import HandlerError, NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
@@ -220,6 +220,9 @@ class Options(usage.Options):
         node = self._operation_flags().apply(node)
         if node.metrics is not None:
             check_metrics(node.metrics)  # a bad endpoint is a usage error, not a start-up one
+        if self["config"] is None:  # with --config, ConfigFile.read checked them
+            listeners = [("--listen", description) for description in self["listen"]]
+            check_distinct_listeners([*listeners, ("--metrics", node.metrics or "")])
         twistd = getattr(self, "parent", None)
         check_twistd_options(twistd, node.log_format)
         self["twistd"] = None if twistd is None else dict(twistd)

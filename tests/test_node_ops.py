@@ -548,6 +548,8 @@ class JsonLogTests(TestCase):
             self.assertEqual(e["level"], "debug")
             self.assertEqual((e["code"], e["destination"], e["amount"]), ("", "test.ops.x", 5))
             self.assertIsInstance(e["duration_ms"], float)
+            # a Fulfill has no code: "fulfill (5, ...", one space, not two
+            self.assertRegex(e["message"], r"\Aincoming packet to test\.ops\.x: fulfill \(5, ")
         for secret in [TOKEN, jwt_secret, "eyJ", *(t.decode().split()[-1] for t in tokens)]:
             self.assertNotIn(secret, text)
 

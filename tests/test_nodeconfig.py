@@ -197,6 +197,70 @@ staticToken = "o"
         fine = with_endpoint(f"unix:{os.path.abspath(self.mktemp())}.sock")
         self.assertEqual(len(self.parse_config(fine)["node"].accounts), len(HUB_CONFIG["accounts"]))
 
+    def test_two_listeners_on_one_port_are_refused_when_read(self) -> None:
+        # Not "cannot listen on 127.0.0.1:8260 (address in use)" once alice listens.
+        config: dict[str, Any] = json.loads(json.dumps(HUB_CONFIG))
+        loopback = "tcp:8260:interface=127.0.0.1"
+        config["accounts"]["kids"]["options"]["incoming"]["endpoint"] = loopback
+        config["accounts"]["bob"]["options"]["incoming"] = {
+            "endpoint": loopback,
+            "staticToken": "bob-in",
+        }
+        self.assertEqual(
+            self.config_error(config),
+            f": accounts.kids.options.incoming.endpoint {loopback!r} and"
+            f" accounts.bob.options.incoming.endpoint {loopback!r} would both listen on port"
+            " 8260 of 127.0.0.1: give each its own port (accounts without a port or endpoint"
+            " of their own share the node's listen)",
+        )
+        # up's port 7001 is every interface's
+        config["accounts"]["bob"]["options"]["incoming"]["endpoint"] = (
+            "tcp:7001:interface=127.0.0.1"
+        )
+        self.assertIn(
+            "accounts.up.options.incoming.port 'tcp:7001' and accounts.bob.options.incoming"
+            ".endpoint 'tcp:7001:interface=127.0.0.1' would both listen on port 7001",
+            self.config_error(config),
+        )
+        # the node's listen and metrics, from the file or the flags
+        shared = self.shared(listen=["tcp:0", "tcp:7002:interface=127.0.0.1"])
+        shared["accounts"]["kids"]["options"]["incoming"]["endpoint"] = "tcp:7002"
+        self.assertIn(
+            "listen[1] 'tcp:7002:interface=127.0.0.1' and accounts.kids.options.incoming"
+            ".endpoint 'tcp:7002' would both listen on port 7002 (127.0.0.1 and 0.0.0.0)",
+            self.config_error(shared),
+        )
+        self.assertIn(
+            "accounts.up.options.incoming.port 'tcp:7001' and metrics 'tcp:7001'",
+            self.config_error(self.shared(metrics="tcp:7001")),
+        )
+        path = self.write(self.shared())
+        self.assertIn(
+            "--listen 'tcp:7001' and accounts.up.options.incoming.port 'tcp:7001'",
+            self.usage_error(["--config", path, "--listen", "tcp:7001"], {"KIDS_OUT": "k"}),
+        )
+        self.assertIn(
+            "accounts.up.options.incoming.port 'tcp:7001' and --metrics 'tcp:7001'",
+            self.usage_error(["--config", path, "--metrics", "tcp:7001"], {"KIDS_OUT": "k"}),
+        )
+        # the shared listeners are one listener for all their accounts; port 0 never collides
+        node = self.parse_config(self.shared(listen=["tcp:0", "tcp:0"], metrics="tcp:0"))["node"]
+        self.assertEqual(len(node.shared_accounts()), 2)
+
+    def test_a_missing_ssl_key_is_refused_when_read(self) -> None:
+        config: dict[str, Any] = json.loads(json.dumps(HUB_CONFIG))
+        missing = os.path.abspath(self.mktemp())
+        endpoint = f"ssl:0:privateKey={missing}"
+        config["accounts"]["bob"]["options"]["incoming"] = {
+            "endpoint": endpoint,
+            "staticToken": "bob-in",
+        }
+        self.assertEqual(
+            self.config_error(config),
+            f": accounts.bob.options: incoming.endpoint {endpoint!r}:"
+            f" the privateKey file {missing} does not exist",
+        )
+
     def test_a_key_given_twice_is_refused_with_its_path(self) -> None:
         account = '{"relation": "child", "options": {"incoming": {"port": 0, "staticToken": "%s"}}}'
         head = '{"ilpAddress": "test.a", "assetCode": "X", "assetScale": 9, '
@@ -383,11 +447,11 @@ staticToken = "o"
 
     def test_listen_flags_with_config(self) -> None:
         options = self.parse(
-            ["--config", self.write(self.shared()), "--port", "7000", "--listen", "tcp:7001"],
+            ["--config", self.write(self.shared()), "--port", "7000", "--listen", "tcp:7003"],
             {"KIDS_OUT": "kids-out"},
         )
         self.assertEqual(
-            options["node"].listen, ("tcp:0:interface=127.0.0.1", "tcp:7000", "tcp:7001")
+            options["node"].listen, ("tcp:0:interface=127.0.0.1", "tcp:7000", "tcp:7003")
         )
 
     def test_listen_errors(self) -> None:

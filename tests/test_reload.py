@@ -167,6 +167,24 @@ class ReloadTests(ReloadCase):
         self.assertFalse(any(t in _text(e) for e in self.logs.events for t in TOKENS.values()))
 
     @defer.inlineCallbacks
+    def test_the_summary_line_comes_before_the_drained_ones(self) -> Any:
+        # Nothing in flight: the old links drain at once, still after the summary.
+        service = self.start(self.accounts())
+        mark = len(self.logs.events)
+        accounts = self.accounts(a="a2")
+        del accounts["bob"]
+        self.write(accounts)
+        summary = yield service.reload()
+        yield summary.drained
+        lines = [_text(e) for e in self.logs.events[mark:]]
+        summary_line, *drained = [t for t in lines if "reloaded:" in t or "drained" in t]
+        self.assertEqual(summary_line, "reloaded: removed bob; changed alice; routing changed")
+        self.assertEqual(
+            sorted(drained),
+            ["account alice: the previous link drained", "account bob: the previous link drained"],
+        )
+
+    @defer.inlineCallbacks
     def test_metrics_go_on_after_a_reload(self) -> Any:
         """A changed account's new plugin records into the node's registry: its
         series continue (not reset, not lost in a registry nobody serves)."""
@@ -270,6 +288,17 @@ class ReloadTests(ReloadCase):
             (
                 node_data(self.accounts(carol=account(token=TOKENS["c1"], url="not a url"))),
                 "accounts.carol",
+            ),
+            (  # two accounts on one port: the file's error, before anything is bound
+                node_data(
+                    self.accounts(
+                        carol=account(token=TOKENS["c1"], endpoint=f"tcp:{busy}"),
+                        dave=account(token=TOKENS["c1"] + "d", endpoint=f"tcp:{busy}"),
+                    )
+                ),
+                f"accounts.carol.options.incoming.endpoint 'tcp:{busy}' and"
+                f" accounts.dave.options.incoming.endpoint 'tcp:{busy}' would both listen"
+                f" on port {busy}",
             ),
         ]
         for content, words in bad:

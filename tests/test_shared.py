@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -12,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ilphttp import ildcp
+from ilphttp.errors import OptionError
 from ilphttp.node import HandlerContext, make_node
 from ilphttp.nodeconfig import parse_node
 from ilphttp.packet import ErrorCode, Reject, deserialize_prepare
@@ -209,8 +211,15 @@ class SharedNodeTests(TestCase):
         self.assertEqual(result.code, 401)
 
     def test_missing_certificate_file_is_one_line(self) -> None:
-        config = shared_node_config(listen="ssl:0:privateKey=/nonexistent/key.pem")
-        node = make_node(parse_node(config), echo_account, global_reactor())
+        missing = "ssl:0:privateKey=/nonexistent/key.pem"
+        with self.assertRaises(OptionError) as refused:  # when read, before anything listens
+            parse_node(shared_node_config(listen=missing))
+        self.assertIn(
+            "the privateKey file /nonexistent/key.pem does not exist", str(refused.exception)
+        )
+        # gone between reading and listening: one line still
+        config = replace(parse_node(shared_node_config(listen="tcp:0")), listen=(missing,))
+        node = make_node(config, echo_account, global_reactor())
         node.privilegedStartService()
         with self.assertRaises(SystemExit) as caught:
             node.startService()

@@ -115,6 +115,15 @@ class SingleLinkOptionsTests(OptionsCase):
             (["--listen", "tcp:0", "--listen", "tcp:-5"], f"--listen 'tcp:-5': {rule}, got '-5'"),
             (["--listen", r"unix:/nonexistent/a\:b/s"], "directory /nonexistent/a:b does not"),
             (["--listen", "tcp:0", "--metrics", "tcp:port=70000"], "--metrics 'tcp:port=70000'"),
+            (
+                ["--listen", "tcp:8260:interface=127.0.0.1", "--listen", "tcp:8260"],
+                "--listen 'tcp:8260:interface=127.0.0.1' and --listen 'tcp:8260' would both"
+                " listen on port 8260",
+            ),
+            (
+                ["--listen", "tcp:8260", "--metrics", "tcp:8260"],
+                "--listen 'tcp:8260' and --metrics 'tcp:8260' would both listen",
+            ),
         ]:
             message = self.usage_error([*self.hub_argv()[2:], *argv])
             self.assertIn(expected, message)
