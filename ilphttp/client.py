@@ -367,17 +367,25 @@ class OutgoingClient:
             self._failures_not_logged += 1
         else:
             self._last_failure_log = now
-            (_log.error if fault else _log.info)(
-                "{url}: {code} {message}{more}",
-                url=loggable_url(url),
-                code=reject.code,
-                message=reject.message,
-                more=(
-                    f" ({self._failures_not_logged} more since the last line)"
-                    if self._failures_not_logged
-                    else ""
-                ),
-            )
+            n = self._failures_not_logged
+            more = f" ({n} more since the last line)" if n else ""
+            shown, code, message = loggable_url(url), reject.code, reject.message
+            if fault:  # every packet to this URL fails until the configuration changes
+                _log.error(
+                    "{url}: {code} {message}{more}",
+                    url=shown,
+                    code=code,
+                    message=message,
+                    more=more,
+                )
+            else:
+                _log.info(
+                    "{url}: {code} {message}{more}",
+                    url=shown,
+                    code=code,
+                    message=message,
+                    more=more,
+                )
             self._failures_not_logged = 0
         return reply_of(reject)
 
