@@ -14,6 +14,7 @@ from typing import Any
 from ilphttp import validate
 from ilphttp.callbacks import CallbackUrlError, normalize
 from ilphttp.errors import OptionError
+from ilphttp.logtext import loggable_url
 
 __all__ = [
     "ASYNC",
@@ -116,7 +117,7 @@ def _callback_target(where: str, value: Any, *, query_ok: bool) -> str:
     try:
         normalize(url, query_ok=query_ok)
     except CallbackUrlError as exc:
-        raise OptionError(f"{where} {exc}, got {url!r}") from None
+        raise OptionError(f"{where} {exc}, got {loggable_url(url)!r}") from None
     return url
 
 

@@ -357,8 +357,9 @@ class OutgoingClient:
         headers.append((b"Authorization", self._auth.header()))
         return self._sender.post(url, headers, body)
 
-    def _ours(self, url: bytes, reject: Reject) -> Reply:
-        """A Reject we make for this peer: it names the account; the log has the URL."""
+    def _ours(self, url: bytes, reject: Reject, *, fault: bool = False) -> Reply:
+        """A Reject we make for this peer: it names the account; the log has the URL
+        (at error level when it is a ``fault`` of our configuration)."""
         if self._account is not None:
             reject = reject._replace(message=f"account {self._account}: {reject.message}")
         now = self._reactor.seconds()
@@ -366,17 +367,25 @@ class OutgoingClient:
             self._failures_not_logged += 1
         else:
             self._last_failure_log = now
-            _log.info(
-                "{url}: {code} {message}{more}",
-                url=loggable_url(url),
-                code=reject.code,
-                message=reject.message,
-                more=(
-                    f" ({self._failures_not_logged} more since the last line)"
-                    if self._failures_not_logged
-                    else ""
-                ),
-            )
+            n = self._failures_not_logged
+            more = f" ({n} more since the last line)" if n else ""
+            shown, code, message = loggable_url(url), reject.code, reject.message
+            if fault:  # every packet to this URL fails until the configuration changes
+                _log.error(
+                    "{url}: {code} {message}{more}",
+                    url=shown,
+                    code=code,
+                    message=message,
+                    more=more,
+                )
+            else:
+                _log.info(
+                    "{url}: {code} {message}{more}",
+                    url=shown,
+                    code=code,
+                    message=message,
+                    more=more,
+                )
             self._failures_not_logged = 0
         return reply_of(reject)
 
@@ -404,7 +413,7 @@ class OutgoingClient:
                 triggered_by,
                 f"error sending the packet: {failure.value.__class__.__name__}",
             )
-        return self._ours(url, reject)
+        return self._ours(url, reject, fault=failure.check(UnusableUrl) is not None)
 
     def _log_auth_failure(self, status: int) -> None:
         now = self._reactor.seconds()

@@ -444,7 +444,12 @@ def _build(sp: Spelling, opts: Mapping[str, Any]) -> PluginOptions:
     if incoming is not None and incoming.children is not None and not multi:
         raise OptionError("incoming.children is for multi accounts (multi: true)")
     if outgoing is not None:
-        validate.http_url("outgoing.url", outgoing.url)
+        try:
+            validate.http_url("outgoing.url", outgoing.url, delimiter=delimiter if multi else None)
+        except OptionError as exc:
+            if multi or delimiter not in outgoing.url:
+                raise
+            raise OptionError(f"{exc}; a URL template needs multi: true") from None
         if multi:
             try:
                 template = ChildUrlTemplate(outgoing.url, delimiter, outgoing.child_port_range)

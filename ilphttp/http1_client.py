@@ -358,8 +358,10 @@ class Http1Client:
             self._next(peer)
             if request.cancelled:
                 failure = Failure(CancelledError())
-            elif failure.check(ValueError):  # the endpoint's "invalid hostname: ..."
-                failure = Failure(UnusableUrl("the URL's host cannot be connected to"))
+            elif failure.check(ValueError, OverflowError):
+                # The endpoint's "invalid hostname: ...", or connect_ex()'s "port
+                # must be 0-65535": the URL's fault, not a bug.
+                failure = Failure(UnusableUrl("the URL's host or port cannot be connected to"))
             if not request.deferred.called:
                 request.deferred.errback(failure)
 

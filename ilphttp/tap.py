@@ -279,19 +279,25 @@ class Options(usage.Options):
             raise OptionError("--listen or --port is required (or --config FILE)")
         for description in listen:
             validate.string("--listen", description)
+        if self["multi-delimiter"] is not None:
+            if not self["multi"]:
+                raise OptionError("--multi-delimiter needs --multi")
+            validate.string("--multi-delimiter", self["multi-delimiter"])
         url = self["outgoing-url"]
         if url is None:
             for name in (*_OUTGOING_ONLY, "send-ilp-destination"):
                 if self[name]:
                     raise OptionError(f"--{name} needs --outgoing-url")
         else:
-            validate.http_url("--outgoing-url", url)
+            delimiter = (self["multi-delimiter"] or "%") if self["multi"] else None
+            try:
+                validate.http_url("--outgoing-url", url, delimiter=delimiter)
+            except OptionError as exc:
+                if self["multi"] or "%" not in url:
+                    raise
+                raise OptionError(f"{exc}; a URL template needs --multi") from None
         if self["name"] is not None and any(c in self["name"] for c in "\r\n\0"):
             raise OptionError("--name must not contain line breaks")
-        if self["multi-delimiter"] is not None:
-            if not self["multi"]:
-                raise OptionError("--multi-delimiter needs --multi")
-            validate.string("--multi-delimiter", self["multi-delimiter"])
         address = self["ildcp-address"]
         code = self["asset-code"]
         raw_scale = self["asset-scale"]

@@ -105,36 +105,66 @@ def milliseconds(where: str, value: Any) -> float:
     return float(value) / 1000.0
 
 
-def http_url(where: str, value: Any) -> str:
+def http_url(where: str, value: Any, *, delimiter: str | None = None) -> str:
     """An absolute ``http://`` or ``https://`` ASCII URL without user information.
 
-    A port, when given in digits, is a TCP port from 1 to 65535 (RFC 9110
-    section 4.2.1; 0 cannot be connected to).  A port that is not digits is
-    left to the caller: a multi account's URL template may hold its delimiter
-    there (``http://127.0.0.1:%/``).
+    It has a host, no whitespace and no control characters (RFC 3986 section
+    2 allows neither).  A port, when given, is digits naming a TCP port from 1
+    to 65535 (RFC 9110 section 4.2.1; 0 cannot be connected to); an empty one
+    (``http://h:/``) is the scheme's default.  ``delimiter`` is a multi
+    account's: its first occurrence in the URL template is where a child's
+    name goes (the host, the port or the path: ``http://127.0.0.1:%/``), so
+    it is checked as if a name stood there.
 
-    :raises OptionError: naming ``where``; a URL with ``user:password@`` is
-        refused without echoing it (credentials go in ``staticToken`` or
+    :raises OptionError: naming ``where``.  The URL is echoed without its
+        query, fragment or user information, which may carry a credential (as
+        :func:`~ilphttp.logtext.loggable_url` shows it); a URL with
+        ``user:password@`` is refused (credentials go in ``staticToken`` or
         ``jwtSecret``, which the logs redact).
     """
     url = string(where, value)
     if not url.isascii():  # it is sent as ASCII; an IRI must be percent-encoded
         raise OptionError(f"{where} must be ASCII (percent-encode other characters)")
+    checked = url
+    if delimiter and delimiter in url:
+        checked = url.replace(delimiter, "1", 1)  # a name that fits a host, a port or a path
+    if any(c <= " " or c == "\x7f" for c in checked):
+        raise OptionError(
+            f"{where} must not contain whitespace or control characters (percent-encode them)"
+        )
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(checked)
     except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
         raise OptionError(f"{where} is not a valid URL ({exc})") from None
     if "@" in parts.netloc:
         raise OptionError(
             f"{where}: credentials in the URL are not supported; use staticToken/jwtSecret"
         )
+    shown = _shown(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise OptionError(f"{where} must be an http:// or https:// URL, got {url!r}")
+        raise OptionError(f"{where} must be an http:// or https:// URL, got {shown!r}")
+    if not parts.hostname:
+        raise OptionError(f"{where} has no host, got {shown!r}")
     port = _port_text(parts.netloc)
     digits = port.lstrip("0")
-    if port.isdigit() and not (len(digits) <= 5 and 1 <= int(digits or "0") <= 65535):
-        raise OptionError(f"{where}: port {port} is out of range (1 to 65535), got {url!r}")
+    if port and not (port.isdigit() and len(digits) <= 5 and 1 <= int(digits or "0") <= 65535):
+        if port.isdigit():
+            said = f"port {port[:20]} is out of range"
+        else:
+            said = f"port {port[:20]!r} is not a number"
+        raise OptionError(f"{where}: {said} (1 to 65535), got {shown!r}")
     return url
+
+
+def _shown(url: str) -> str:
+    """``url`` as an error may echo it: as written, but without its query,
+    fragment or user information (``bob:8000`` stays ``bob:8000``)."""
+    head = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, slashes, rest = head.partition("//")
+    if slashes:
+        authority, slash, path = rest.partition("/")
+        head = scheme + slashes + authority.rpartition("@")[2] + slash + path
+    return head
 
 
 def _port_text(netloc: str) -> str:

@@ -131,6 +131,10 @@ class ParseTests(SynchronousTestCase):
                 "--url: port 99999 is out of range",
             ),
             (["ping", "--url", "127.0.0.1:8000"], env, "--url must be an http:// or https://"),
+            (["ping", "--url", "http://127.0.0.1:abc/"], env, "--url: port 'abc' is not a number"),
+            (["ping", "--url", "http://127.0.0.1:-1/"], env, "--url: port '-1' is not a number"),
+            (["ping", "--url", "http://:8000/"], env, "--url has no host"),
+            (["ping", "--url", "http://a b/"], env, "--url must not contain whitespace"),
             (["ping", *url, "--fulfillment", "00" * 32], env, "--fulfillment needs --destination"),
             (["ping", *url, "--condition", "00" * 32], env, "--condition needs --destination"),
             (
@@ -185,6 +189,21 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(status, EXIT_USAGE)
         self.assertIn("--url: credentials in the URL are not supported", out.getvalue())
         self.assertNotIn("hunter2pass", out.getvalue())
+
+    def test_unusable_port_is_a_usage_error(self) -> None:
+        """A port that cannot be connected to is refused before any packet (exit
+        2), and the error shows the URL without its query."""
+        for url in ("http://127.0.0.1:abc/?token=SECRETQ3", "http://127.0.0.1:-1/?token=SECRETQ3"):
+            out = io.StringIO()
+            argv = ["ping", "--url", url]
+            status = self.successResultOf(
+                run(reactor, argv, out, {"ILPHTTP_OUTGOING_TOKEN": TOKEN})
+            )
+            self.assertEqual(status, EXIT_USAGE, out.getvalue())
+            lines = out.getvalue().splitlines()
+            self.assertEqual(lines[1:], [USAGE_HINT])
+            self.assertIn("is not a number (1 to 65535), got 'http://127.0.0.1:", lines[0])
+            self.assertNotIn("SECRETQ3", out.getvalue())
 
     def test_bad_url(self) -> None:
         """A bad --url is a usage error like the others: the flag's name, then the hint."""

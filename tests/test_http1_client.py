@@ -14,7 +14,7 @@ from twisted.internet.error import (
     DNSLookupError,
 )
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from twisted.web.resource import Resource
@@ -364,8 +364,9 @@ class OutgoingRejectTests(SynchronousTestCase):
         return packet
 
     def test_a_url_it_cannot_use_is_t00_without_a_traceback(self) -> None:
-        """User information, an unparsable URL, a host the endpoint refuses: one
-        T00 each, the URL's secrets in no reject and no error logged."""
+        """User information, an unparsable URL, a host or port the endpoint
+        refuses: one T00 each, the URL's secrets in no reject, no traceback
+        logged (a line at error level: every packet to that URL fails)."""
         logs = LogCapture(self)
         for url in (
             b"http://user:hunter2pass@127.0.0.1:1/?token=querysecret123",
@@ -376,13 +377,26 @@ class OutgoingRejectTests(SynchronousTestCase):
             reject = self.reject(d)
             self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
             self.assertTrue(reject.message.startswith("account bob: peer's URL: "), reject.message)
-        made = make_prepare(self.clock.seconds())
-        d = self.client.send(URL, made.packet, made.prepare, "g.us")
-        self.endpoints.attempts[-1].fail(ValueError("invalid hostname: user:hunter2pass@x"))
-        reject = self.reject(d)
-        self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
-        self.assertEqual(logs.errors(), [])
+        for error in (
+            ValueError("invalid hostname: user:hunter2pass@x"),
+            OverflowError("connect_ex(): port must be 0-65535."),  # http://127.0.0.1:-1/
+        ):
+            self.clock.advance(3600)  # past the failure lines' rate limit
+            made = make_prepare(self.clock.seconds())
+            d = self.client.send(URL, made.packet, made.prepare, "g.us")
+            self.endpoints.attempts[-1].fail(error)
+            reject = self.reject(d)
+            self.assertEqual(reject.code, ErrorCode.T00_INTERNAL_ERROR)
+            self.assertEqual(
+                reject.message,
+                "account bob: peer's URL: the URL's host or port cannot be connected to",
+            )
+        errors = logs.errors()
+        # The first two URLs share a line (rate-limited), then one line each.
+        self.assertEqual([e["log_level"] for e in errors], [LogLevel.error] * 3)
+        self.assertFalse([e for e in logs.events if "log_failure" in e])
         said = " ".join(formatEvent(e) for e in logs.events)
+        self.assertEqual([e["code"] for e in errors], [ErrorCode.T00_INTERNAL_ERROR] * 3)
         for secret in ("hunter2pass", "querysecret123"):
             self.assertNotIn(secret, said)
             self.assertNotIn(secret, reject.message)

@@ -273,7 +273,28 @@ class SingleLinkOptionsTests(OptionsCase):
                 {},
                 "--asset-scale needs --ildcp-address",
             ),
-            (no_multi, {}, "a single bilateral link gives the router nowhere to route"),
+            (
+                [a if a != "http://127.0.0.1:%/" else "http://127.0.0.1:9/" for a in no_multi],
+                {},
+                "a single bilateral link gives the router nowhere to route",
+            ),
+            (
+                no_multi,
+                {},
+                "--outgoing-url: port '%' is not a number (1 to 65535), got"
+                " 'http://127.0.0.1:%/'; a URL template needs --multi",
+            ),
+            (
+                [*without("--outgoing-url"), "--outgoing-url", "http://127.0.0.1:-1/?t=SECRETQ1"],
+                {},
+                "--outgoing-url: port '-1' is not a number (1 to 65535), got"
+                " 'http://127.0.0.1:-1/'",
+            ),
+            (
+                [*hub, "--multi-delimiter", "{c}"],
+                {},
+                "--outgoing-url: port '%' is not a number",
+            ),
             (
                 without("--ildcp-address", "--asset-code", "--asset-scale"),
                 {},
@@ -332,6 +353,7 @@ class SingleLinkOptionsTests(OptionsCase):
         for argv, environ, words in cases:
             message = self.usage_error(argv, environ)
             self.assertIn(words, message, argv)
+            self.assertNotIn("SECRETQ1", message)
 
     def test_empty_token_file(self) -> None:
         argv = self.hub_argv()

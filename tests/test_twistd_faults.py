@@ -139,3 +139,37 @@ class TwistdFaultTests(TestCase):
             yield within(node.ended, 60)
             self.assertEqual(node.exit_code, 2, node.text())
             self.assertEqual(node.text(), line + "twistd ilphttp: see 'twistd ilphttp --help'\n")
+
+    @defer.inlineCallbacks
+    def test_an_outgoing_url_that_cannot_be_connected_to_is_one_line(self) -> Any:
+        """A port that is not a TCP port is refused at start-up (exit 2), not
+        at every packet; the line shows the URL without its query."""
+        config = os.path.join(self.workdir, "bad-url.json")
+        with open(config, "w") as f:
+            f.write(
+                '{"ilpAddress": "test.f", "assetCode": "XRP", "assetScale": 9, "accounts":'
+                ' {"bob": {"relation": "peer", "options": {"outgoing":'
+                ' {"url": "http://127.0.0.1:-1/?token=SECRETQ1", "staticToken": "t"}}}}}'
+            )
+        for argv, line in [
+            (
+                ["--config", config],
+                f"twistd ilphttp: {config}: accounts.bob.options: outgoing.url: port '-1' is"
+                " not a number (1 to 65535), got 'http://127.0.0.1:-1/'\n",
+            ),
+            (
+                [
+                    *self.flags(PID_HANDLER),
+                    "--outgoing-url",
+                    "http://127.0.0.1:abc/?token=SECRETQ1",
+                    "--outgoing-token-file",
+                    self.token_file,
+                ],
+                "twistd ilphttp: --outgoing-url: port 'abc' is not a number (1 to 65535),"
+                " got 'http://127.0.0.1:abc/'\n",
+            ),
+        ]:
+            node = start_twistd(self, self.workdir, *argv)
+            yield within(node.ended, 60)
+            self.assertEqual(node.exit_code, 2, node.text())
+            self.assertEqual(node.text(), line + "twistd ilphttp: see 'twistd ilphttp --help'\n")
