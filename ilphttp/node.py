@@ -244,6 +244,7 @@ class NodeService(MultiService):
         """Drain, then stop: every listener first stops accepting and answers what it
         read (while every account can still send, so that packets read are
         forwarded), then the plugins stop (theirs in flight end) and the router.
+        ``/metrics`` is served until the drain has ended.
 
         While an account's asynchronous Prepares (RFC 35) await their replies,
         every listener keeps taking reply POSTs first, for at most its grace
@@ -261,6 +262,8 @@ class NodeService(MultiService):
                 draining.append(service.drain_incoming(hold))
             elif isinstance(service, SharedListener):
                 draining.append(service.drain(hold))
+            elif service.name == node_metrics.SERVICE_NAME:
+                continue  # /metrics stays up while the rest drains, so the drain can be watched
             elif isinstance(service, StreamServerEndpointService):
                 draining.append(_drain_extra(service, hold(), self.reactor or default_reactor()))
         drained = DeferredList(draining, consumeErrors=True)

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
@@ -115,8 +116,13 @@ class WorkerMetrics(MultiService):
             raise StartupError(f"ilphttp: {message}") from None
 
     def stopService(self) -> Deferred[None]:
-        d: Deferred[None] = MultiService.stopService(self)
-        return d.addBoth(lambda result: self._remove())
+        """Stop the workers (they drain), then ``/metrics``: the drain can be watched."""
+        Service.stopService(self)
+        others = [s for s in reversed(list(self)) if s is not self._listener]
+        stopping = DeferredList([maybeDeferred(s.stopService) for s in others])
+        stopping.addCallback(lambda _: maybeDeferred(self._listener.stopService))
+        stopped: Deferred[None] = stopping.addBoth(lambda result: self._remove())
+        return stopped
 
     def _remove(self) -> None:
         if self.directory is not None:

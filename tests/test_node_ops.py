@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, textFileLogObserver
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
@@ -160,6 +160,36 @@ class NodeMetricsTests(TestCase):
         self.assertRegex(text, r'ilp_connections\{listener="tcp:0:interface=127.0.0.1"\} 1.0')
         checked = promtool("check", "metrics", stdin=text.encode("utf-8"))
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+
+    @defer.inlineCallbacks
+    def test_metrics_are_served_until_the_drain_ends(self) -> Any:
+        held: defer.Deferred[bytes] = defer.Deferred()
+        self.metrics_port = free_port()
+        config = parse_node(node_data(f"tcp:{self.metrics_port}:interface=127.0.0.1"))
+        self.node = make_node(config, lambda context: lambda data: held, global_reactor())
+        self.node.privilegedStartService()
+        self.node.startService()
+        plugin = self.node.plugins["bob"]
+        self.url = f"http://127.0.0.1:{plugin.port.getHost().port}/"  # type: ignore[union-attr]
+        self.agent = http_agent(self)
+        made = make_prepare(global_reactor().seconds(), 10, fulfillment=PREIMAGE)
+        answer = request(self.agent, self.url, made.packet, AUTH)
+        for _ in range(200):  # until the Prepare is in the handler
+            text = (yield self.scrape()).decode("utf-8")
+            if 'ilp_packets_in_flight{account="bob",direction="incoming"} 1.0' in text:
+                break
+            yield deferLater(global_reactor(), 0.02, lambda: None)
+        stopped = self.node.stopService()
+        self.agent = http_agent(self)  # a new connection: the port itself still listens
+        text = (yield self.scrape()).decode("utf-8")  # draining, and still watched
+        self.assertIn('ilp_packets_in_flight{account="bob",direction="incoming"} 1.0', text)
+        self.assertFalse(stopped.called)
+        held.callback(made.fulfill())
+        self.assertEqual((yield within(answer, 10)).code, 200)
+        yield within(stopped, 20)
+        yield self.assertFailure(
+            within(raw_connect(self, self.metrics_port), 10), error.ConnectionRefusedError
+        )
 
     @defer.inlineCallbacks
     def test_shared_listener_counts_unknown_tokens_as_account_empty(self) -> Any:
