@@ -21,7 +21,9 @@ from twisted.trial.unittest import TestCase
 
 from ilphttp.packet import Fulfill, Reject, deserialize
 from ilphttp.plugin import PluginHttp
+from tests.support.clients import http_agent, request
 from tests.support.packets import make_prepare
+from tests.support.ports import free_port
 from tests.support.reactor import global_reactor, within
 from tests.support.twistd import HELD_HANDLER_DELAY, PREIMAGE, start_twistd
 
@@ -132,9 +134,17 @@ class WorkerFaultTests(TestCase):
         _node(self.config)
 
     @defer.inlineCallbacks
-    def start(self, handler: str = "tests.support.twistd:make_slow_pid_handler") -> Any:
+    def start(self, handler: str = "tests.support.twistd:make_slow_pid_handler", *more: str) -> Any:
         node = start_twistd(
-            self, self.workdir, "--config", self.config, "--workers", "2", "--handler", handler
+            self,
+            self.workdir,
+            "--config",
+            self.config,
+            "--workers",
+            "2",
+            "--handler",
+            handler,
+            *more,
         )
         ready = yield node.wait_for(r"all 2 workers are ready \(pids ([\d, ]+)\)")
         port = int((yield node.wait_for(r"account bob: \S+ on port (\d+)")).group(1))
@@ -193,7 +203,12 @@ class WorkerFaultTests(TestCase):
     def test_sigterm_refuses_new_connections_while_the_workers_drain(self) -> Any:
         # A balancer retries a refused connection elsewhere (haproxy.cfg,
         # docs/deployment.rst); one the kernel accepted for nobody is reset later.
-        node, port, pids = yield self.start("tests.support.twistd:make_held_pid_handler")
+        metrics_port = free_port()
+        node, port, pids = yield self.start(
+            "tests.support.twistd:make_held_pid_handler",
+            "--metrics",
+            f"tcp:{metrics_port}:interface=127.0.0.1",
+        )
         sender = PluginHttp(outgoing={"url": f"http://127.0.0.1:{port}/", "static_token": TOKEN})
         yield sender.connect()
         self.addCleanup(sender.disconnect)
@@ -211,6 +226,11 @@ class WorkerFaultTests(TestCase):
             waited = global_reactor().seconds() - held
             self.assertLess(waited, HELD_HANDLER_DELAY / 2, "new connections are still accepted")
         self.assertFalse(answered.called, "refused only once the drain was over")
+        # /metrics is still served while the workers drain (docs/monitoring.rst)
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        scraped = yield within(request(http_agent(self), url, method=b"GET"), 10)
+        self.assertEqual(scraped.code, 200)
+        self.assertIn(b"ilp_packets_in_flight", scraped.body)
         reply = deserialize((yield answered))
         self.assertIsInstance(reply, Fulfill)  # the packet in flight was answered
         self.assertIn(int(reply.data), pids)
