@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
-from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
@@ -51,6 +50,7 @@ from ilphttp.reload import (
 )
 from ilphttp.router import Router
 from ilphttp.shared import SharedListener
+from ilphttp.tls import server_service
 
 __all__ = [
     "SHARED_LISTEN",
@@ -371,7 +371,8 @@ def make_node(
                     StreamServerEndpointService(endpoints[i + 1], plugin.new_listener())
                 )
             else:
-                listener = strports.service(description, plugin.new_listener(), reactor=reactor)
+                # ilphttp's ssl: parser: an encrypted key is refused, never prompted for
+                listener = server_service(description, plugin.new_listener(), reactor)
             listener.setName(f"{spec.name}-listen-{i + 1}")
             listener.setServiceParent(service)
     resources = {}

@@ -16,16 +16,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
-from twisted.application import strports
-from twisted.internet.endpoints import serverFromString
 
-from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.errors import OptionError
 from ilphttp.front import SharedDoor
 from ilphttp.link_ops import LinkOps, SharedDoorOps, count_connections
 from ilphttp.metrics import metrics_for, metrics_root
 from ilphttp.server import IlpSite
 from ilphttp.shared import SharedListener
+from ilphttp.tls import server_endpoint_from_string, server_service
 
 if TYPE_CHECKING:
     from ilphttp.node import NodeService
@@ -54,8 +52,9 @@ def check_metrics(description: str) -> str:
     :raises OptionError: ``metrics '...' is invalid: <why>``.
     """
     try:
-        serverFromString(None, description)
-    except (ValueError, KeyError, TypeError) as exc:
+        # ilphttp's ssl: parser, which never asks for a key's passphrase (Twisted's would)
+        server_endpoint_from_string(None, description)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise OptionError(f"metrics {description!r} is invalid: {exc}") from None
     return description
 
@@ -67,11 +66,11 @@ def metrics_listener(description: str, registry: CollectorRegistry, reactor: Any
     site = IlpSite(metrics_root(registry))
     site.noisy = False
     try:
-        service = strports.service(description, site, reactor=reactor)
-    except (ValueError, KeyError, TypeError) as exc:
+        service = server_service(description, site, reactor)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise OptionError(f"metrics {description!r} is invalid: {exc}") from None
     service.setName(SERVICE_NAME)
-    return raise_listen_errors_synchronously(service)
+    return service
 
 
 def instrument(

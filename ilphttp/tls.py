@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import (
@@ -31,6 +32,7 @@ from twisted.internet.interfaces import (
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from ilphttp._compat import raise_listen_errors_synchronously
 from ilphttp.tls_identity import (
     DEFAULT_ALPN,
     ClientTLSPolicy,
@@ -57,6 +59,7 @@ __all__ = [
     "peer_identity",
     "server_endpoint",
     "server_endpoint_from_string",
+    "server_service",
     "server_tls_from_string",
     "server_tls_options",
     "split_endpoint",
@@ -250,14 +253,38 @@ def server_endpoint_from_string(reactor: Any, description: str) -> IStreamServer
     return server_endpoint(reactor, port, interface=interface, backlog=backlog, **tls)
 
 
+def server_service(
+    description: str, factory: Any, reactor: Any = None
+) -> StreamServerEndpointService:
+    """``twisted.application.strports.service``, with the endpoint of
+    :func:`server_endpoint_from_string`: an ``ssl:`` key is loaded by ilphttp,
+    which refuses an encrypted key, where Twisted's parser would ask for its
+    passphrase on the terminal and block the process. A listen failure raises
+    from ``startService``, as with strports.
+
+    :raises ValueError: an invalid description or TLS file (one line);
+        ``OSError``: a file that cannot be read.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    endpoint = server_endpoint_from_string(reactor, description)
+    service: StreamServerEndpointService = raise_listen_errors_synchronously(
+        StreamServerEndpointService(endpoint, factory)
+    )
+    return service
+
+
 def server_tls_from_string(description: str) -> ssl.CertificateOptions | None:
     """The TLS options an ``ssl:`` description (see :func:`server_endpoint_from_string`)
     gives, read from its files now and checked (the key matches the certificate);
     None for another endpoint type.
 
-    :raises ValueError: a bad option; ``OSError``: a file that cannot be read;
-        ``OpenSSL.SSL.Error``/``OpenSSL.crypto.Error``: an invalid PEM or a key
-        that does not match.
+    :raises ValueError: a bad option, an invalid PEM, an encrypted key or a key
+        that does not match (one line each); ``OSError``: a file that cannot be
+        read; ``OpenSSL.SSL.Error``: what else the context refuses (e.g. bad
+        DH parameters).
     """
     parsed = _parse_ssl(description)
     if parsed is None:

@@ -33,6 +33,7 @@ from ilphttp.errors import OptionError
 from ilphttp.nodeconfig import AccountSpec, NodeConfig
 from ilphttp.nodediff import own_listener
 from ilphttp.tls import ServerTLS, server_tls_from_string, split_endpoint
+from ilphttp.tls_identity import openssl_reason
 
 __all__ = ["fresh_server_tls", "server_tls_of", "tls_files", "with_file_digests"]
 
@@ -96,7 +97,7 @@ def fresh_server_tls(spec: AccountSpec) -> CertificateOptions | None:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
+    text = openssl_reason(exc)  # OpenSSL's errors as "lib: reason", not raw tuples
     return text if len(text) <= 300 else text[:300] + "..."
 
 

@@ -30,7 +30,9 @@ from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ISSLTransport
 from twisted.python.filepath import FilePath
 from twisted.web.iweb import IPolicyForHTTPS
@@ -46,6 +48,8 @@ __all__ = [
     "identity_from_certificate",
     "load_certificates",
     "load_private_certificate",
+    "load_private_key",
+    "openssl_reason",
     "peer_certificate",
     "peer_identity",
 ]
@@ -66,16 +70,86 @@ def _read(path: str | bytes | FilePath[Any]) -> bytes:
     return FilePath(path).getContent()
 
 
+def _shown(path: str | bytes | FilePath[Any]) -> str:
+    """A path as messages quote it: ``'key.pem'``."""
+    if isinstance(path, FilePath):
+        path = path.path
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "replace")
+    return repr(path)
+
+
+def openssl_reason(exc: BaseException) -> str:
+    """One readable line for an OpenSSL error: its ``library: reason`` pairs, without
+    repeats, instead of the raw ``[('lib', 'func', 'reason'), ...]`` list; ``str(exc)``
+    for any other exception."""
+    if isinstance(exc, (crypto.Error, SSL.Error)) and exc.args and isinstance(exc.args[0], list):
+        parts = []
+        for entry in exc.args[0]:
+            if isinstance(entry, tuple) and len(entry) == 3:
+                lib, _func, reason = entry
+                parts.append(f"{lib}: {reason}" if lib else str(reason))
+            else:
+                parts.append(str(entry))
+        if parts:
+            return "; ".join(dict.fromkeys(parts))
+    return str(exc) or type(exc).__name__
+
+
+def _certificate(block: bytes, path: str | bytes | FilePath[Any]) -> ssl.Certificate:
+    try:
+        return ssl.Certificate.loadPEM(block)
+    except crypto.Error as exc:
+        raise ValueError(
+            f"the certificate in {_shown(path)} cannot be read: {openssl_reason(exc)}"
+        ) from None
+
+
 def load_certificates(path: str | bytes | FilePath[Any]) -> list[ssl.Certificate]:
     """
     All the certificates of a PEM file (a CA bundle or a chain).
 
-    :raises ValueError: if the file holds no PEM certificate.
+    :raises ValueError: one line, if the file holds no PEM certificate or one
+        that cannot be read; ``OSError`` if the file cannot be read.
     """
     blocks = _PEM_CERT.findall(_read(path))
     if not blocks:
-        raise ValueError(f"no PEM certificate in {path!r}")
-    return [ssl.Certificate.loadPEM(block) for block in blocks]
+        raise ValueError(f"no PEM certificate in {_shown(path)}")
+    return [_certificate(block, path) for block in blocks]
+
+
+class _Encrypted(Exception):
+    """The key asked for a passphrase (raised by :func:`_no_passphrase`)."""
+
+
+def _no_passphrase(*_args: Any) -> bytes:
+    # Without a callback OpenSSL asks for the passphrase on the controlling
+    # terminal, which blocks the whole reactor; refuse instead.
+    raise _Encrypted
+
+
+def load_private_key(path: str | bytes | FilePath[Any]) -> crypto.PKey:
+    """
+    The (first) private key of a PEM file, which may also hold certificates.
+    A passphrase is never asked for: an encrypted key is refused.
+
+    :raises ValueError: one line, if the key is encrypted (passphrase-protected),
+        absent or invalid; ``OSError`` if the file cannot be read.
+    """
+    data = _read(path)
+    try:
+        return crypto.load_privatekey(crypto.FILETYPE_PEM, data, passphrase=_no_passphrase)
+    except _Encrypted:
+        raise ValueError(
+            f"the private key in {_shown(path)} is encrypted (a passphrase-protected key):"
+            " give an unencrypted key"
+        ) from None
+    except crypto.Error as exc:
+        if b"PRIVATE KEY-----" not in data:
+            raise ValueError(f"no PEM private key in {_shown(path)}") from None
+        raise ValueError(
+            f"the private key in {_shown(path)} cannot be read: {openssl_reason(exc)}"
+        ) from None
 
 
 def load_private_certificate(
@@ -84,14 +158,26 @@ def load_private_certificate(
     """
     A certificate and its private key from PEM files (``key`` defaults to
     ``cert``, for a file holding both). Only the first certificate of ``cert``
-    is used; see ``load_certificates`` for the rest of a chain.
+    is used; see ``load_certificates`` for the rest of a chain. The key must
+    not be encrypted (see :func:`load_private_key`).
+
+    :raises ValueError: one line, if a file holds no usable certificate or key,
+        the key is encrypted, or it does not match the certificate; ``OSError``
+        if a file cannot be read.
     """
-    cert_pem = _read(cert)
-    key_pem = cert_pem if key is None else _read(key)
-    first = _PEM_CERT.search(cert_pem)
+    first = _PEM_CERT.search(_read(cert))
     if first is None:
-        raise ValueError(f"no PEM certificate in {cert!r}")
-    return ssl.PrivateCertificate.loadPEM(first.group(0) + b"\n" + key_pem)
+        raise ValueError(f"no PEM certificate in {_shown(cert)}")
+    certificate = _certificate(first.group(0), cert)
+    key_path = cert if key is None else key
+    pkey = load_private_key(key_path)
+    try:
+        return ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, ssl.KeyPair(pkey))
+    except VerifyError:
+        raise ValueError(
+            f"the private key in {_shown(key_path)} does not match the certificate"
+            f" in {_shown(cert)}"
+        ) from None
 
 
 def _trust_root(ca_bundle: str | bytes | FilePath[Any] | None) -> Any:

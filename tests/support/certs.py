@@ -69,6 +69,17 @@ class IssuedCertificate:
     def key_pem(self) -> bytes:
         return _key_pem(self.key)
 
+    def encrypted_key_pem(self, passphrase: bytes = b"x", *, legacy: bool = False) -> bytes:
+        """The key protected by ``passphrase``: PKCS#8 (``ENCRYPTED PRIVATE KEY``), or
+        with ``legacy`` OpenSSL's traditional form (``Proc-Type: 4,ENCRYPTED``)."""
+        form = (
+            serialization.PrivateFormat.TraditionalOpenSSL
+            if legacy
+            else serialization.PrivateFormat.PKCS8
+        )
+        encryption = serialization.BestAvailableEncryption(passphrase)
+        return self.key.private_bytes(serialization.Encoding.PEM, form, encryption)
+
     def write(self, directory: str, name: str = "leaf") -> CertPaths:
         """Write C{name}.crt.pem and C{name}.key.pem into C{directory}."""
         _mkdir(directory)
