@@ -36,13 +36,13 @@ from twisted.logger import Logger
 
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
+from ilphttp.config_file import ConfigFile
 from ilphttp.drain import held
 from ilphttp.errors import OptionError, StartupError
 from ilphttp.listener import default_reactor, drain_listener
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
 from ilphttp.reload import (
-    ConfigFile,
     DoorSwitch,
     ReloadSummary,
     apply_config,
