@@ -46,6 +46,7 @@ from ilphttp.endpoint_check import check_not_held
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, AnswerObserver, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
+from ilphttp.listener import startup_error
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
 from ilphttp.nodeconfig import NodeConfig, node_listeners
@@ -312,8 +313,6 @@ def _bind(name: str, plugin: PluginHttp) -> Deferred[None]:
 
     def failed(failure: Failure) -> Failure:
         if failure.check(CannotListenError):  # one line as at start, not Twisted's text
-            from ilphttp.node import startup_error  # node imports this module
-
             assert isinstance(failure.value, CannotListenError)
             return Failure(ConfigError(startup_error(f"account {name}", failure.value)))
         return Failure(ConfigError(f"account {name}: {failure.getErrorMessage()}"))
