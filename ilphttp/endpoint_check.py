@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from ilphttp.errors import ConfigError
 
-__all__ = ["check_distinct_listeners", "check_endpoint"]
+__all__ = ["check_distinct_listeners", "check_endpoint", "check_not_held"]
 
 #: endpoint types whose first argument (or ``port=``) is a TCP port
 _PORT_TYPES = ("tcp", "tcp6", "ssl")
@@ -165,22 +165,55 @@ def check_distinct_listeners(listeners: Iterable[tuple[str, str]]) -> None:
         bound = _bound_address(description)
         if bound is None:
             continue
-        kind, host, port = bound
-        for other_where, other_description, (other_kind, other_host, other_port) in seen:
-            if kind != other_kind or port != other_port:
-                continue
-            if kind == "unix" and host != other_host:
-                continue
-            if kind == "tcp" and not _overlap(host, other_host):
-                continue
-            what = f"the socket {host}" if kind == "unix" else f"port {port}"
-            if kind == "tcp" and host == other_host:
-                what += f" of {host}"
-            elif kind == "tcp":
-                what += f" ({other_host} and {host})"
-            raise ConfigError(
-                f"{other_where} {other_description!r} and {where} {description!r} would both"
-                f" listen on {what}: give each its own port (accounts without a port or"
-                " endpoint of their own share the node's listen)"
-            )
+        for other_where, other_description, other_bound in seen:
+            what = _clash(other_bound, bound)
+            if what is not None:
+                raise ConfigError(
+                    f"{other_where} {other_description!r} and {where} {description!r} would"
+                    f" both listen on {what}: give each its own port (accounts without a port"
+                    " or endpoint of their own share the node's listen)"
+                )
         seen.append((where, description, bound))
+
+
+def check_not_held(listeners: Iterable[tuple[str, str]], held: Iterable[tuple[str, str]]) -> None:
+    """None of ``listeners`` (to be bound by a reload) binds an address one of
+    ``held`` (the running configuration's listeners) still holds: a reload binds
+    its new ports before it releases the old ones, so handing a port from one
+    account to another (or widening ``tcp:8333:interface=127.0.0.1`` to
+    ``tcp:8333``) fails with "address in use".
+
+    :param listeners: (the option, its endpoint string), as for :func:`check_distinct_listeners`.
+    :param held: the same, of the running configuration.
+    :raises ConfigError: naming both, and how to make the move (two reloads, or a restart).
+    """
+    running = [(w, d, b) for w, d in held if (b := _bound_address(d)) is not None]
+    for where, description in listeners:
+        bound = _bound_address(description)
+        if bound is None:
+            continue
+        for held_where, held_description, held_bound in running:
+            what = _clash(held_bound, bound)
+            if what is not None:
+                raise ConfigError(
+                    f"{where} {description!r} would listen on {what}, which the running"
+                    f" configuration's {held_where} {held_description!r} still holds: a reload"
+                    " binds new ports before it releases old ones, so free the port in one"
+                    " reload and take it in the next (or restart)"
+                )
+
+
+def _clash(first: tuple[str, str, int], second: tuple[str, str, int]) -> str | None:
+    """What two bound addresses (:func:`_bound_address`) would both bind, for the
+    message (``port 8260 of 127.0.0.1``), or None if they do not collide."""
+    other_kind, other_host, other_port = first
+    kind, host, port = second
+    if kind != other_kind or port != other_port:
+        return None
+    if kind == "unix":
+        return f"the socket {host}" if host == other_host else None
+    if not _overlap(host, other_host):
+        return None
+    if host == other_host:
+        return f"port {port} of {host}"
+    return f"port {port} ({other_host} and {host})"

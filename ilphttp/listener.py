@@ -26,10 +26,12 @@ to it to compare, or as an escape hatch.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import replace
 from typing import Any, Callable, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IProtocol,
     IProtocolNegotiationFactory,
@@ -57,6 +59,7 @@ __all__ = [
     "make_listener",
     "set_limits",
     "site_listener",
+    "startup_error",
 ]
 
 _log = Logger()
@@ -364,3 +367,33 @@ def site_listener(
 
 #: the signature of :func:`make_listener` and :func:`site_listener`
 ListenerMaker = Callable[[Door, IReactorTime], ListenerFactory]
+
+
+#: errno -> the few words a start-up error gives for it
+_LISTEN_REASONS = {
+    errno.EADDRINUSE: "address in use",
+    errno.EACCES: "permission denied",
+    errno.EADDRNOTAVAIL: "address not available on this host",
+}
+
+
+def startup_error(what: str, exc: Exception) -> str:
+    """One line for a service that cannot start, without the word "up" left dangling.
+
+    ``startup_error("account 'up'", CannotListenError("127.0.0.1", 7770,
+    OSError(EADDRINUSE, ...)))`` is ``"cannot start account 'up': cannot listen
+    on 127.0.0.1:7770 (address in use)"``; any other error is given as its text.
+
+    :param what: the service, e.g. ``"account 'up'"`` or ``"listener 'listen-1'"``.
+    """
+    if not isinstance(exc, CannotListenError):
+        return f"cannot start {what}: {exc}"
+    interface = exc.interface or ""
+    host = f"[{interface}]" if ":" in interface else interface
+    where = f"{host}:{exc.port}" if host else f"port {exc.port}"
+    cause = exc.socketError
+    code = getattr(cause, "errno", None)
+    reason = _LISTEN_REASONS.get(code) if isinstance(code, int) else None
+    if reason is None:
+        reason = getattr(cause, "strerror", None) or str(cause)
+    return f"cannot start {what}: cannot listen on {where} ({reason})"

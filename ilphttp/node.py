@@ -19,7 +19,6 @@ returns that account's data handler.
 
 from __future__ import annotations
 
-import errno
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +34,13 @@ from twisted.logger import Logger
 
 from ilphttp import node_metrics
 from ilphttp._compat import raise_listen_errors_synchronously
+from ilphttp.config_file import ConfigFile
 from ilphttp.drain import held
 from ilphttp.errors import OptionError, StartupError
-from ilphttp.listener import default_reactor, drain_listener
+from ilphttp.listener import default_reactor, drain_listener, startup_error
 from ilphttp.nodeconfig import SHARED_LISTEN, AccountSpec, NodeConfig
 from ilphttp.plugin import DataHandler, PluginHttp
 from ilphttp.reload import (
-    ConfigFile,
     DoorSwitch,
     ReloadSummary,
     apply_config,
@@ -294,36 +293,6 @@ def _drain_extra(
     waited = held(awaited, clock, grace)
     stopped = waited.addCallback(lambda _: maybeDeferred(service.stopService))
     return stopped.addBoth(lambda _: drain_listener(None, factory, grace))
-
-
-#: errno -> the few words a start-up error gives for it
-_LISTEN_REASONS = {
-    errno.EADDRINUSE: "address in use",
-    errno.EACCES: "permission denied",
-    errno.EADDRNOTAVAIL: "address not available on this host",
-}
-
-
-def startup_error(what: str, exc: Exception) -> str:
-    """One line for a service that cannot start, without the word "up" left dangling.
-
-    ``startup_error("account 'up'", CannotListenError("127.0.0.1", 7770,
-    OSError(EADDRINUSE, ...)))`` is ``"cannot start account 'up': cannot listen
-    on 127.0.0.1:7770 (address in use)"``; any other error is given as its text.
-
-    :param what: the service, e.g. ``"account 'up'"`` or ``"listener 'listen-1'"``.
-    """
-    if not isinstance(exc, CannotListenError):
-        return f"cannot start {what}: {exc}"
-    interface = exc.interface or ""
-    host = f"[{interface}]" if ":" in interface else interface
-    where = f"{host}:{exc.port}" if host else f"port {exc.port}"
-    cause = exc.socketError
-    code = getattr(cause, "errno", None)
-    reason = _LISTEN_REASONS.get(code) if isinstance(code, int) else None
-    if reason is None:
-        reason = getattr(cause, "strerror", None) or str(cause)
-    return f"cannot start {what}: cannot listen on {where} ({reason})"
 
 
 def make_node(

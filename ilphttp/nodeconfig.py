@@ -309,12 +309,17 @@ def parse_node(
     base_dir: str = ".",
     environ: Mapping[str, str] | None = None,
     listen_flags: tuple[str, ...] = (),
+    *,
+    check_listeners: bool = True,
 ) -> NodeConfig:
     """A :class:`NodeConfig` from the file's object (see the module docstring).
 
     ``listen_flags`` are node-level listeners given on the command line
     (``twistd ilphttp --config FILE --listen ...``), after the file's ``listen``.
 
+    :param check_listeners: False leaves the check that no two listeners bind
+        the same address to the caller, who applies flags first
+        (:meth:`ilphttp.config_file.ConfigFile.read`: ``--metrics`` replaces ``metrics``).
     :raises OptionError: naming the setting, as the file writes it.
     """
     if environ is None:
@@ -408,7 +413,8 @@ def parse_node(
     )
     _check_routing(node)
     check_shared_listen(node, "--listen/--port with --config" if listen_flags else "listen")
-    check_distinct_listeners(node_listeners(node, listen_flags=len(listen_flags)))
+    if check_listeners:
+        check_distinct_listeners(node_listeners(node, listen_flags=len(listen_flags)))
     return node
 
 

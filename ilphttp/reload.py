@@ -1,7 +1,7 @@
 """Reload without a restart: a running node takes a new configuration (``SIGHUP``).
 
 :meth:`ilphttp.node.NodeService.reload` re-reads the node's file
-(:class:`ConfigFile`, the parser ``twistd ilphttp --config`` starts with) and
+(:class:`~ilphttp.config_file.ConfigFile`, the parser ``twistd ilphttp --config`` starts with) and
 :func:`apply_config` applies it, from :func:`ilphttp.nodediff.diff_nodes`'s
 answer, in three steps:
 
@@ -29,38 +29,31 @@ reloads on ``SIGHUP``.  See docs/reload.rst.
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ilphttp import validate
-from ilphttp.endpoint_check import check_distinct_listeners
+from ilphttp.config_file import ConfigFile, OperationFlags
+from ilphttp.endpoint_check import check_not_held
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, AnswerObserver, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
+from ilphttp.listener import startup_error
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
-from ilphttp.nodeconfig import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    NodeConfig,
-    load_file,
-    node_listeners,
-    parse_node,
-)
+from ilphttp.nodeconfig import NodeConfig, node_listeners
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener
-from ilphttp.tls_files import fresh_server_tls, server_tls_of, with_file_digests
+from ilphttp.tls_files import fresh_server_tls, server_tls_of
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IProtocolFactory
@@ -75,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigFile",
     "DoorSwitch",
+    "OperationFlags",
     "ReloadOnHangup",
     "ReloadSummary",
     "apply_config",
@@ -172,76 +166,6 @@ def _take_over(old: PluginHttp, new: PluginHttp, endpoint: _HandedOver) -> None:
 
 
 @dataclass(frozen=True)
-class OperationFlags:
-    """``--metrics``, ``--log-format`` and ``--log-level``: given, they win over the
-    node's ``metrics``, ``logFormat`` and ``logLevel``, at start and at each reload
-    (the one place for that rule).  None: the node's own value."""
-
-    metrics: str | None = None
-    log_format: str | None = None
-    log_level: str | None = None
-
-    def apply(self, node: NodeConfig) -> NodeConfig:
-        """``node`` with the given flags in place of its values.
-
-        :raises OptionError: a flag that is not one of its choices, or empty.
-        """
-        for flag, value, choices in (
-            ("log-format", self.log_format, LOG_FORMATS),
-            ("log-level", self.log_level, LOG_LEVELS),
-        ):
-            if value is not None and value not in choices:
-                raise OptionError(f"--{flag} must be one of {', '.join(choices)}")
-        if self.metrics is not None:
-            validate.string("--metrics", self.metrics)
-        return replace(
-            node,
-            metrics=self.metrics or node.metrics,
-            log_format=self.log_format or node.log_format,
-            log_level=self.log_level or node.log_level,
-        )
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """A node's config file and how it is read: the same at start and at each reload.
-
-    :ivar path: the file (JSON, or TOML for ``*.toml``).
-    :ivar environ: where ``staticTokenEnv``/``jwtSecretEnv`` are looked up.
-    :ivar listen_flags: node-level listeners from the command line (``--listen``).
-    :ivar operation_flags: ``--metrics``, ``--log-format``, ``--log-level``, applied
-        over the file each time it is read.
-    """
-
-    path: str
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
-    listen_flags: tuple[str, ...] = ()
-    operation_flags: OperationFlags = OperationFlags()
-
-    def read(self) -> NodeConfig:
-        """The file parsed now (:func:`ilphttp.nodeconfig.parse_node`).
-
-        :raises OptionError: one line, starting with the file's path.
-        """
-        data = load_file(self.path)
-        try:
-            node = parse_node(
-                data,
-                os.path.dirname(os.path.abspath(self.path)),
-                self.environ,
-                listen_flags=self.listen_flags,
-            )
-            node = self.operation_flags.apply(node)
-            if self.operation_flags.metrics is not None:  # it may take a port the file uses
-                check_distinct_listeners(
-                    node_listeners(node, len(self.listen_flags), metrics_where="--metrics")
-                )
-        except OptionError as exc:
-            raise OptionError(f"{self.path}: {exc}") from None
-        return with_file_digests(node)
-
-
-@dataclass(frozen=True)
 class ReloadSummary:
     """What a reload did.
 
@@ -293,6 +217,10 @@ def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummar
     old = service.node
     try:
         changes = diff_nodes(old, new, listeners_fixed=service.listeners is not None)
+    except OptionError as exc:
+        return _refused(str(exc))
+    try:
+        _check_ports_free(service, new, changes)
     except OptionError as exc:
         return _refused(str(exc))
     new = keep_log_format(old, new)
@@ -358,10 +286,35 @@ def apply_config(service: NodeService, new: NodeConfig) -> Deferred[ReloadSummar
     return d.addCallbacks(bound, not_bound)
 
 
+def _check_ports_free(service: NodeService, new: NodeConfig, changes: NodeChanges) -> None:
+    """The ports a reload binds (added and moved accounts') are not held by the
+    running configuration, which releases its ports only after the switch.
+
+    :raises OptionError: ``account b: accounts.b.options.incoming.endpoint ... would
+        listen on port 8334 of 127.0.0.1, which the running configuration's ... still holds``.
+    """
+    config_file = service.config_file
+    flags = 0 if config_file is None else len(config_file.listen_flags)
+    metrics_flag = config_file is not None and config_file.operation_flags.metrics is not None
+    held = node_listeners(
+        service.node, flags, metrics_where="--metrics" if metrics_flag else "metrics"
+    )
+    binding = {*changes.added, *changes.moved}
+    for name in (spec.name for spec in new.accounts if spec.name in binding):
+        own = [(w, d) for w, d in node_listeners(new) if w.startswith(f"accounts.{name}.")]
+        try:
+            check_not_held(own, held)
+        except OptionError as exc:
+            raise OptionError(f"account {name}: {exc}") from None
+
+
 def _bind(name: str, plugin: PluginHttp) -> Deferred[None]:
     """Start ``plugin``, which listens on a new port; a failure names the account."""
 
     def failed(failure: Failure) -> Failure:
+        if failure.check(CannotListenError):  # one line as at start, not Twisted's text
+            assert isinstance(failure.value, CannotListenError)
+            return Failure(ConfigError(startup_error(f"account {name}", failure.value)))
         return Failure(ConfigError(f"account {name}: {failure.getErrorMessage()}"))
 
     return plugin.connect().addErrback(failed)

@@ -32,13 +32,14 @@ from twisted.python import usage
 
 from ilphttp import __version__, validate
 from ilphttp.config import options_from_python
+from ilphttp.config_file import ConfigFile, OperationFlags
 from ilphttp.endpoint_check import check_distinct_listeners, check_endpoint
 from ilphttp.errors import ConfigError, OptionError
 from ilphttp.node import HandlerError, NodeService, load_handler_factory, make_node
 from ilphttp.node_logs import check_twistd_options, with_log_format
 from ilphttp.node_metrics import check_metrics
 from ilphttp.nodeconfig import AccountSpec, NodeConfig
-from ilphttp.reload import ConfigFile, OperationFlags, ReloadOnHangup
+from ilphttp.reload import ReloadOnHangup
 from ilphttp.routing import CHILD, PEER, RouterConfig
 from ilphttp.secrets import token_or_jwt_secret
 
@@ -214,10 +215,8 @@ class Options(usage.Options):
 
     def _operations(self, node: NodeConfig) -> NodeConfig:
         """``node`` with --metrics, --log-format and --log-level applied (flags win;
-        the same rule as each reload's, :class:`~ilphttp.reload.OperationFlags`)."""
-        if self["metrics"] is not None:
-            check_endpoint("--metrics", self["metrics"])
-        node = self._operation_flags().apply(node)
+        the same rule as each reload's, :class:`~ilphttp.config_file.OperationFlags`)."""
+        node = self._operation_flags().apply(node)  # with --config, read() applied them
         if node.metrics is not None:
             check_metrics(node.metrics)  # a bad endpoint is a usage error, not a start-up one
         if self["config"] is None:  # with --config, ConfigFile.read checked them
@@ -239,7 +238,12 @@ class Options(usage.Options):
         if count > 1:
             if os.name != "posix":
                 raise OptionError("--workers: several worker processes need a POSIX system")
-            listeners_of(node)
+            from_file = self["config"] is not None  # else the one link's listeners are flags
+            listeners_of(
+                node,
+                listen_flags=len(self["listen"]) if from_file else 0,
+                accounts_from_flags=not from_file,
+            )
             refuse_async_senders(node, count)
         return count
 

@@ -3,7 +3,7 @@
 :func:`reload_workers` is :meth:`WorkersService.reload
 <ilphttp.worker_supervisor.WorkersService.reload>` (``SIGHUP`` to the parent):
 
-1. The parent reads the file again (:class:`~ilphttp.reload.ConfigFile`, the
+1. The parent reads the file again (:class:`~ilphttp.config_file.ConfigFile`, the
    reading of start-up) and compares it with what it runs
    (:func:`~ilphttp.nodediff.diff_nodes` with the listeners fixed: it opened
    every listening socket once, and the workers adopted them, so an

@@ -26,19 +26,25 @@ __all__ = ["listeners_of", "open_sockets", "parse_listener", "reuse_port_availab
 _KINDS = ("tcp", "tcp6", "ssl")
 
 
-def parse_listener(account: str, index: int, description: str) -> Listener:
+def parse_listener(account: str, index: int, description: str, flag: bool = False) -> Listener:
     """A :class:`Listener` from an endpoint string.
 
     :param account: the account the endpoint serves.
     :param index: 0 for the account's incoming endpoint, 1, 2, ... for its
         extra ``--listen`` ones.
+    :param flag: it comes from ``--listen``/``--port`` (the message names ``--listen``).
     :raises ConfigError: if worker processes cannot share the endpoint (not
         ``tcp:``, ``tcp6:`` or ``ssl:``, unknown options, a bad port or
         backlog, certificates that do not load).
     """
     args, kwargs = split_endpoint(description)
     kind = args[0].strip().lower() if args else ""
-    where = f"account {account}: listener {description!r}" if account else f"listen {description!r}"
+    if flag:
+        where = f"--listen {description!r}"
+    elif account:
+        where = f"account {account}: listener {description!r}"
+    else:
+        where = f"listen {description!r}"
     if kind not in _KINDS:
         raise ConfigError(
             f"{where}: several worker processes can share tcp:, tcp6: and ssl: listeners"
@@ -67,13 +73,20 @@ def parse_listener(account: str, index: int, description: str) -> Listener:
     return Listener(account, index, description, kind, port, interface, backlog)
 
 
-def listeners_of(node: NodeConfig) -> list[Listener]:
+def listeners_of(
+    node: NodeConfig, listen_flags: int = 0, accounts_from_flags: bool = False
+) -> list[Listener]:
     """Every listener of every account, in order (accounts without one are skipped).
 
+    :param listen_flags: how many of ``node.listen`` (the last ones) are
+        ``--listen``/``--port`` flags (``--config`` with ``--listen``), for the message.
+    :param accounts_from_flags: the accounts' listeners are ``--listen`` flags
+        (one link from flags), for the message.
     :raises ConfigError: if one cannot be shared (see :func:`parse_listener`).
     """
+    first_flag = len(node.listen) - listen_flags
     listeners = [
-        parse_listener(SHARED_LISTEN, index, description)
+        parse_listener(SHARED_LISTEN, index, description, flag=index >= first_flag)
         for index, description in enumerate(node.listen)
     ]
     for spec in node.accounts:
@@ -82,7 +95,9 @@ def listeners_of(node: NodeConfig) -> list[Listener]:
         if main is None:
             continue
         for index, description in enumerate((main, *spec.extra_listen)):
-            listeners.append(parse_listener(spec.name, index, description))
+            listeners.append(
+                parse_listener(spec.name, index, description, flag=accounts_from_flags)
+            )
     return listeners
 
 

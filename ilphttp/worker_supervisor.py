@@ -44,8 +44,8 @@ from ilphttp.worker_sockets import listeners_of, open_sockets, reuse_port_availa
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 
+    from ilphttp.config_file import ConfigFile
     from ilphttp.nodediff import NodeChanges
-    from ilphttp.reload import ConfigFile
     from ilphttp.worker_reload import WorkersReloaded
 
 __all__ = [

@@ -90,6 +90,7 @@ LINK = {
 NODE = {
     "ilphttp.__main__",
     "ilphttp.cli",
+    "ilphttp.config_file",
     "ilphttp.logformat",
     "ilphttp.node",
     "ilphttp.node_logs",

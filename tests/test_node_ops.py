@@ -709,6 +709,76 @@ class FlagTests(SynchronousTestCase):
             self.options("--metrics", "tcp:notaport", parent={})
         self.assertEqual(exited.exception.code, 2)
 
+    def usage_error(self, data: dict[str, Any], *argv: str) -> str:
+        """The one line ``--config FILE *argv`` is refused with (FILE holds ``data``)."""
+        from twisted.python.usage import UsageError
+
+        from ilphttp.tap import Options
+
+        path = os.path.join(self.mktemp() + ".json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        with self.assertRaises(UsageError) as raised:
+            Options(environ={}).parseOptions(["--config", path, *argv])
+        message = str(raised.exception)
+        self.assertNotIn("\n", message)
+        self.assertNotIn(path, message, "a flag's error, not the file's")
+        return message
+
+    def test_metrics_flag_is_applied_before_the_listeners_are_checked(self) -> None:
+        from ilphttp.tap import Options
+
+        loopback = "tcp:8310:interface=127.0.0.1"
+        data = node_data(loopback)
+        data["accounts"]["bob"]["options"]["incoming"]["endpoint"] = loopback
+        path = os.path.join(self.mktemp() + ".json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        options = Options(environ={})
+        options.parseOptions(["--config", path, "--metrics", "tcp:8311:interface=127.0.0.1"])
+        self.assertEqual(options["node"].metrics, "tcp:8311:interface=127.0.0.1")
+        self.assertEqual(options["config_file"].read().metrics, "tcp:8311:interface=127.0.0.1")
+        # without the flag the file's two listeners clash: the file's error
+        from ilphttp.config_file import ConfigFile
+
+        with self.assertRaises(OptionError) as raised:
+            ConfigFile(path, {}).read()
+        self.assertTrue(str(raised.exception).startswith(f"{path}: accounts.bob"))
+        self.assertIn(
+            "and metrics 'tcp:8310:interface=127.0.0.1' would both listen", str(raised.exception)
+        )
+        # a flag that takes the account's port is refused, naming --metrics
+        self.assertIn(
+            f"accounts.bob.options.incoming.endpoint {loopback!r} and --metrics 'tcp:8310'"
+            " would both listen on port 8310 (127.0.0.1 and 0.0.0.0)",
+            self.usage_error({**data, "metrics": None}, "--metrics", "tcp:8310"),
+        )
+
+    def test_flag_errors_name_the_flag_and_echo_the_value(self) -> None:
+        self.assertEqual(
+            self.usage_error(node_data(), "--log-level", "WARN"),
+            "--log-level must be one of debug, info, warn, error, critical, got 'WARN'",
+        )
+        self.assertEqual(
+            self.usage_error(node_data(), "--log-format", "xml"),
+            "--log-format must be one of json, text, got 'xml'",
+        )
+        shared = node_data()
+        del shared["accounts"]["bob"]["options"]["incoming"]["endpoint"]
+        socket = os.path.abspath(self.mktemp()) + ".sock"
+        message = self.usage_error(shared, "--workers", "2", "--listen", f"unix:{socket}")
+        self.assertTrue(message.startswith(f"--listen 'unix:{socket}': several worker"), message)
+        # the file's own listen is named as the file writes it
+        from ilphttp.tap import Options
+
+        path = os.path.join(self.mktemp() + ".json")
+        with open(path, "w") as f:
+            json.dump({**shared, "listen": f"unix:{socket}"}, f)
+        with self.assertRaises(Exception) as raised:
+            Options(environ={}).parseOptions(["--config", path, "--workers", "2"])
+        self.assertIn(f"listen 'unix:{socket}': several worker", str(raised.exception))
+        self.assertNotIn("--listen", str(raised.exception))
+
     def test_make_service_names_the_handler_only_for_its_faults(self) -> None:
         from dataclasses import replace
 

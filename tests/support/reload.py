@@ -11,9 +11,9 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET
 
+from ilphttp.config_file import ConfigFile, OperationFlags
 from ilphttp.node import NodeService, make_node
 from ilphttp.packet import deserialize_prepare
-from ilphttp.reload import ConfigFile
 from tests.support.clients import http_agent, request
 from tests.support.fakes import Captured, CaptureServer, LogCapture
 from tests.support.packets import Made, make_prepare
@@ -106,9 +106,13 @@ class ReloadCase(TestCase):
         with open(self.path, "w", encoding="utf-8") as f:
             json.dump(node_data(accounts, **top), f)
 
-    def start(self, accounts: dict[str, Any]) -> NodeService:
-        self.write(accounts)
-        config_file = ConfigFile(self.path, {})
+    def start(
+        self, accounts: dict[str, Any], flags: OperationFlags | None = None, **top: Any
+    ) -> NodeService:
+        """The node from a file of ``accounts`` and ``top`` (``metrics``...), with the
+        command-line ``flags`` (``--metrics``...) over it at start and at each reload."""
+        self.write(accounts, **top)
+        config_file = ConfigFile(self.path, {}, operation_flags=flags or OperationFlags())
         service = make_node(config_file.read())
         service.config_file = config_file
         service.startService()
