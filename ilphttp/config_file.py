@@ -14,14 +14,9 @@ from dataclasses import dataclass, field, replace
 from ilphttp import validate
 from ilphttp.endpoint_check import check_distinct_listeners, check_endpoint
 from ilphttp.errors import OptionError
-from ilphttp.nodeconfig import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    NodeConfig,
-    load_file,
-    node_listeners,
-    parse_node,
-)
+from ilphttp.node_file import load_file
+from ilphttp.node_listeners import node_listeners
+from ilphttp.nodeconfig import LOG_FORMATS, LOG_LEVELS, NodeConfig, parse_node
 from ilphttp.tls_files import with_file_digests
 
 __all__ = ["ConfigFile", "OperationFlags"]

@@ -2,7 +2,7 @@
 
 A shared listener (:mod:`ilphttp.shared`) finds a request's account by its
 credential, so no credential may open two accounts: these are the rules the
-node's configuration must keep (:func:`ilphttp.nodeconfig.check_shared_listen`).
+node's configuration must keep (:func:`ilphttp.node_listeners.check_shared_listen`).
 """
 
 from __future__ import annotations

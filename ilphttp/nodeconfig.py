@@ -27,7 +27,6 @@ Everything here is pure: errors are :class:`~ilphttp.errors.OptionError`
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -35,11 +34,11 @@ from typing import Any
 
 from ilphttp import validate
 from ilphttp.config import PluginOptions, options_from_js
-from ilphttp.credentials import check_distinct_credentials
 from ilphttp.endpoint_check import check_distinct_listeners, check_endpoint
 from ilphttp.errors import ConfigError
-from ilphttp.json_keys import DuplicateKeyError, loads_without_duplicates
 from ilphttp.limits import parse_limits
+from ilphttp.node_file import load_file
+from ilphttp.node_listeners import check_shared_listen, node_listeners
 from ilphttp.packet import is_valid_segment
 from ilphttp.routing import (
     CHILD,
@@ -218,48 +217,6 @@ class NodeConfig:
         )
 
 
-# -- reading files ------------------------------------------------------------------
-
-
-def load_file(path: str) -> dict[str, Any]:
-    """The config file's top-level object (JSON; TOML for ``*.toml``)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if path.endswith(".toml"):
-        toml = _toml_module(path)
-        try:
-            data = toml.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    else:
-        try:
-            data = loads_without_duplicates(raw.decode("utf-8"))
-        except DuplicateKeyError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be an object")
-    return data
-
-
-def _toml_module(path: str) -> Any:
-    try:
-        return importlib.import_module("tomllib")
-    except ImportError:
-        pass
-    try:
-        return importlib.import_module("tomli")
-    except ImportError:
-        raise ConfigError(
-            f"{path}: TOML needs Python 3.11+ or the tomli package"
-            " (pip install tomli); or write the config as JSON"
-        ) from None
-
-
 # -- the config object ---------------------------------------------------------------
 
 
@@ -418,32 +375,6 @@ def parse_node(
     return node
 
 
-def node_listeners(
-    node: NodeConfig, listen_flags: int = 0, metrics_where: str = "metrics"
-) -> list[tuple[str, str]]:
-    """Every endpoint the node listens on, each with the option that gives it (for
-    :func:`~ilphttp.endpoint_check.check_distinct_listeners`).
-
-    :param listen_flags: how many of ``node.listen`` (the last ones) are ``--listen`` flags.
-    :param metrics_where: the option ``node.metrics`` comes from (``--metrics``).
-    """
-    first_flag = len(node.listen) - listen_flags
-    listeners = [
-        (f"listen[{i}]" if i < first_flag else "--listen", description)
-        for i, description in enumerate(node.listen)
-    ]
-    for spec in node.accounts:
-        incoming = spec.options.incoming
-        own = None if incoming is None else incoming.listen_description
-        if incoming is not None and own is not None:
-            option = "endpoint" if incoming.endpoint is not None else "port"
-            listeners.append((f"accounts.{spec.name}.options.incoming.{option}", own))
-        listeners += [("--listen", description) for description in spec.extra_listen]
-    if node.metrics is not None:
-        listeners.append((metrics_where, node.metrics))
-    return listeners
-
-
 def _server(value: Any) -> ServerLimits:
     """``server``: the node-level listeners' limits, JS names (milliseconds)."""
     if value is None:
@@ -476,29 +407,6 @@ def _listen(value: Any) -> tuple[str, ...]:
     return tuple(
         check_endpoint(f"listen[{i}]", validate.string(f"listen[{i}]", v))
         for i, v in enumerate(value)
-    )
-
-
-def check_shared_listen(node: NodeConfig, where: str = "listen") -> None:
-    """The node-level listeners and the accounts they serve fit together.
-
-    :raises OptionError: when accounts would be unreachable, a listener would
-        serve nobody, or two accounts share a credential (a request could not
-        tell them apart).
-    """
-    shared = node.shared_accounts()
-    if shared and not node.listen:
-        raise ConfigError(
-            f"accounts.{shared[0].name}.options.incoming has no port or endpoint of its own,"
-            ' and the node has no listen (e.g. "listen": ["tcp:8000:interface=127.0.0.1"])'
-        )
-    if node.listen and not shared:
-        raise ConfigError(
-            f"{where}: every account has a port of its own; give an account incoming"
-            " options without port or endpoint to serve it on the node's listeners"
-        )
-    check_distinct_credentials(
-        [(spec.name, spec.options.incoming) for spec in shared if spec.options.incoming]
     )
 
 

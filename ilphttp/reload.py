@@ -47,9 +47,10 @@ from ilphttp.errors import ConfigError, OptionError
 from ilphttp.front import Answer, AnswerObserver, HeaderLookup, IdentityLookup, SharedDoor
 from ilphttp.ildcp import IldcpResponse
 from ilphttp.listener import startup_error
+from ilphttp.node_listeners import node_listeners
 from ilphttp.node_logs import apply_log_level, keep_log_format
 from ilphttp.node_metrics import forget_account
-from ilphttp.nodeconfig import NodeConfig, node_listeners
+from ilphttp.nodeconfig import NodeConfig
 from ilphttp.nodediff import NodeChanges, diff_nodes, own_listener
 from ilphttp.plugin import PluginHttp
 from ilphttp.shared import SharedListener

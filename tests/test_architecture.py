@@ -34,6 +34,8 @@ CORE = {
     "ilphttp.limits",
     "ilphttp.logtext",
     "ilphttp.multi",
+    "ilphttp.node_file",
+    "ilphttp.node_listeners",
     "ilphttp.nodeconfig",
     "ilphttp.nodediff",
     "ilphttp.packet",
