@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ilphttp.errors import ConfigError
 
@@ -160,19 +160,14 @@ def check_distinct_listeners(listeners: Iterable[tuple[str, str]]) -> None:
         'tcp:8260:interface=127.0.0.1' and accounts.bob.options.incoming.endpoint
         'tcp:8260:interface=127.0.0.1' would both listen on port 8260 of 127.0.0.1: ...``.
     """
-    seen: list[tuple[str, str, tuple[str, str, int]]] = []
-    for where, description in listeners:
-        bound = _bound_address(description)
-        if bound is None:
-            continue
-        for other_where, other_description, other_bound in seen:
-            what = _clash(other_bound, bound)
-            if what is not None:
-                raise ConfigError(
-                    f"{other_where} {other_description!r} and {where} {description!r} would"
-                    f" both listen on {what}: give each its own port (accounts without a port"
-                    " or endpoint of their own share the node's listen)"
-                )
+    seen: list[_Bound] = []
+    for where, description, bound in _bound(listeners):
+        for other_where, other_description, what in _clashes(bound, seen):
+            raise ConfigError(
+                f"{other_where} {other_description!r} and {where} {description!r} would"
+                f" both listen on {what}: give each its own port (accounts without a port"
+                " or endpoint of their own share the node's listen)"
+            )
         seen.append((where, description, bound))
 
 
@@ -187,20 +182,35 @@ def check_not_held(listeners: Iterable[tuple[str, str]], held: Iterable[tuple[st
     :param held: the same, of the running configuration.
     :raises ConfigError: naming both, and how to make the move (two reloads, or a restart).
     """
-    running = [(w, d, b) for w, d in held if (b := _bound_address(d)) is not None]
+    running = list(_bound(held))
+    for where, description, bound in _bound(listeners):
+        for held_where, held_description, what in _clashes(bound, running):
+            raise ConfigError(
+                f"{where} {description!r} would listen on {what}, which the running"
+                f" configuration's {held_where} {held_description!r} still holds: a reload"
+                " binds new ports before it releases old ones, so free the port in one"
+                " reload and take it in the next (or restart)"
+            )
+
+
+#: (the option, its endpoint string, the address it binds: :func:`_bound_address`)
+_Bound = tuple[str, str, tuple[str, str, int]]
+
+
+def _bound(listeners: Iterable[tuple[str, str]]) -> Iterator[_Bound]:
+    """``listeners`` with the address each binds; those that bind none we can tell are left out."""
     for where, description in listeners:
         bound = _bound_address(description)
-        if bound is None:
-            continue
-        for held_where, held_description, held_bound in running:
-            what = _clash(held_bound, bound)
-            if what is not None:
-                raise ConfigError(
-                    f"{where} {description!r} would listen on {what}, which the running"
-                    f" configuration's {held_where} {held_description!r} still holds: a reload"
-                    " binds new ports before it releases old ones, so free the port in one"
-                    " reload and take it in the next (or restart)"
-                )
+        if bound is not None:
+            yield where, description, bound
+
+
+def _clashes(bound: tuple[str, str, int], others: list[_Bound]) -> Iterator[tuple[str, str, str]]:
+    """(option, endpoint string, what both would bind) for each of ``others`` ``bound`` hits."""
+    for where, description, other in others:
+        what = _clash(other, bound)
+        if what is not None:
+            yield where, description, what
 
 
 def _clash(first: tuple[str, str, int], second: tuple[str, str, int]) -> str | None:
