@@ -52,7 +52,7 @@ def secret(where: str, value: Any) -> str:
 
 
 def token(where: str, value: Any) -> str:
-    """A static token: a :func:`secret` without surrounding whitespace.
+    """A static token: a :func:`secret` without surrounding whitespace or control characters.
 
     It travels in an Authorization header, whose value cannot begin or end
     with whitespace (RFC 9110 section 5.5): such a token could never match.
@@ -61,6 +61,13 @@ def token(where: str, value: Any) -> str:
     if text != text.strip():
         raise OptionError(
             f"{where} must not begin or end with whitespace (a header value cannot carry it)"
+        )
+    if any((c < " " and c != "\t") or c == "\x7f" for c in text):
+        # a header value cannot carry them (RFC 9110 section 5.5); a line
+        # break would end the header, or smuggle another one in
+        raise OptionError(
+            f"{where} must not contain control characters such as a line break"
+            " (a header value cannot carry them)"
         )
     return text
 

@@ -230,6 +230,19 @@ class ParseTests(SynchronousTestCase):
             ["ilphttp: --name must not contain line breaks", USAGE_HINT],
         )
 
+    def test_a_token_with_a_line_break_is_a_usage_error(self) -> None:
+        """A token file whose token holds a line break would inject a header."""
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("TOPSECRET\nX-Injected: yes\n")
+        out = io.StringIO()
+        argv = ["ping", "--url", "http://127.0.0.1:1/", "--token-file", path]
+        status = self.successResultOf(run(reactor, argv, out, {}))
+        self.assertEqual(status, EXIT_USAGE)
+        lines = out.getvalue().splitlines()
+        self.assertIn("must not contain control characters", lines[0])
+        self.assertNotIn("TOPSECRET", out.getvalue())
+
     def test_run_usage_error(self) -> None:
         out = io.StringIO()
         status = self.successResultOf(run(reactor, ["ping"], out, {}))

@@ -699,6 +699,16 @@ class AuthOptionTests(SynchronousTestCase):
             ),
             (partial(py, incoming={"static_tokens": ["tok "]}), "incoming.static_tokens[0]"),
             (partial(py, outgoing={"url": URL, "static_token": "tok\t"}), "outgoing.static_token"),
+            # a line break would end the Authorization header, or smuggle in another
+            (
+                partial(py, outgoing={"url": URL, "static_token": "tok\nX-Injected: yes"}),
+                "outgoing.static_token must not contain control characters",
+            ),
+            (
+                partial(js, {"incoming": {"staticToken": "tok\r\nX: y"}}),
+                "incoming.staticToken must not contain control characters",
+            ),
+            (partial(py, incoming={"static_tokens": ["a\x7fb"]}), "incoming.static_tokens[0]"),
             (partial(py, outgoing={"url": URL, "jwt_secret": "  "}), "outgoing.jwt_secret"),
             (partial(js, {"incoming": {"staticToken": "  "}}), "incoming.staticToken"),
             (partial(js, {"incoming": {"secretToken": "  "}}), "incoming.secretToken"),
